@@ -1,0 +1,243 @@
+//! The normalized events: [`Quote`] (top of book) and [`Trade`].
+//!
+//! Every event names its venue and canonical symbol and carries two UTC
+//! nanosecond timestamps: `ts_exchange`, the venue's own time for the event,
+//! and `ts_received`, when mdhub read it off the socket. Prices and sizes are
+//! exact [`Decimal`]s. After normalization every connector yields [`Event`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Decimal, Symbol, Timestamp, Venue};
+
+/// Which side the aggressor (the taker, whose order crossed the spread) was on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The taker bought (lifted the offer).
+    Buy,
+    /// The taker sold (hit the bid).
+    Sell,
+    /// The venue does not say.
+    #[default]
+    Unknown,
+}
+
+impl Side {
+    /// `buy`, `sell` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+            Side::Unknown => "unknown",
+        }
+    }
+}
+
+/// Top of book at one venue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    /// Venue id.
+    pub venue: Venue,
+    /// Canonical symbol.
+    pub symbol: Symbol,
+    /// The venue's timestamp for this book state.
+    pub ts_exchange: Timestamp,
+    /// When mdhub read the message off the socket.
+    pub ts_received: Timestamp,
+    /// Best bid price.
+    pub bid_price: Decimal,
+    /// Size at the best bid.
+    pub bid_size: Decimal,
+    /// Best ask price.
+    pub ask_price: Decimal,
+    /// Size at the best ask.
+    pub ask_size: Decimal,
+}
+
+/// One execution at one venue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trade {
+    /// Venue id.
+    pub venue: Venue,
+    /// Canonical symbol.
+    pub symbol: Symbol,
+    /// The venue's execution time.
+    pub ts_exchange: Timestamp,
+    /// When mdhub read the message off the socket.
+    pub ts_received: Timestamp,
+    /// Execution price.
+    pub price: Decimal,
+    /// Executed quantity.
+    pub size: Decimal,
+    /// Aggressor side.
+    pub side: Side,
+    /// The venue's trade id, when it gives one.
+    pub trade_id: Option<String>,
+}
+
+/// A normalized market-data event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Event {
+    /// A top-of-book update.
+    Quote(Quote),
+    /// A trade.
+    Trade(Trade),
+}
+
+impl Event {
+    /// The canonical symbol.
+    pub fn symbol(&self) -> &Symbol {
+        match self {
+            Event::Quote(q) => &q.symbol,
+            Event::Trade(t) => &t.symbol,
+        }
+    }
+    /// The venue.
+    pub fn venue(&self) -> &Venue {
+        match self {
+            Event::Quote(q) => &q.venue,
+            Event::Trade(t) => &t.venue,
+        }
+    }
+    /// The venue's timestamp.
+    pub fn ts_exchange(&self) -> Timestamp {
+        match self {
+            Event::Quote(q) => q.ts_exchange,
+            Event::Trade(t) => t.ts_exchange,
+        }
+    }
+    /// When mdhub received it.
+    pub fn ts_received(&self) -> Timestamp {
+        match self {
+            Event::Quote(q) => q.ts_received,
+            Event::Trade(t) => t.ts_received,
+        }
+    }
+    /// The log topic this kind of event goes to.
+    pub fn topic(&self) -> Topic {
+        match self {
+            Event::Quote(_) => Topic::Quotes,
+            Event::Trade(_) => Topic::Trades,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::json::Wire::deserialize(d)?.into_event().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The two streams of the log. Topic names are `price-quotes` and `price-trades`
+/// (prefixed by `KAFKA_PREFIX` on Kafka); clients call them channels `quotes`
+/// and `trades`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topic {
+    /// `price-quotes`.
+    Quotes,
+    /// `price-trades`.
+    Trades,
+}
+
+impl Topic {
+    /// Both topics.
+    pub const ALL: [Topic; 2] = [Topic::Quotes, Topic::Trades];
+
+    /// The log topic name without any prefix.
+    pub fn log_name(self) -> &'static str {
+        match self {
+            Topic::Quotes => "price-quotes",
+            Topic::Trades => "price-trades",
+        }
+    }
+    /// The client-facing channel name.
+    pub fn channel(self) -> &'static str {
+        match self {
+            Topic::Quotes => "quotes",
+            Topic::Trades => "trades",
+        }
+    }
+    /// From a channel name (`quotes`, `trades`).
+    pub fn from_channel(s: &str) -> Option<Topic> {
+        match s {
+            "quotes" => Some(Topic::Quotes),
+            "trades" => Some(Topic::Trades),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.channel())
+    }
+}
+
+/// Where a record sits in the log: topic, partition, offset. Offsets come from
+/// the log itself, so every reader of the same log (any gateway instance) sees
+/// the same position for the same record. Text form: `quotes:3:1234`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    /// Which stream.
+    pub topic: Topic,
+    /// Partition within the topic (`murmur2(symbol) % partitions`).
+    pub partition: u32,
+    /// Offset within the partition.
+    pub offset: u64,
+}
+
+/// Why a text is not a position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a position (expected CHANNEL:PARTITION:OFFSET, e.g. quotes:3:1234): {0:?}")]
+pub struct PositionError(pub String);
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.topic.channel(), self.partition, self.offset)
+    }
+}
+
+impl FromStr for Position {
+    type Err = PositionError;
+    fn from_str(s: &str) -> Result<Self, PositionError> {
+        let err = || PositionError(s.chars().take(64).collect());
+        let mut it = s.splitn(3, ':');
+        let topic = it.next().and_then(Topic::from_channel).ok_or_else(err)?;
+        let partition = it.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+        let offset = it.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+        Ok(Position { topic, partition, offset })
+    }
+}
+
+impl Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Position {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_text_round_trip() {
+        let p = Position { topic: Topic::Trades, partition: 7, offset: 123_456 };
+        assert_eq!(p.to_string(), "trades:7:123456");
+        assert_eq!("trades:7:123456".parse::<Position>().unwrap(), p);
+        assert!("bars:1:2".parse::<Position>().is_err());
+        assert!("quotes:1".parse::<Position>().is_err());
+        assert!("quotes:1:-2".parse::<Position>().is_err());
+    }
+}
