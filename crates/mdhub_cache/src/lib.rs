@@ -1,1 +1,103 @@
-//! placeholder
+//! The latest-price cache: the newest quote and trade of every symbol, and a
+//! directory of symbols with their venue and last update.
+//!
+//! Data comes in from a cache writer that consumes the log (in `mdhub run`,
+//! the ingest stage writes it directly) and goes out to gateways, which send
+//! it as the snapshot a client receives on subscribe, and to `/v1/snapshot`.
+//! Every entry keeps its log [`Position`], so a gateway can continue a
+//! snapshot from the stream without a gap or a duplicate.
+//!
+//! [`MemoryCache`] is the embedded default; Redis implements the same
+//! [`Cache`] trait when `REDIS_URL` is set. [`conformance`] is the suite every
+//! implementation runs.
+
+pub mod conformance;
+mod memory;
+
+use std::fmt::Debug;
+
+use mdhub_types::{Positioned, Symbol, Timestamp, Venue};
+use serde::Serialize;
+
+pub use memory::MemoryCache;
+
+/// Why a cache operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The cache server cannot be reached or refused the operation.
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("cache entry for {symbol} is corrupt: {reason}")]
+    Corrupt {
+        /// The symbol whose entry is bad.
+        symbol: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+}
+
+/// The cache's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The latest state of one symbol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Latest {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Newest quote, with its log position.
+    pub quote: Option<Positioned>,
+    /// Newest trade, with its log position.
+    pub trade: Option<Positioned>,
+}
+
+/// One line of the symbol directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SymbolInfo {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Venue of its newest event.
+    pub venue: Venue,
+    /// `ts_received` of its newest event.
+    pub last_update: Timestamp,
+}
+
+/// The latest-price cache.
+///
+/// Contract (checked by [`conformance::run_all`]):
+/// - [`Cache::put`] keeps, per symbol and kind (quote, trade), the entry with the
+///   highest log offset: an older or equal position never replaces a newer one,
+///   so writers may replay and race. Entries in one call are applied in order.
+/// - A successful `put` is visible to every later `get` through the same cache
+///   (read-your-writes); it is not promised to survive a restart of the cache.
+/// - [`Cache::symbols`] lists every symbol ever put (until [`Cache::clear`]),
+///   with the venue and `ts_received` of its newest event, sorted by symbol.
+/// - Methods fail only when the backing store is unreachable; they never panic.
+#[async_trait::async_trait]
+pub trait Cache: Send + Sync + Debug {
+    /// Record events (see the trait docs for the ordering rule).
+    async fn put(&self, entries: &[Positioned]) -> Result<()>;
+    /// The latest state of one symbol, `None` if it was never put.
+    async fn get(&self, symbol: &Symbol) -> Result<Option<Latest>>;
+    /// Several symbols at once, in the order asked.
+    async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Option<Latest>>> {
+        let mut out = Vec::with_capacity(symbols.len());
+        for s in symbols {
+            out.push(self.get(s).await?);
+        }
+        Ok(out)
+    }
+    /// The symbol directory, sorted by symbol.
+    async fn symbols(&self) -> Result<Vec<SymbolInfo>>;
+    /// Forget everything (used when the log's epoch changes).
+    async fn clear(&self) -> Result<()>;
+    /// Check that the backing store answers.
+    async fn health(&self) -> Result<()>;
+}

@@ -95,7 +95,7 @@ pub(crate) fn decode_file(bytes: &[u8]) -> Option<(SegmentSummary, Vec<IndexEntr
     if bytes.len() < FILE_HEADER_LEN || &bytes[..4] != MAGIC {
         return None;
     }
-    if u16::from_le_bytes([bytes[4], bytes[5]]) != VERSION {
+    if u16::from_le_bytes([bytes[4], bytes[5]]) != VERSION || bytes[6..8] != [0, 0] {
         return None;
     }
     if crc32c::crc32c(&bytes[12..]) != u32_at(bytes, 8) {

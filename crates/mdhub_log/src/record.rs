@@ -143,17 +143,17 @@ pub(crate) fn encode(out: &mut Vec<u8>, offset: u64, rec: &RecordIn<'_>, sizes: 
 /// Why bytes are not a valid record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Invalid {
-    BadLength(u32),
-    BadCrc,
-    BadFieldLengths,
+    Length(u32),
+    Crc,
+    FieldLengths,
 }
 
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Invalid::BadLength(n) => write!(f, "record length {n} is zero or absurd"),
-            Invalid::BadCrc => f.write_str("record CRC mismatch"),
-            Invalid::BadFieldLengths => f.write_str("key/header/value lengths disagree with record length"),
+            Invalid::Length(n) => write!(f, "record length {n} is zero or absurd"),
+            Invalid::Crc => f.write_str("record CRC mismatch"),
+            Invalid::FieldLengths => f.write_str("key/header/value lengths disagree with record length"),
         }
     }
 }
@@ -165,7 +165,7 @@ pub(crate) fn peek_size(buf: &[u8]) -> Result<Option<usize>, Invalid> {
     let Some(b) = buf.get(..4) else { return Ok(None) };
     let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     if len < MIN_LEN_FIELD || len as usize + 4 > MAX_RECORD_BYTES {
-        return Err(Invalid::BadLength(len));
+        return Err(Invalid::Length(len));
     }
     Ok(Some(len as usize + 4))
 }
@@ -185,13 +185,13 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Option<(RecordView<'_>, usize)>, Inva
     let Some(rec) = buf.get(..size) else { return Ok(None) };
     let crc = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
     if crc32c::crc32c(&rec[8..]) != crc {
-        return Err(Invalid::BadCrc);
+        return Err(Invalid::Crc);
     }
     let key_len = u16::from_le_bytes([rec[24], rec[25]]) as usize;
     let hdr_len = u16::from_le_bytes([rec[26], rec[27]]) as usize;
     let val_len = u32::from_le_bytes([rec[28], rec[29], rec[30], rec[31]]) as usize;
     if HEADER_LEN + key_len + hdr_len + val_len != size {
-        return Err(Invalid::BadFieldLengths);
+        return Err(Invalid::FieldLengths);
     }
     let key_end = HEADER_LEN + key_len;
     let hdr_end = key_end + hdr_len;
@@ -251,7 +251,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(decode(&[0u8; 40]), Err(Invalid::BadLength(0)));
+        assert!(matches!(decode(&[0u8; 40]), Err(Invalid::Length(0))));
     }
 
     #[test]

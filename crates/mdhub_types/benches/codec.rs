@@ -98,7 +98,9 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let texts: Vec<String> = ["0.00000845", "12345678901.12345678", "189.52", "63250.01"].map(String::from).to_vec();
+    let texts: Vec<String> = ["0.00000845", "12345678901.12345678", "189.52", "63250.01"]
+        .map(String::from)
+        .to_vec();
     let mut g = c.benchmark_group("decimal");
     g.throughput(Throughput::Elements(texts.len() as u64));
     g.bench_function("parse", |b| {

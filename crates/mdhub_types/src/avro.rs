@@ -10,8 +10,8 @@
 
 use std::sync::OnceLock;
 
-use apache_avro::types::Value;
 use apache_avro::Schema;
+use apache_avro::types::Value;
 
 use crate::decimal::MAX_SCALE;
 use crate::{Decimal, Event, Quote, Side, Symbol, Timestamp, Trade, Venue};
@@ -54,8 +54,15 @@ fn schemas() -> &'static Schemas {
         // The schema texts are compiled in and parsed by a unit test.
         let quote = Schema::parse_str(QUOTE_SCHEMA).unwrap_or_else(|e| panic!("quote.avsc: {e}"));
         let trade = Schema::parse_str(TRADE_SCHEMA).unwrap_or_else(|e| panic!("trade.avsc: {e}"));
-        let fp = |text: &str| crate::avro_pcf::fingerprint(text).unwrap_or_else(|e| panic!("schema: {e}"));
-        Schemas { quote_fp: fp(QUOTE_SCHEMA), trade_fp: fp(TRADE_SCHEMA), quote, trade }
+        let fp = |text: &str| {
+            crate::avro_pcf::fingerprint(text).unwrap_or_else(|e| panic!("schema: {e}"))
+        };
+        Schemas {
+            quote_fp: fp(QUOTE_SCHEMA),
+            trade_fp: fp(TRADE_SCHEMA),
+            quote,
+            trade,
+        }
     })
 }
 
@@ -68,7 +75,10 @@ pub fn fingerprint(kind: crate::Topic) -> [u8; 8] {
 }
 
 fn dec(d: Decimal) -> Result<Value, AvroError> {
-    let m = d.rescaled(MAX_SCALE).ok_or(AvroError::DecimalRange(d))?.mantissa();
+    let m = d
+        .rescaled(MAX_SCALE)
+        .ok_or(AvroError::DecimalRange(d))?
+        .mantissa();
     // Minimal big-endian two's complement.
     let bytes = m.to_be_bytes();
     let mut start = 0;
@@ -80,17 +90,28 @@ fn dec(d: Decimal) -> Result<Value, AvroError> {
             break;
         }
     }
-    Ok(Value::Decimal(apache_avro::Decimal::from(bytes[start..].to_vec())))
+    Ok(Value::Decimal(apache_avro::Decimal::from(
+        bytes[start..].to_vec(),
+    )))
 }
 
 fn undec(v: &Value, field: &str) -> Result<Decimal, AvroError> {
     let bytes: Vec<u8> = match v {
-        Value::Decimal(d) => Vec::<u8>::try_from(d).map_err(|e| AvroError::Invalid(format!("{field}: {e}")))?,
+        Value::Decimal(d) => {
+            Vec::<u8>::try_from(d).map_err(|e| AvroError::Invalid(format!("{field}: {e}")))?
+        }
         Value::Bytes(b) => b.clone(),
-        other => return Err(AvroError::Invalid(format!("{field}: expected decimal, got {other:?}"))),
+        other => {
+            return Err(AvroError::Invalid(format!(
+                "{field}: expected decimal, got {other:?}"
+            )));
+        }
     };
     if bytes.is_empty() || bytes.len() > 16 {
-        return Err(AvroError::Invalid(format!("{field}: decimal of {} bytes", bytes.len())));
+        return Err(AvroError::Invalid(format!(
+            "{field}: decimal of {} bytes",
+            bytes.len()
+        )));
     }
     let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0x00 };
     let mut full = [fill; 16];
@@ -110,8 +131,14 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) -> Result<(), AvroError> {
             Value::Record(vec![
                 ("venue".into(), Value::String(q.venue.to_string())),
                 ("symbol".into(), Value::String(q.symbol.to_string())),
-                ("ts_exchange".into(), Value::TimestampNanos(q.ts_exchange.as_nanos())),
-                ("ts_received".into(), Value::TimestampNanos(q.ts_received.as_nanos())),
+                (
+                    "ts_exchange".into(),
+                    Value::TimestampNanos(q.ts_exchange.as_nanos()),
+                ),
+                (
+                    "ts_received".into(),
+                    Value::TimestampNanos(q.ts_received.as_nanos()),
+                ),
                 ("bid_price".into(), dec(q.bid_price)?),
                 ("bid_size".into(), dec(q.bid_size)?),
                 ("ask_price".into(), dec(q.ask_price)?),
@@ -124,8 +151,14 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) -> Result<(), AvroError> {
             Value::Record(vec![
                 ("venue".into(), Value::String(t.venue.to_string())),
                 ("symbol".into(), Value::String(t.symbol.to_string())),
-                ("ts_exchange".into(), Value::TimestampNanos(t.ts_exchange.as_nanos())),
-                ("ts_received".into(), Value::TimestampNanos(t.ts_received.as_nanos())),
+                (
+                    "ts_exchange".into(),
+                    Value::TimestampNanos(t.ts_exchange.as_nanos()),
+                ),
+                (
+                    "ts_received".into(),
+                    Value::TimestampNanos(t.ts_received.as_nanos()),
+                ),
                 ("price".into(), dec(t.price)?),
                 ("size".into(), dec(t.size)?),
                 (
@@ -185,11 +218,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event, AvroError> {
     };
     let string = |name: &str| match get(name)? {
         Value::String(s) => Ok(s.as_str()),
-        other => Err(AvroError::Invalid(format!("{name}: expected string, got {other:?}"))),
+        other => Err(AvroError::Invalid(format!(
+            "{name}: expected string, got {other:?}"
+        ))),
     };
     let ts = |name: &str| match get(name)? {
         Value::TimestampNanos(n) | Value::Long(n) => Ok(Timestamp::from_nanos(*n)),
-        other => Err(AvroError::Invalid(format!("{name}: expected timestamp, got {other:?}"))),
+        other => Err(AvroError::Invalid(format!(
+            "{name}: expected timestamp, got {other:?}"
+        ))),
     };
     let venue = Venue::new(string("venue")?).map_err(|e| AvroError::Invalid(e.to_string()))?;
     let symbol = Symbol::new(string("symbol")?).map_err(|e| AvroError::Invalid(e.to_string()))?;

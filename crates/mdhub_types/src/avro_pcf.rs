@@ -9,7 +9,9 @@
 
 use serde_json::Value;
 
-const PRIMITIVES: [&str; 8] = ["null", "boolean", "int", "long", "float", "double", "bytes", "string"];
+const PRIMITIVES: [&str; 8] = [
+    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
+];
 
 /// The Parsing Canonical Form of a schema given as JSON text.
 pub(crate) fn canonical_form(schema: &str) -> Result<String, String> {
@@ -34,7 +36,9 @@ fn rabin(bytes: &[u8]) -> u64 {
         }
         fp
     });
-    bytes.iter().fold(EMPTY, |fp, &b| (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize])
+    bytes.iter().fold(EMPTY, |fp, &b| {
+        (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize]
+    })
 }
 
 fn quoted(s: &str) -> String {
@@ -42,13 +46,21 @@ fn quoted(s: &str) -> String {
 }
 
 fn fullname(name: &str, namespace: &str) -> String {
-    if name.contains('.') || namespace.is_empty() { name.to_string() } else { format!("{namespace}.{name}") }
+    if name.contains('.') || namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}.{name}")
+    }
 }
 
 fn write(v: &Value, ns: &str, out: &mut String) -> Result<(), String> {
     match v {
         Value::String(s) => {
-            let name = if PRIMITIVES.contains(&s.as_str()) { s.clone() } else { fullname(s, ns) };
+            let name = if PRIMITIVES.contains(&s.as_str()) {
+                s.clone()
+            } else {
+                fullname(s, ns)
+            };
             out.push_str(&quoted(&name));
         }
         Value::Array(items) => {
@@ -71,18 +83,28 @@ fn write(v: &Value, ns: &str, out: &mut String) -> Result<(), String> {
             }
             match ty_str {
                 "record" | "error" | "enum" | "fixed" => {
-                    let name = o.get("name").and_then(Value::as_str).ok_or("named type without name")?;
+                    let name = o
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .ok_or("named type without name")?;
                     let own_ns = o.get("namespace").and_then(Value::as_str).unwrap_or(ns);
                     let full = fullname(name, own_ns);
                     let inner_ns = full.rsplit_once('.').map(|(n, _)| n).unwrap_or("");
-                    out.push_str(&format!("{{\"name\":{},\"type\":{}", quoted(&full), quoted(ty_str)));
+                    out.push_str(&format!(
+                        "{{\"name\":{},\"type\":{}",
+                        quoted(&full),
+                        quoted(ty_str)
+                    ));
                     if let Some(fields) = o.get("fields").and_then(Value::as_array) {
                         out.push_str(",\"fields\":[");
                         for (i, f) in fields.iter().enumerate() {
                             if i > 0 {
                                 out.push(',');
                             }
-                            let fname = f.get("name").and_then(Value::as_str).ok_or("field without name")?;
+                            let fname = f
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .ok_or("field without name")?;
                             out.push_str(&format!("{{\"name\":{},\"type\":", quoted(fname)));
                             write(f.get("type").ok_or("field without type")?, inner_ns, out)?;
                             out.push('}');

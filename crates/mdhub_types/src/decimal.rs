@@ -59,7 +59,10 @@ const POW10: [i128; 39] = {
 
 impl Decimal {
     /// Zero, with scale 0.
-    pub const ZERO: Decimal = Decimal { mantissa: 0, scale: 0 };
+    pub const ZERO: Decimal = Decimal {
+        mantissa: 0,
+        scale: 0,
+    };
 
     /// `mantissa × 10^-scale`. Fails when the scale or the digits are out of range.
     pub fn from_parts(mantissa: i128, scale: u8) -> Result<Self, DecimalError> {
@@ -99,7 +102,10 @@ impl Decimal {
             m /= 10;
             s -= 1;
         }
-        Decimal { mantissa: m, scale: s }
+        Decimal {
+            mantissa: m,
+            scale: s,
+        }
     }
 
     /// The same value written with exactly `scale` fractional digits, if that
@@ -111,12 +117,17 @@ impl Decimal {
         match scale.cmp(&self.scale) {
             Ordering::Equal => Some(self),
             Ordering::Greater => {
-                let m = self.mantissa.checked_mul(POW10[usize::from(scale - self.scale)])?;
+                let m = self
+                    .mantissa
+                    .checked_mul(POW10[usize::from(scale - self.scale)])?;
                 (m.unsigned_abs() <= MAX_MANTISSA).then_some(Decimal { mantissa: m, scale })
             }
             Ordering::Less => {
                 let div = POW10[usize::from(self.scale - scale)];
-                (self.mantissa % div == 0).then_some(Decimal { mantissa: self.mantissa / div, scale })
+                (self.mantissa % div == 0).then_some(Decimal {
+                    mantissa: self.mantissa / div,
+                    scale,
+                })
             }
         }
     }
@@ -137,7 +148,10 @@ impl Decimal {
 
     /// Exact difference, `None` on overflow.
     pub fn checked_sub(self, other: Self) -> Option<Self> {
-        self.checked_add(Decimal { mantissa: other.mantissa.checked_neg()?, scale: other.scale })
+        self.checked_add(Decimal {
+            mantissa: other.mantissa.checked_neg()?,
+            scale: other.scale,
+        })
     }
 
     /// Parse the textual form: optional sign, digits, optional fraction, optional
@@ -192,17 +206,26 @@ impl Decimal {
         match (self.rescale_for_cmp(s), other.rescale_for_cmp(s)) {
             (Some(a), Some(b)) => a.cmp(&b),
             (None, Some(_)) => {
-                if self.mantissa < 0 { Ordering::Less } else { Ordering::Greater }
+                if self.mantissa < 0 {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
             }
             (Some(_), None) => {
-                if other.mantissa < 0 { Ordering::Greater } else { Ordering::Less }
+                if other.mantissa < 0 {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
             }
             (None, None) => self.mantissa.signum().cmp(&other.mantissa.signum()),
         }
     }
 
     fn rescale_for_cmp(&self, s: u8) -> Option<i128> {
-        self.mantissa.checked_mul(POW10[usize::from(s - self.scale)])
+        self.mantissa
+            .checked_mul(POW10[usize::from(s - self.scale)])
     }
 }
 
@@ -277,7 +300,9 @@ fn parse_bytes(b: &[u8]) -> Result<Decimal, ParseFail> {
         };
         let start = i;
         while i < b.len() && b[i].is_ascii_digit() {
-            exp = exp.saturating_mul(10).saturating_add(i64::from(b[i] - b'0'));
+            exp = exp
+                .saturating_mul(10)
+                .saturating_add(i64::from(b[i] - b'0'));
             i += 1;
         }
         if i == start {
@@ -315,7 +340,10 @@ fn parse_bytes(b: &[u8]) -> Result<Decimal, ParseFail> {
         scale = 0;
     }
     let m = mantissa as i128;
-    Ok(Decimal { mantissa: if neg { -m } else { m }, scale: scale as u8 })
+    Ok(Decimal {
+        mantissa: if neg { -m } else { m },
+        scale: scale as u8,
+    })
 }
 
 #[inline]
@@ -378,7 +406,10 @@ impl fmt::Debug for Decimal {
 
 impl From<i64> for Decimal {
     fn from(v: i64) -> Self {
-        Decimal { mantissa: i128::from(v), scale: 0 }
+        Decimal {
+            mantissa: i128::from(v),
+            scale: 0,
+        }
     }
 }
 
@@ -413,7 +444,10 @@ impl serde::de::Visitor<'_> for DecimalVisitor {
         Ok(Decimal::from(v))
     }
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Decimal, E> {
-        Ok(Decimal { mantissa: i128::from(v), scale: 0 })
+        Ok(Decimal {
+            mantissa: i128::from(v),
+            scale: 0,
+        })
     }
     fn visit_f64<E: serde::de::Error>(self, _v: f64) -> Result<Decimal, E> {
         Err(E::custom(
@@ -446,7 +480,10 @@ pub mod exact_number {
     /// Parse a raw JSON token: a number, or a string holding a number.
     pub fn parse_raw(text: &str) -> Result<Decimal, super::DecimalError> {
         let t = text.trim();
-        let t = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(t);
+        let t = t
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(t);
         Decimal::parse(t)
     }
 }
@@ -486,11 +523,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_text() {
-        for s in ["", "-", ".5", "5.", "1e", "abc", "1.2.3", "1 ", "0x10", "NaN", "inf", "1e-19"] {
+        for s in [
+            "", "-", ".5", "5.", "1e", "abc", "1.2.3", "1 ", "0x10", "NaN", "inf", "1e-19",
+        ] {
             assert!(Decimal::parse(s).is_err(), "{s:?} should fail");
         }
-        assert!(matches!(Decimal::parse("1234567890123456789012345678901234567890"), Err(DecimalError::TooManyDigits(_))));
-        assert!(matches!(Decimal::parse("0.0000000000000000001"), Err(DecimalError::ScaleTooLarge(_))));
+        assert!(matches!(
+            Decimal::parse("1234567890123456789012345678901234567890"),
+            Err(DecimalError::TooManyDigits(_))
+        ));
+        assert!(matches!(
+            Decimal::parse("0.0000000000000000001"),
+            Err(DecimalError::ScaleTooLarge(_))
+        ));
     }
 
     #[test]
@@ -510,11 +555,17 @@ mod tests {
 
     #[test]
     fn rescale_is_lossless_or_none() {
-        assert_eq!(d("1.5").rescaled(18).unwrap().mantissa(), 1_500_000_000_000_000_000);
+        assert_eq!(
+            d("1.5").rescaled(18).unwrap().mantissa(),
+            1_500_000_000_000_000_000
+        );
         assert_eq!(d("1.50").rescaled(1).unwrap().to_string(), "1.5");
         assert!(d("1.55").rescaled(1).is_none());
         assert_eq!(d("1.1").checked_add(d("2.25")).unwrap().to_string(), "3.35");
-        assert_eq!(d("1.1").checked_sub(d("2.25")).unwrap().to_string(), "-1.15");
+        assert_eq!(
+            d("1.1").checked_sub(d("2.25")).unwrap().to_string(),
+            "-1.15"
+        );
     }
 
     #[test]

@@ -128,7 +128,9 @@ impl Event {
 
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::json::Wire::deserialize(d)?.into_event().map_err(serde::de::Error::custom)
+        crate::json::Wire::deserialize(d)?
+            .into_event()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -198,7 +200,13 @@ pub struct PositionError(pub String);
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.topic.channel(), self.partition, self.offset)
+        write!(
+            f,
+            "{}:{}:{}",
+            self.topic.channel(),
+            self.partition,
+            self.offset
+        )
     }
 }
 
@@ -210,7 +218,11 @@ impl FromStr for Position {
         let topic = it.next().and_then(Topic::from_channel).ok_or_else(err)?;
         let partition = it.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
         let offset = it.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
-        Ok(Position { topic, partition, offset })
+        Ok(Position {
+            topic,
+            partition,
+            offset,
+        })
     }
 }
 
@@ -227,13 +239,28 @@ impl<'de> Deserialize<'de> for Position {
     }
 }
 
+/// An event together with its place in the log — what consumers receive and
+/// what the cache stores, so a snapshot can be continued from the stream
+/// without a gap or a duplicate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Positioned {
+    /// Where the event sits in the log.
+    pub position: Position,
+    /// The event.
+    pub event: Event,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn position_text_round_trip() {
-        let p = Position { topic: Topic::Trades, partition: 7, offset: 123_456 };
+        let p = Position {
+            topic: Topic::Trades,
+            partition: 7,
+            offset: 123_456,
+        };
         assert_eq!(p.to_string(), "trades:7:123456");
         assert_eq!("trades:7:123456".parse::<Position>().unwrap(), p);
         assert!("bars:1:2".parse::<Position>().is_err());

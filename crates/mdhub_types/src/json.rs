@@ -115,7 +115,14 @@ pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
             0x00..=0x1f => {
                 out.extend_from_slice(&bytes[start..i]);
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(c >> 4)],
+                    HEX[usize::from(c & 0xf)],
+                ]);
                 start = i + 1;
                 continue;
             }
@@ -154,7 +161,8 @@ impl Wire<'_> {
     pub(crate) fn into_event(self) -> Result<Event, String> {
         let venue = Venue::new(&self.venue).map_err(|e| e.to_string())?;
         let symbol = Symbol::new(&self.symbol).map_err(|e| e.to_string())?;
-        let need = |v: Option<Decimal>, name: &str| v.ok_or_else(|| format!("missing field `{name}`"));
+        let need =
+            |v: Option<Decimal>, name: &str| v.ok_or_else(|| format!("missing field `{name}`"));
         match &*self.kind {
             "quote" => Ok(Event::Quote(Quote {
                 venue,
@@ -176,7 +184,9 @@ impl Wire<'_> {
                 side: self.side.unwrap_or_default(),
                 trade_id: self.trade_id,
             })),
-            other => Err(format!("unknown event type {other:?} (expected \"quote\" or \"trade\")")),
+            other => Err(format!(
+                "unknown event type {other:?} (expected \"quote\" or \"trade\")"
+            )),
         }
     }
 }

@@ -18,13 +18,15 @@ mod symbol;
 mod time;
 
 pub use decimal::{Decimal, DecimalError};
-pub use event::{Event, Position, PositionError, Quote, Side, Topic, Trade};
+pub use event::{Event, Position, PositionError, Positioned, Quote, Side, Topic, Trade};
 pub use symbol::{NameError, Symbol, Venue};
 pub use time::{Timestamp, TimestampError};
 
 /// How an event is encoded in a log record's value. The log stores it in the
 /// record header `mdhub-encoding` (`json` or `avro`) so readers never guess.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// JSON text, `schemas/event.schema.json`. The default.
@@ -69,7 +71,9 @@ impl Encoding {
         match s {
             "json" => Ok(Encoding::Json),
             "avro" => Ok(Encoding::Avro),
-            other => Err(CodecError::UnknownEncoding(other.chars().take(32).collect())),
+            other => Err(CodecError::UnknownEncoding(
+                other.chars().take(32).collect(),
+            )),
         }
     }
 

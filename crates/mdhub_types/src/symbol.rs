@@ -32,7 +32,11 @@ pub enum NameError {
 }
 
 fn check(text: &str, kind: &'static str, upper: bool) -> Result<(), NameError> {
-    let fail = |why| NameError::Invalid { kind, text: text.chars().take(64).collect(), why };
+    let fail = |why| NameError::Invalid {
+        kind,
+        text: text.chars().take(64).collect(),
+        why,
+    };
     if text.is_empty() {
         return Err(fail("empty"));
     }
@@ -49,7 +53,11 @@ fn check(text: &str, kind: &'static str, upper: bool) -> Result<(), NameError> {
     for &c in b {
         let ok = c.is_ascii_digit()
             || matches!(c, b'.' | b'_' | b'-')
-            || if upper { c.is_ascii_uppercase() } else { c.is_ascii_lowercase() };
+            || if upper {
+                c.is_ascii_uppercase()
+            } else {
+                c.is_ascii_lowercase()
+            };
         if !ok {
             return Err(fail(if upper {
                 "only A-Z, 0-9, '.', '_' and '-' are allowed"
@@ -160,10 +168,21 @@ mod tests {
         for s in ["AAPL", "BRK.B", "BTC-USDT", "EUR-USD", "1INCH-USD"] {
             assert_eq!(Symbol::new(s).unwrap().as_str(), s);
         }
-        for s in ["", "btc-usdt", "BTC/USD", "-BTC", "BTC-", "A B", "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456"] {
+        for s in [
+            "",
+            "btc-usdt",
+            "BTC/USD",
+            "-BTC",
+            "BTC-",
+            "A B",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456",
+        ] {
             assert!(Symbol::new(s).is_err(), "{s:?}");
         }
-        assert_eq!(Symbol::pair("BTC", "USDT").unwrap().legs(), Some(("BTC", "USDT")));
+        assert_eq!(
+            Symbol::pair("BTC", "USDT").unwrap().legs(),
+            Some(("BTC", "USDT"))
+        );
         assert_eq!(Symbol::new("AAPL").unwrap().legs(), None);
     }
 

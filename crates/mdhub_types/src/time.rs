@@ -160,7 +160,9 @@ fn parse_rfc3339(s: &str) -> Option<Timestamp> {
         _ => return None,
     };
     let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_s;
-    secs.checked_mul(1_000_000_000)?.checked_add(frac).map(Timestamp)
+    secs.checked_mul(1_000_000_000)?
+        .checked_add(frac)
+        .map(Timestamp)
 }
 
 /// RFC 3339 in UTC with all nine fractional digits: `2024-05-01T13:45:00.123456789Z`.
@@ -206,12 +208,27 @@ mod tests {
             Timestamp::from_secs(1_714_521_600)
         );
         assert_eq!(
-            Timestamp::parse_rfc3339("2024-05-01T13:45:00.5Z").unwrap().as_nanos() % 1_000_000_000,
+            Timestamp::parse_rfc3339("2024-05-01T13:45:00.5Z")
+                .unwrap()
+                .as_nanos()
+                % 1_000_000_000,
             500_000_000
         );
-        assert_eq!(Timestamp::EPOCH.to_string(), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(Timestamp::from_nanos(-1).to_string(), "1969-12-31T23:59:59.999999999Z");
-        for bad in ["", "2024-13-01", "2024-05-01T25:00:00Z", "2024-05-01T13:45:00", "yesterday"] {
+        assert_eq!(
+            Timestamp::EPOCH.to_string(),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+        assert_eq!(
+            Timestamp::from_nanos(-1).to_string(),
+            "1969-12-31T23:59:59.999999999Z"
+        );
+        for bad in [
+            "",
+            "2024-13-01",
+            "2024-05-01T25:00:00Z",
+            "2024-05-01T13:45:00",
+            "yesterday",
+        ] {
             assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad}");
         }
     }

@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use mdhub_types::{Decimal, Encoding, Event, Quote, Side, Symbol, Timestamp, Trade, Venue, avro, json};
+use mdhub_types::{
+    Decimal, Encoding, Event, Quote, Side, Symbol, Timestamp, Trade, Venue, avro, json,
+};
 use proptest::prelude::*;
 
 const HARD_VALUES: [&str; 6] = [
@@ -67,9 +69,19 @@ fn hard_decimals_survive_json_exactly() {
         // Same text, not just the same value.
         assert_eq!(json::to_vec(&back), bytes);
     }
-    let text = String::from_utf8(json::to_vec(&quote("12345678901.12345678", "0.123456789012345678"))).unwrap();
-    assert!(text.contains(r#""bid_price":"12345678901.12345678""#), "{text}");
-    assert!(text.contains(r#""ask_price":"0.123456789012345678""#), "{text}");
+    let text = String::from_utf8(json::to_vec(&quote(
+        "12345678901.12345678",
+        "0.123456789012345678",
+    )))
+    .unwrap();
+    assert!(
+        text.contains(r#""bid_price":"12345678901.12345678""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""ask_price":"0.123456789012345678""#),
+        "{text}"
+    );
 }
 
 #[test]
@@ -114,7 +126,9 @@ fn json_decoder_rejects_bad_events_with_reasons() {
         ),
     ];
     for (input, want) in cases {
-        let err = json::decode_event(input.as_bytes()).unwrap_err().to_string();
+        let err = json::decode_event(input.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(want), "{input}: {err}");
     }
 }
@@ -191,8 +205,18 @@ fn run_python(script: &str, input: &str) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {} ({e}); run scripts/test.sh, which creates .venv", python()));
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}); run scripts/test.sh, which creates .venv",
+                python()
+            )
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -262,7 +286,10 @@ fn json_events_validate_against_the_published_schema() {
         input.push_str(std::str::from_utf8(&json::to_vec(&e)).unwrap());
         input.push('\n');
     }
-    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/event.schema.json");
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schemas/event.schema.json"
+    );
     let script = format!(
         "import sys, json, jsonschema\nschema = json.load(open({schema:?}))\nv = jsonschema.Draft202012Validator(schema)\nn = 0\nfor line in sys.stdin:\n    v.validate(json.loads(line)); n += 1\nbad = dict(type='quote', venue='x', symbol='A', ts_exchange=1, ts_received=1, bid_price=1.5, bid_size='1', ask_price='1', ask_size='1')\nassert not v.is_valid(bad), 'a float price must fail the schema'\nprint(n)"
     );

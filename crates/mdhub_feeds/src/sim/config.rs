@@ -285,6 +285,13 @@ impl SimSymbolConfig {
         if self.spread_ticks == 0 {
             return Err(config_error(&k("spread_ticks"), "0 must be at least 1"));
         }
+        if i64::from(self.spread_ticks) > start {
+            let msg = format_args!(
+                "{} is wider than start_price {:?} ({start} ticks)",
+                self.spread_ticks, self.start_price
+            );
+            return Err(config_error(&k("spread_ticks"), msg));
+        }
         Ok(())
     }
 }

@@ -1,20 +1,9 @@
-//! The activity regime of a venue: normal trading, bursts and quiet spells.
+//! The activity regime of a venue: normal trading, bursts and quiet spells
+//! (the model is described in the module docs of `sim`).
 //!
-//! A small Markov chain in continuous time. From *normal* the venue goes to a
-//! *burst* (40%) or a *quiet* spell (60%); both return to normal. Each stay
-//! lasts a minimum plus an exponential time:
-//!
-//! | regime | rate × (before normalizing) | stay            |
-//! |--------|-----------------------------|-----------------|
-//! | normal | 1                           | 4 s + Exp(16 s) |
-//! | burst  | 5                           | 1 s + Exp(2 s)  |
-//! | quiet  | 0.25                        | 2 s + Exp(6 s)  |
-//!
-//! A venue is normal 77% of the time, bursting 5% (about once a minute) and
-//! quiet 18%. The multipliers are divided by their long-run time average
-//! ([`NORMALIZER`]) so the average rate is exactly the configured one. A
-//! market starts in a normal spell of at least 5 s, so a fresh board (and a
-//! one-second rate test) sees the configured rate.
+//! Stays are a minimum plus an exponential time. The multipliers are divided
+//! by their long-run time average ([`NORMALIZER`]) so that the average rate
+//! is exactly the configured one.
 
 use mdhub_types::Timestamp;
 use rand::SeedableRng;
@@ -43,7 +32,7 @@ const NORMALIZER: f64 = {
 const MAX_CATCH_UP_NS: i64 = 3_600_000_000_000;
 
 /// Which regime a venue is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Phase {
     Normal,
     Burst,

@@ -1,0 +1,246 @@
+//! `mdhub run`: the whole pipeline in one process on embedded defaults.
+//!
+//! Start-up: open the embedded log (recovering a torn tail), refill the
+//! in-memory cache from the newest records, start the feeds (simulated unless
+//! real venues are configured) and the ingest stage. Shutdown on SIGTERM or
+//! Ctrl-C, in order: feeds stop, the ingest stage drains the channel and
+//! publishes what is buffered, the log fsyncs and closes. Bounded by 25 s so
+//! the process exits inside Heroku's 30 s window.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use mdhub_bus::{Bus, EmbeddedBus, EmbeddedBusConfig};
+use mdhub_cache::{Cache, MemoryCache};
+use mdhub_feeds::{FeedContext, FeedStatus};
+use mdhub_log::Log;
+use mdhub_types::Topic;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ingest::{self, IngestStats};
+
+/// Flags of `mdhub run` (each overrides its configuration key).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Data directory (overrides `data_dir`; the log goes to DIR/log unless `log.dir` is set).
+    #[arg(long, env = "MDHUB_RUN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Simulated events per second across all venues (overrides `sim.rate`).
+    #[arg(long, value_name = "EVENTS_PER_SEC")]
+    pub sim_rate: Option<f64>,
+    /// Seed of the simulated exchanges, for a reproducible stream (overrides `sim.seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop by itself after this many seconds (default: run until SIGTERM or Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+}
+
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(25);
+
+/// Entry point: builds a runtime and runs until a signal.
+pub fn main(mut cfg: Config, args: RunArgs) -> ExitCode {
+    if let Some(dir) = args.data_dir.clone() {
+        if cfg.log.dir == cfg.data_dir.join("log") {
+            cfg.log.dir = dir.join("log");
+        }
+        cfg.data_dir = dir;
+    }
+    if let Some(rate) = args.sim_rate {
+        cfg.sim.rate = rate;
+    }
+    if let Some(seed) = args.seed {
+        cfg.sim.seed = Some(seed);
+    }
+    if let Err(e) = cfg.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg, args.exit_after.map(Duration::from_secs_f64))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
+    let log_dir = cfg.log.dir.clone();
+    let log = tokio::task::spawn_blocking({
+        let c = cfg.log.clone();
+        move || Log::open(c)
+    })
+    .await?
+    .with_context(|| format!("opening the embedded log at {}", log_dir.display()))?;
+    let log = Arc::new(log);
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new(
+        log.clone(),
+        EmbeddedBusConfig {
+            encoding: cfg.bus.encoding,
+        },
+    )?);
+    let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new());
+    let warmed = ingest::warm_cache(&*bus, &*cache, cfg.ingest.cache_warm_records).await?;
+    let symbols = cache.symbols().await.map(|s| s.len()).unwrap_or(0);
+    tracing::info!(dir = %log_dir.display(), epoch = %bus.epoch(), records = warmed, symbols, "log open; cache warmed");
+
+    let feeds = mdhub_feeds::sim::sim_feeds(&cfg.sim).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let feed_stop = CancellationToken::new();
+    let (tx, rx) = mpsc::channel(cfg.ingest.channel_capacity);
+    let mut feed_tasks = Vec::new();
+    let mut statuses = Vec::new();
+    for feed in feeds {
+        let status = FeedStatus::new(feed.venue().clone());
+        statuses.push(status.clone());
+        let ctx = FeedContext {
+            out: tx.clone(),
+            shutdown: feed_stop.clone(),
+            status,
+        };
+        tracing::info!(venue = %feed.venue(), symbols = feed.symbols().len(), "starting feed");
+        feed_tasks.push(tokio::spawn(async move { feed.run(ctx).await }));
+    }
+    drop(tx);
+    let stats = Arc::new(IngestStats::default());
+    let mut ingest_task = tokio::spawn(ingest::run(
+        rx,
+        bus.clone(),
+        cache.clone(),
+        cfg.ingest.clone(),
+        stats.clone(),
+    ));
+    let reporter = tokio::spawn(report(
+        bus.clone(),
+        stats.clone(),
+        cfg.ingest.status_interval_secs,
+    ));
+    println!(
+        "mdhub running: simulated venues -> embedded log at {} (Ctrl-C to stop)",
+        log_dir.display()
+    );
+
+    let stop_reason = tokio::select! {
+        r = signal() => r,
+        _ = sleep_opt(exit_after) => "--exit-after elapsed",
+        r = &mut ingest_task => {
+            feed_stop.cancel();
+            reporter.abort();
+            return match r {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the ingest stage stopped unexpectedly")),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(anyhow::anyhow!("the ingest stage panicked: {e}")),
+            };
+        }
+    };
+    tracing::info!(reason = stop_reason, "shutting down: stopping feeds");
+    let shutdown = async {
+        feed_stop.cancel();
+        for t in feed_tasks {
+            match t.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "feed stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "feed task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        tracing::info!("feeds stopped; draining the ingest stage");
+        let r = ingest_task.await;
+        tracing::info!("ingest drained; syncing the log");
+        bus.sync().await?;
+        match r {
+            Ok(r) => r.map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::anyhow!("the ingest stage panicked: {e}")),
+        }
+    };
+    let result = tokio::time::timeout(SHUTDOWN_BUDGET, shutdown)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "shutdown took longer than {}s",
+                SHUTDOWN_BUDGET.as_secs()
+            ))
+        });
+    reporter.abort();
+    let published = stats.published.load(Ordering::Relaxed);
+    for s in &statuses {
+        let s = s.snapshot();
+        tracing::info!(venue = %s.venue, events = s.events, dropped = s.dropped, "feed totals");
+    }
+    tracing::info!(published, "stopped");
+    result
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "Ctrl-C"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+async fn report(bus: Arc<dyn Bus>, stats: Arc<IngestStats>, every_secs: u64) {
+    if every_secs == 0 {
+        return;
+    }
+    let every = Duration::from_secs(every_secs);
+    let mut last = 0u64;
+    loop {
+        tokio::time::sleep(every).await;
+        let now = stats.published.load(Ordering::Relaxed);
+        let mut ends = [0u64; 2];
+        for (i, topic) in Topic::ALL.into_iter().enumerate() {
+            for p in 0..bus.partitions(topic) {
+                if let Ok((_, end)) = bus.watermarks(topic, p).await {
+                    ends[i] += end;
+                }
+            }
+        }
+        tracing::info!(
+            events_per_sec = (now - last) / every_secs,
+            published = now,
+            quotes_in_log = ends[0],
+            trades_in_log = ends[1],
+            retries = stats.retries.load(Ordering::Relaxed),
+            "ingest"
+        );
+        last = now;
+    }
+}

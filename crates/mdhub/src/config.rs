@@ -1,0 +1,424 @@
+//! Configuration: `mdhub.toml` (or `--config PATH`) layered under environment
+//! variables, then command-line flags.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file,
+//! `MDHUB_<SECTION>__<KEY>` variables (`MDHUB_LOG__FSYNC_INTERVAL_MS=50`,
+//! top-level keys as `MDHUB_<KEY>`: `MDHUB_DATA_DIR`), the platforms' own
+//! variables (`PORT`), then flags. Every key is documented by the `///` comment
+//! on its field; `mdhub config` prints the effective configuration.
+//!
+//! Errors name the key and where its value came from, on one line:
+//! `config: log.fsync_interval_ms (from MDHUB_LOG__FSYNC_INTERVAL_MS): invalid type: string "soon", expected u64`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mdhub_feeds::sim::SimConfig;
+use mdhub_log::LogConfig;
+use mdhub_types::Encoding;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where mdhub keeps its data on this machine: the embedded log lives in
+    /// `<data_dir>/log` unless `log.dir` says otherwise. Default `./mdhub-data`.
+    pub data_dir: PathBuf,
+    /// The HTTP/WebSocket listener.
+    pub server: ServerConfig,
+    /// How events are written to the log.
+    pub bus: BusConfig,
+    /// The embedded log, used when `KAFKA_URL` is not set.
+    pub log: LogConfig,
+    /// The ingest stage between the feeds and the log.
+    pub ingest: IngestConfig,
+    /// The simulated exchanges: the feed used when no real venue is configured.
+    pub sim: SimConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./mdhub-data"),
+            server: ServerConfig::default(),
+            bus: BusConfig::default(),
+            log: LogConfig::default(),
+            ingest: IngestConfig::default(),
+            sim: SimConfig::default(),
+        }
+    }
+}
+
+/// `[server]`: the HTTP/WebSocket listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`; `$PORT` (Heroku)
+    /// replaces the port, and `--listen` the whole address.
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// `[bus]`: the log's record format.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// Encoding of record values: `json` (default; `schemas/event.schema.json`)
+    /// or `avro` (single-object encoding of `schemas/*.avsc`). Readers follow
+    /// the `mdhub-encoding` header of each record, so it can change at any time.
+    pub encoding: Encoding,
+}
+
+/// `[ingest]`: the stage that takes normalized events from the feeds and
+/// publishes them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Capacity of the bounded channel from the feeds to the publisher, in
+    /// events. When it is full, feeds wait (backpressure); nothing is dropped.
+    /// Default 65536.
+    pub channel_capacity: usize,
+    /// Most events published in one group commit. Default 4096.
+    pub max_batch: usize,
+    /// At start-up, refill the latest-price cache from up to this many of the
+    /// newest records of every partition. Default 10000.
+    pub cache_warm_records: u64,
+    /// Seconds between progress lines in the log output (0 = none). Default 10.
+    pub status_interval_secs: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            channel_capacity: 65_536,
+            max_batch: 4096,
+            cache_warm_records: 10_000,
+            status_interval_secs: 10,
+        }
+    }
+}
+
+/// A configuration problem, reported as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
+/// Where the configuration comes from (the process environment, or a map in tests).
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The TOML file, if any: `--config PATH`, else `./mdhub.toml` when it exists.
+    pub file: Option<PathBuf>,
+    /// Environment variables.
+    pub env: HashMap<String, String>,
+}
+
+impl Sources {
+    /// The real process environment and the given (or default) file.
+    pub fn from_process(config_flag: Option<PathBuf>) -> Self {
+        let file = config_flag.or_else(|| {
+            let p = PathBuf::from("mdhub.toml");
+            p.exists().then_some(p)
+        });
+        Sources {
+            file,
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+/// Load, layer and validate.
+pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+    let mut root = toml::Table::new();
+    // key path -> (variable name, raw text)
+    let mut origin: HashMap<String, (String, String)> = HashMap::new();
+    if let Some(path) = &sources.file {
+        root = read_file(path)?;
+    }
+    let mut env_keys: Vec<(&String, &String)> = sources
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("MDHUB_"))
+        .collect();
+    env_keys.sort();
+    for (name, value) in env_keys {
+        let path: Vec<String> = name["MDHUB_".len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err(ConfigError(format!(
+                "{name}: malformed variable name (use MDHUB_<SECTION>__<KEY>)"
+            )));
+        }
+        set_path(&mut root, &path, literal(value))
+            .map_err(|why| ConfigError(format!("{name}: {why}")))?;
+        origin.insert(path.join("."), (name.clone(), value.clone()));
+    }
+    if let Some(port) = sources.env.get("PORT") {
+        let port: u16 = port
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("PORT: {port:?} is not a port number (1-65535)")))?;
+        let listen = match root
+            .get("server")
+            .and_then(|s| s.get("listen"))
+            .and_then(|v| v.as_str())
+        {
+            Some(addr) => addr
+                .parse::<SocketAddr>()
+                .map_err(|e| ConfigError(format!("server.listen: {addr:?}: {e}")))?,
+            None => ServerConfig::default().listen,
+        };
+        set_path(
+            &mut root,
+            &["server".into(), "listen".into()],
+            toml::Value::String(SocketAddr::new(listen.ip(), port).to_string()),
+        )
+        .map_err(|why| ConfigError(format!("PORT: {why}")))?;
+        origin.insert("server.listen".into(), ("PORT".into(), port.to_string()));
+    }
+    let log_dir_set = root.get("log").and_then(|l| l.get("dir")).is_some();
+    let mut cfg = deserialize(root, &origin, sources.file.as_deref())?;
+    if !log_dir_set {
+        cfg.log.dir = cfg.data_dir.join("log");
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    text.parse::<toml::Table>().map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                (
+                    before.matches('\n').count() + 1,
+                    before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+                )
+            })
+            .unwrap_or((0, 0));
+        ConfigError(format!(
+            "{} line {line}, column {col}: {}",
+            path.display(),
+            e.message()
+        ))
+    })
+}
+
+/// Environment values are TOML literals when they parse as one (`50`, `true`,
+/// `["a","b"]`), strings otherwise. A literal given for a string key is
+/// retried as the raw string (see [`deserialize`]).
+fn literal(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(root: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut t = root;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{p}` is not a section"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+fn deserialize(
+    mut root: toml::Table,
+    origin: &HashMap<String, (String, String)>,
+    file: Option<&Path>,
+) -> Result<Config, ConfigError> {
+    // At most one retry per environment-sourced key.
+    for _ in 0..=origin.len() {
+        let value = toml::Value::Table(root.clone());
+        match serde_path_to_error::deserialize::<_, Config>(value) {
+            Ok(cfg) => return Ok(cfg),
+            Err(err) => {
+                let key = err.path().to_string();
+                if let Some((_, raw)) = origin.get(&key) {
+                    let path: Vec<String> = key.split('.').map(str::to_string).collect();
+                    if !matches!(get_path(&root, &path), Some(toml::Value::String(_))) {
+                        set_path(&mut root, &path, toml::Value::String(raw.clone()))
+                            .map_err(ConfigError)?;
+                        continue;
+                    }
+                }
+                let from = match origin.get(&key) {
+                    Some((var, _)) => format!(" (from {var})"),
+                    None => file
+                        .map(|f| format!(" (in {})", f.display()))
+                        .unwrap_or_default(),
+                };
+                let key = if key == "." || key.is_empty() {
+                    "top level".to_string()
+                } else {
+                    key
+                };
+                return Err(ConfigError(format!(
+                    "{key}{from}: {}",
+                    err.inner().message()
+                )));
+            }
+        }
+    }
+    Err(ConfigError("configuration could not be read".into()))
+}
+
+fn get_path<'a>(root: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = root;
+    for p in parents {
+        t = t.get(p)?.as_table()?;
+    }
+    t.get(last)
+}
+
+impl Config {
+    /// Range checks that serde cannot express, each naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.ingest.channel_capacity == 0 {
+            return Err(ConfigError(
+                "ingest.channel_capacity: must be at least 1".into(),
+            ));
+        }
+        if self.ingest.max_batch == 0 {
+            return Err(ConfigError("ingest.max_batch: must be at least 1".into()));
+        }
+        self.log
+            .validate()
+            .map_err(|e| ConfigError(format!("log.{e}")))?;
+        self.sim
+            .validate()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            file: None,
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = load(&Sources::default()).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.log.dir, PathBuf::from("./mdhub-data/log"));
+        assert_eq!(c.bus.encoding, Encoding::Json);
+    }
+
+    #[test]
+    fn env_overrides_and_port() {
+        let c = load(&env(&[
+            ("MDHUB_LOG__FSYNC_INTERVAL_MS", "50"),
+            ("MDHUB_DATA_DIR", "/tmp/x"),
+            ("MDHUB_BUS__ENCODING", "avro"),
+            ("PORT", "9999"),
+        ]))
+        .unwrap();
+        assert_eq!(c.log.fsync_interval_ms, 50);
+        assert_eq!(c.log.dir, PathBuf::from("/tmp/x/log"));
+        assert_eq!(c.bus.encoding, Encoding::Avro);
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9999");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_source() {
+        let e = load(&env(&[("MDHUB_LOG__FSYNC_INTERVAL_MS", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: log.fsync_interval_ms (from MDHUB_LOG__FSYNC_INTERVAL_MS):"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        let e = load(&env(&[("MDHUB_LOG__NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `nope`"), "{e}");
+        let e = load(&env(&[("PORT", "http")])).unwrap_err().to_string();
+        assert!(e.contains("PORT"), "{e}");
+        let e = load(&env(&[("MDHUB_INGEST__MAX_BATCH", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ingest.max_batch"), "{e}");
+        let e = load(&env(&[("MDHUB_LOG__PARTITIONS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("partitions"), "{e}");
+    }
+
+    #[test]
+    fn bad_toml_names_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.toml");
+        std::fs::write(&p, "[log]\nfsync_interval_ms = \"x\"\n").unwrap();
+        let e = load(&Sources {
+            file: Some(p.clone()),
+            env: HashMap::new(),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("log.fsync_interval_ms") && e.contains("m.toml"),
+            "{e}"
+        );
+        std::fs::write(&p, "[log\n").unwrap();
+        let e = load(&Sources {
+            file: Some(p),
+            env: HashMap::new(),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 1"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn the_example_file_parses_and_round_trips() {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../mdhub.example.toml");
+        let c = load(&Sources {
+            file: Some(p),
+            env: HashMap::new(),
+        })
+        .unwrap();
+        let printed = c.to_toml();
+        let again: Config = toml::from_str(&printed).unwrap();
+        assert_eq!(again.to_toml(), printed);
+    }
+}

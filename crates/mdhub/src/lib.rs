@@ -1,0 +1,103 @@
+//! The `mdhub` binary: one subcommand per role (SPEC §1), all sharing the
+//! configuration in [`config`].
+//!
+//! Data flow in `mdhub run`: simulated (or real) feeds → bounded channel →
+//! [`ingest`] (publish to the log, update the latest-price cache) → log →
+//! consumers. Each role lives in `commands/`; roles not built yet say so and
+//! exit non-zero.
+
+pub mod commands;
+pub mod config;
+pub mod ingest;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// mdhub — a real-time market-data hub.
+///
+/// Connects to exchanges, normalizes quotes and trades into one exact schema,
+/// publishes them to a log (Kafka, or an embedded log on one machine), and
+/// serves them to clients. With no configuration, `mdhub run` simulates a few
+/// exchanges and keeps its data in ./mdhub-data.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mdhub",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./mdhub.toml when it exists.
+    #[arg(long, global = true, env = "MDHUB_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log output format.
+    #[arg(long, global = true, env = "MDHUB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// The role to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles (SPEC §1).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process on embedded defaults: simulated exchanges, embedded log, in-memory cache.
+    Run(commands::run::RunArgs),
+    /// Feed handlers: exchange connections -> normalize -> publish (not built yet).
+    Ingest,
+    /// Distribution gateway: log -> WebSocket/REST clients and the web UI (not built yet).
+    Serve,
+    /// Archiver: log -> hot tier and Parquet data lake (not built yet).
+    Archive,
+    /// SQL and bar queries over history (not built yet).
+    Query,
+    /// Replay a recorded raw capture through the pipeline (not built yet).
+    Replay,
+    /// Load generator and measurements (not built yet).
+    Bench,
+    /// Print the effective configuration (defaults, file and environment merged) as TOML.
+    Config,
+}
+
+/// Parse arguments, run the chosen role, and map the outcome to an exit code:
+/// 0 success, 1 runtime failure, 2 usage or configuration error, 3 not built yet.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log_format);
+    let sources = config::Sources::from_process(cli.config.clone());
+    let cfg = match config::load(&sources) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let not_built = |role: &str, issue: &str| {
+        eprintln!(
+            "error: `mdhub {role}` is not built yet ({issue}); `mdhub run` runs the whole pipeline in one process"
+        );
+        ExitCode::from(3)
+    };
+    match cli.command {
+        Command::Config => {
+            print!("{}", cfg.to_toml());
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => commands::run::main(cfg, args),
+        Command::Ingest => not_built(
+            "ingest",
+            "real venues and standalone roles come with the connector and Kafka work",
+        ),
+        Command::Serve => not_built("serve", "the distribution gateway is the next milestone"),
+        Command::Archive => not_built(
+            "archive",
+            "history and the Parquet lake are a later milestone",
+        ),
+        Command::Query => not_built("query", "history queries are a later milestone"),
+        Command::Replay => not_built("replay", "capture replay is a later milestone"),
+        Command::Bench => not_built("bench", "end-to-end benchmarks come with the gateway"),
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run every mdhub test on this machine, installing what the tests need first.
+# Idempotent: a second run reuses .venv and the cargo build. Fails loudly when
+# something the tests need cannot be installed — a missing dependency is never
+# a silent skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo is not installed (install Rust with rustup, then rerun)"
+command -v python3 >/dev/null || die "python3 is not installed (apt-get install -y python3 python3-venv)"
+
+say "Python test dependencies (.venv)"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv || die "cannot create .venv (apt-get install -y python3-venv)"
+fi
+if ! .venv/bin/python - <<'PY' 2>/dev/null
+import importlib.metadata as m, sys
+want = {}
+for line in open("scripts/requirements-test.txt"):
+    line = line.split("#")[0].strip()
+    if line:
+        name, ver = line.split("==")
+        want[name] = ver
+sys.exit(0 if all(m.version(n) == v for n, v in want.items()) else 1)
+PY
+then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt \
+    || die "pip could not install scripts/requirements-test.txt"
+fi
+export MDHUB_TEST_PYTHON="$root/.venv/bin/python"
+"$MDHUB_TEST_PYTHON" -c "import fastavro, jsonschema, kafka" || die "python test modules missing after install"
+
+say "cargo test (workspace, all targets)"
+cargo test --workspace --all-targets --locked
+say "cargo test (doc tests)"
+cargo test --workspace --doc --locked
+say "all tests passed"
