@@ -92,7 +92,8 @@ pub struct IngestConfig {
     /// At start-up, refill the latest-price cache from up to this many of the
     /// newest records of every partition. Default 10000.
     pub cache_warm_records: u64,
-    /// Seconds between progress lines in the log output (0 = none). Default 10.
+    /// Seconds between progress lines: an ingest summary on stderr and a line of
+    /// latest prices on stdout (0 = none). Default 5.
     pub status_interval_secs: u64,
 }
 

@@ -216,10 +216,10 @@ impl Bus for EmbeddedBus {
                 });
             }
         }
-        if let Some(g) = &group {
-            if !self.groups.lock().insert(g.clone()) {
-                return Err(Error::GroupInUse(g.clone()));
-            }
+        if let Some(g) = &group
+            && !self.groups.lock().insert(g.clone())
+        {
+            return Err(Error::GroupInUse(g.clone()));
         }
         Ok(Box::new(EmbeddedSubscription {
             log: self.log.clone(),

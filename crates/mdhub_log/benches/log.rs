@@ -12,7 +12,11 @@ const PARTITIONS: u32 = 8;
 const READ_RECORDS: u64 = 1_000_000;
 
 fn open(dir: &std::path::Path) -> Log {
-    let log = Log::open(LogConfig { dir: dir.into(), ..LogConfig::default() }).expect("open log");
+    let log = Log::open(LogConfig {
+        dir: dir.into(),
+        ..LogConfig::default()
+    })
+    .expect("open log");
     log.create_topic("bench", PARTITIONS).expect("create topic");
     log
 }
@@ -36,7 +40,12 @@ fn append(c: &mut Criterion) {
                 let partition = (i % PARTITIONS as u64) as u32;
                 let recs = (0..BATCH).map(|j| {
                     let ts = (i * BATCH + j) as i64;
-                    RecordIn { timestamp: ts, key: b"BTC-USDT", value: &value, headers: &[] }
+                    RecordIn {
+                        timestamp: ts,
+                        key: b"BTC-USDT",
+                        value: &value,
+                        headers: &[],
+                    }
                 });
                 black_box(log.append_batch("bench", partition, recs).expect("append"));
                 log.flush().expect("flush");
@@ -55,7 +64,12 @@ fn read(c: &mut Criterion) {
     let log = open(tmp.path());
     let value = value();
     for chunk in 0..READ_RECORDS / 1000 {
-        let recs = (0..1000).map(|j| RecordIn { timestamp: (chunk * 1000 + j) as i64, key: b"ETH-USDT", value: &value, headers: &[] });
+        let recs = (0..1000).map(|j| RecordIn {
+            timestamp: (chunk * 1000 + j) as i64,
+            key: b"ETH-USDT",
+            value: &value,
+            headers: &[],
+        });
         log.append_batch("bench", 0, recs).expect("append");
     }
     log.sync().expect("sync");
@@ -66,7 +80,9 @@ fn read(c: &mut Criterion) {
         b.iter(|| {
             let mut bytes = 0usize;
             let out = log
-                .read("bench", 0, 0, usize::MAX, usize::MAX, |r| bytes += r.value.len() + r.key.len())
+                .read("bench", 0, 0, usize::MAX, usize::MAX, |r| {
+                    bytes += r.value.len() + r.key.len()
+                })
                 .expect("read");
             assert_eq!(out.records as u64, READ_RECORDS);
             black_box(bytes)

@@ -74,7 +74,10 @@ impl LogConfig {
         if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
             return bad(
                 "partitions",
-                format!("must be between 1 and {MAX_PARTITIONS}, got {}", self.partitions),
+                format!(
+                    "must be between 1 and {MAX_PARTITIONS}, got {}",
+                    self.partitions
+                ),
             );
         }
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
@@ -90,7 +93,10 @@ impl LogConfig {
             return bad("index_interval_bytes", "must be at least 1".into());
         }
         if self.retention_hours > 24 * 365 * 1000 {
-            return bad("retention_hours", format!("is absurdly large: {}", self.retention_hours));
+            return bad(
+                "retention_hours",
+                format!("is absurdly large: {}", self.retention_hours),
+            );
         }
         Ok(())
     }
@@ -111,10 +117,16 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_fields() {
-        let c = LogConfig { segment_bytes: 10, ..LogConfig::default() };
+        let c = LogConfig {
+            segment_bytes: 10,
+            ..LogConfig::default()
+        };
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("segment_bytes"), "{err}");
-        let c = LogConfig { partitions: 0, ..LogConfig::default() };
+        let c = LogConfig {
+            partitions: 0,
+            ..LogConfig::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("partitions"));
     }
 }

@@ -51,14 +51,18 @@ pub enum Error {
     },
 
     /// A topic name is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
-    #[error("invalid topic name {name:?}: use 1-249 characters from [A-Za-z0-9._-], not \".\" or \"..\"")]
+    #[error(
+        "invalid topic name {name:?}: use 1-249 characters from [A-Za-z0-9._-], not \".\" or \"..\""
+    )]
     InvalidTopicName {
         /// The rejected name.
         name: String,
     },
 
     /// A consumer group name is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
-    #[error("invalid consumer group name {name:?}: use 1-249 characters from [A-Za-z0-9._-], not \".\" or \"..\"")]
+    #[error(
+        "invalid consumer group name {name:?}: use 1-249 characters from [A-Za-z0-9._-], not \".\" or \"..\""
+    )]
     InvalidGroupName {
         /// The rejected name.
         name: String,
@@ -104,7 +108,9 @@ pub enum Error {
 
     /// The requested offset is outside `[start, end]`; the caller should reset
     /// to `start` (earliest) or `end` (latest).
-    #[error("offset {requested} is out of range for {topic}/{partition}: retained offsets are [{start}, {end})")]
+    #[error(
+        "offset {requested} is out of range for {topic}/{partition}: retained offsets are [{start}, {end})"
+    )]
     OffsetOutOfRange {
         /// The topic.
         topic: String,
@@ -152,7 +158,9 @@ pub enum Error {
 
     /// An earlier write or fsync on this partition failed in a way that leaves
     /// its file state unknown; reopen the log to recover from disk.
-    #[error("partition {topic}/{partition} is unusable after an earlier I/O failure; reopen the log to recover")]
+    #[error(
+        "partition {topic}/{partition} is unusable after an earlier I/O failure; reopen the log to recover"
+    )]
     Poisoned {
         /// The topic.
         topic: String,
@@ -168,7 +176,10 @@ impl Error {
         matches!(self, Error::Io { .. })
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
     }

@@ -30,7 +30,9 @@ pub(crate) fn valid_name(name: &str) -> bool {
     (1..=249).contains(&name.len())
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn parse(path: &Path, text: &str) -> Result<Offsets> {
@@ -46,7 +48,9 @@ fn parse(path: &Path, text: &str) -> Result<Offsets> {
     let mut map = Offsets::new();
     for (i, line) in lines.enumerate().map(|(i, l)| (i + 1, l)) {
         let mut parts = line.split(' ');
-        let (Some(topic), Some(p), Some(o), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(topic), Some(p), Some(o), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(corrupt(i, "expected `<topic> <partition> <offset>`"));
         };
         let (Ok(p), Ok(o)) = (p.parse::<u32>(), o.parse::<u64>()) else {
@@ -62,27 +66,46 @@ impl Groups {
         fs::create_dir_all(&dir).map_err(Error::io("create groups directory", &dir))?;
         let mut groups = HashMap::new();
         for entry in fs::read_dir(&dir).map_err(Error::io("list groups directory", &dir))? {
-            let path = entry.map_err(Error::io("list groups directory", &dir))?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let path = entry
+                .map_err(Error::io("list groups directory", &dir))?
+                .path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if let Some(group) = name.strip_suffix(SUFFIX).filter(|g| valid_name(g)) {
-                let text = fs::read_to_string(&path).map_err(Error::io("read group offsets", &path))?;
+                let text =
+                    fs::read_to_string(&path).map_err(Error::io("read group offsets", &path))?;
                 groups.insert(group.to_owned(), Arc::new(Mutex::new(parse(&path, &text)?)));
             } else if name.ends_with(".tmp") {
                 // A commit that crashed before its rename; the old file is intact.
                 crate::partition::remove_if_exists(&path)?;
             }
         }
-        Ok(Groups { dir, groups: Mutex::new(groups) })
+        Ok(Groups {
+            dir,
+            groups: Mutex::new(groups),
+        })
     }
 
     fn group(&self, group: &str) -> Result<Arc<Mutex<Offsets>>> {
         if !valid_name(group) {
-            return Err(Error::InvalidGroupName { name: group.to_owned() });
+            return Err(Error::InvalidGroupName {
+                name: group.to_owned(),
+            });
         }
-        Ok(Arc::clone(self.groups.lock().entry(group.to_owned()).or_default()))
+        Ok(Arc::clone(
+            self.groups.lock().entry(group.to_owned()).or_default(),
+        ))
     }
 
-    pub(crate) fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> Result<()> {
+    pub(crate) fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<()> {
         let state = self.group(group)?;
         let mut offsets = state.lock();
         let mut updated = offsets.clone();
@@ -107,11 +130,20 @@ impl Groups {
         Ok(())
     }
 
-    pub(crate) fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+    pub(crate) fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<u64>> {
         if !valid_name(group) {
-            return Err(Error::InvalidGroupName { name: group.to_owned() });
+            return Err(Error::InvalidGroupName {
+                name: group.to_owned(),
+            });
         }
-        let Some(state) = self.groups.lock().get(group).cloned() else { return Ok(None) };
+        let Some(state) = self.groups.lock().get(group).cloned() else {
+            return Ok(None);
+        };
         let offsets = state.lock();
         Ok(offsets.get(&(topic.to_owned(), partition)).copied())
     }
@@ -136,6 +168,11 @@ mod tests {
         let p = Path::new("g.offsets");
         assert!(parse(p, "garbage").is_err());
         assert!(parse(p, &format!("{HEADER}\nt 1\n")).is_err());
-        assert_eq!(parse(p, &format!("{HEADER}\nt 1 5\n")).unwrap().get(&("t".into(), 1)), Some(&5));
+        assert_eq!(
+            parse(p, &format!("{HEADER}\nt 1 5\n"))
+                .unwrap()
+                .get(&("t".into(), 1)),
+            Some(&5)
+        );
     }
 }

@@ -48,14 +48,22 @@ pub(crate) const ENTRY_LEN: usize = 16;
 pub(crate) fn position_for_offset(entries: &[IndexEntry], base: u64, offset: u64) -> u64 {
     let rel = offset.saturating_sub(base).min(u32::MAX as u64) as u32;
     let i = entries.partition_point(|e| e.rel_offset <= rel);
-    if i == 0 { 0 } else { entries[i - 1].position as u64 }
+    if i == 0 {
+        0
+    } else {
+        entries[i - 1].position as u64
+    }
 }
 
 /// Position to start scanning from to find the first record with
 /// timestamp >= `ts`: every record before it has a smaller timestamp.
 pub(crate) fn position_for_timestamp(entries: &[IndexEntry], ts: i64) -> u64 {
     let i = entries.partition_point(|e| e.max_ts_before < ts);
-    if i == 0 { 0 } else { entries[i - 1].position as u64 }
+    if i == 0 {
+        0
+    } else {
+        entries[i - 1].position as u64
+    }
 }
 
 /// Serializes the index file contents.
@@ -123,7 +131,9 @@ pub(crate) fn decode_file(bytes: &[u8]) -> Option<(SegmentSummary, Vec<IndexEntr
             && w[0].position < w[1].position
             && w[0].max_ts_before <= w[1].max_ts_before
     });
-    let in_bounds = entries.last().is_none_or(|e| (e.position as u64) < summary.bytes);
+    let in_bounds = entries
+        .last()
+        .is_none_or(|e| (e.position as u64) < summary.bytes);
     (sorted && in_bounds).then_some((summary, entries))
 }
 
@@ -132,7 +142,11 @@ pub(crate) fn load(path: &Path) -> Result<Option<(SegmentSummary, Vec<IndexEntry
     match fs::read(path) {
         Ok(bytes) => Ok(decode_file(&bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Io { op: "read index", path: path.to_owned(), source: e }),
+        Err(e) => Err(Error::Io {
+            op: "read index",
+            path: path.to_owned(),
+            source: e,
+        }),
     }
 }
 
@@ -147,8 +161,16 @@ mod tests {
 
     fn entries() -> Vec<IndexEntry> {
         vec![
-            IndexEntry { rel_offset: 10, position: 1000, max_ts_before: 50 },
-            IndexEntry { rel_offset: 20, position: 2000, max_ts_before: 90 },
+            IndexEntry {
+                rel_offset: 10,
+                position: 1000,
+                max_ts_before: 50,
+            },
+            IndexEntry {
+                rel_offset: 20,
+                position: 2000,
+                max_ts_before: 90,
+            },
         ]
     }
 
@@ -167,7 +189,11 @@ mod tests {
 
     #[test]
     fn file_round_trip_and_rejects_damage() {
-        let s = SegmentSummary { bytes: 3000, next_offset: 125, max_ts: 99 };
+        let s = SegmentSummary {
+            bytes: 3000,
+            next_offset: 125,
+            max_ts: 99,
+        };
         let bytes = encode_file(s, &entries());
         assert_eq!(decode_file(&bytes), Some((s, entries())));
         for i in 0..bytes.len() {

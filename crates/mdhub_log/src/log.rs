@@ -62,7 +62,9 @@ impl fmt::Debug for Log {
 }
 
 fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 impl Log {
@@ -83,7 +85,10 @@ impl Log {
         let notifier = Arc::new(Notifier::default());
         let started = Instant::now();
         let opened = topics::open_all(&dir.join("topics"), settings, &notifier)?;
-        let all: Vec<_> = opened.iter().flat_map(|t| t.partitions.iter().cloned()).collect();
+        let all: Vec<_> = opened
+            .iter()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect();
         tracing::info!(dir = %dir.display(), epoch, topics = opened.len(), partitions = all.len(),
             elapsed_ms = started.elapsed().as_millis() as u64, "log opened");
         let inner = Arc::new(Inner {
@@ -92,7 +97,12 @@ impl Log {
             config,
             settings,
             epoch,
-            topics: RwLock::new(opened.into_iter().map(|t| (t.name.clone(), Arc::new(t))).collect()),
+            topics: RwLock::new(
+                opened
+                    .into_iter()
+                    .map(|t| (t.name.clone(), Arc::new(t)))
+                    .collect(),
+            ),
             all: RwLock::new(Arc::new(all)),
             create_lock: Mutex::new(()),
             notifier,
@@ -105,7 +115,10 @@ impl Log {
             .name("mdhub-log-sync".into())
             .spawn(move || bg.background())
             .map_err(Error::io("spawn background thread for", dir))?;
-        Ok(Log { inner, background: Some(background) })
+        Ok(Log {
+            inner,
+            background: Some(background),
+        })
     }
 
     /// Flushes and fsyncs everything, then stops the background thread.
@@ -120,9 +133,10 @@ impl Log {
         *self.inner.stop.lock() = true;
         self.inner.stop_cond.notify_all();
         if let Some(handle) = self.background.take()
-            && handle.join().is_err() {
-                tracing::error!("log background thread panicked");
-            }
+            && handle.join().is_err()
+        {
+            tracing::error!("log background thread panicked");
+        }
     }
 
     /// The id generated when this log directory was first created; a client
@@ -142,7 +156,10 @@ impl Log {
     pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
         topics::check_name(topic)?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
-            return Err(Error::InvalidPartitionCount { topic: topic.to_owned(), requested: partitions });
+            return Err(Error::InvalidPartitionCount {
+                topic: topic.to_owned(),
+                requested: partitions,
+            });
         }
         let _one_at_a_time = self.inner.create_lock.lock();
         if let Some(t) = self.inner.topics.read().get(topic) {
@@ -150,19 +167,38 @@ impl Log {
             return if existing == partitions {
                 Ok(())
             } else {
-                Err(Error::PartitionCountMismatch { topic: topic.to_owned(), existing, requested: partitions })
+                Err(Error::PartitionCountMismatch {
+                    topic: topic.to_owned(),
+                    existing,
+                    requested: partitions,
+                })
             };
         }
         let topics_dir = self.inner.config.dir.join("topics");
-        let t = topics::open_topic(&topics_dir, topic, Some(partitions), self.inner.settings, &self.inner.notifier)?
-            .ok_or_else(|| Error::UnknownTopic { topic: topic.to_owned() })?;
+        let t = topics::open_topic(
+            &topics_dir,
+            topic,
+            Some(partitions),
+            self.inner.settings,
+            &self.inner.notifier,
+        )?
+        .ok_or_else(|| Error::UnknownTopic {
+            topic: topic.to_owned(),
+        })?;
         let existing = t.partitions.len() as u32;
         if existing != partitions {
-            return Err(Error::PartitionCountMismatch { topic: topic.to_owned(), existing, requested: partitions });
+            return Err(Error::PartitionCountMismatch {
+                topic: topic.to_owned(),
+                existing,
+                requested: partitions,
+            });
         }
         let mut all = Vec::clone(&self.inner.all.read());
         all.extend(t.partitions.iter().cloned());
-        self.inner.topics.write().insert(topic.to_owned(), Arc::new(t));
+        self.inner
+            .topics
+            .write()
+            .insert(topic.to_owned(), Arc::new(t));
         *self.inner.all.write() = Arc::new(all);
         tracing::info!(topic, partitions, "created topic");
         Ok(())
@@ -170,37 +206,62 @@ impl Log {
 
     /// Every topic and its partition count, sorted by name.
     pub fn topics(&self) -> Vec<(String, u32)> {
-        let mut v: Vec<_> = self.inner.topics.read().values().map(|t| (t.name.clone(), t.partitions.len() as u32)).collect();
+        let mut v: Vec<_> = self
+            .inner
+            .topics
+            .read()
+            .values()
+            .map(|t| (t.name.clone(), t.partitions.len() as u32))
+            .collect();
         v.sort();
         v
     }
 
     /// The partition count of `topic` (`Error::UnknownTopic` if absent).
     pub fn partitions(&self, topic: &str) -> Result<u32> {
-        self.inner.topics.read().get(topic).map(|t| t.partitions.len() as u32).ok_or_else(|| Error::UnknownTopic { topic: topic.to_owned() })
+        self.inner
+            .topics
+            .read()
+            .get(topic)
+            .map(|t| t.partitions.len() as u32)
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: topic.to_owned(),
+            })
     }
 
     pub(crate) fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         let topics = self.inner.topics.read();
-        let t = topics.get(topic).ok_or_else(|| Error::UnknownTopic { topic: topic.to_owned() })?;
-        t.partitions.get(partition as usize).cloned().ok_or_else(|| Error::UnknownPartition {
+        let t = topics.get(topic).ok_or_else(|| Error::UnknownTopic {
             topic: topic.to_owned(),
-            partition,
-            partitions: t.partitions.len() as u32,
-        })
+        })?;
+        t.partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: t.partitions.len() as u32,
+            })
     }
 
     /// Appends one record and returns its offset. The record is buffered in
     /// memory: not visible to readers and not crash-safe until [`Log::flush`]
     /// (or until the partition's 256 KiB buffer fills and is written out).
     pub fn append(&self, topic: &str, partition: u32, rec: &RecordIn<'_>) -> Result<u64> {
-        self.partition(topic, partition)?.append(std::iter::once(*rec)).map(|r| r.start)
+        self.partition(topic, partition)?
+            .append(std::iter::once(*rec))
+            .map(|r| r.start)
     }
 
     /// Appends records with consecutive offsets under one lock and returns
     /// their offset range. Same durability as [`Log::append`]. If a record is
     /// rejected (too large), the ones before it stay appended.
-    pub fn append_batch<'a>(&self, topic: &str, partition: u32, recs: impl IntoIterator<Item = RecordIn<'a>>) -> Result<Range<u64>> {
+    pub fn append_batch<'a>(
+        &self,
+        topic: &str,
+        partition: u32,
+        recs: impl IntoIterator<Item = RecordIn<'a>>,
+    ) -> Result<Range<u64>> {
         self.partition(topic, partition)?.append(recs)
     }
 
@@ -240,12 +301,18 @@ impl Log {
 
     /// The first offset still retained.
     pub fn start_offset(&self, topic: &str, partition: u32) -> Result<u64> {
-        Ok(self.partition(topic, partition)?.start.load(Ordering::Acquire))
+        Ok(self
+            .partition(topic, partition)?
+            .start
+            .load(Ordering::Acquire))
     }
 
     /// One past the last fsynced record (records below it survive power loss).
     pub fn synced_offset(&self, topic: &str, partition: u32) -> Result<u64> {
-        Ok(self.partition(topic, partition)?.synced.load(Ordering::Acquire))
+        Ok(self
+            .partition(topic, partition)?
+            .synced
+            .load(Ordering::Acquire))
     }
 
     /// Calls `f` for each record with offset in `[from, high watermark)`, in
@@ -284,7 +351,9 @@ impl Log {
     /// Durable (temp file, fsync, rename, directory fsync) before return.
     pub fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> Result<()> {
         self.partition(topic, partition)?;
-        self.inner.groups.commit(group, topic, partition, next_offset)
+        self.inner
+            .groups
+            .commit(group, topic, partition, next_offset)
     }
 
     /// The group's last committed offset for the partition, if any.
@@ -359,9 +428,10 @@ impl Inner {
                 }
             }
             if self.config.fsync_interval_ms > 0
-                && let Err(e) = self.sync_dirty() {
-                    tracing::error!(error = %e, "background fsync failed");
-                }
+                && let Err(e) = self.sync_dirty()
+            {
+                tracing::error!(error = %e, "background fsync failed");
+            }
             if last_retention.elapsed() >= RETENTION_EVERY {
                 last_retention = Instant::now();
                 if let Err(e) = self.enforce_retention(now_nanos()) {

@@ -28,7 +28,9 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
         .map_err(Error::io("open lock file", &path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::Locked { dir: dir.to_owned() }),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked {
+            dir: dir.to_owned(),
+        }),
         Err(TryLockError::Error(e)) => Err(Error::io("lock", &path)(e)),
     }
 }
@@ -52,7 +54,9 @@ pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
 fn new_epoch() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     h.write_u128(now);
     h.write_u32(std::process::id());
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -66,7 +70,10 @@ pub(crate) fn load_or_create(dir: &Path) -> Result<String> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let epoch = new_epoch();
-            write_atomic(&path, &format!("{META_HEADER}\nformat={FORMAT_VERSION}\nepoch={epoch}\n"))?;
+            write_atomic(
+                &path,
+                &format!("{META_HEADER}\nformat={FORMAT_VERSION}\nepoch={epoch}\n"),
+            )?;
             tracing::info!(dir = %dir.display(), epoch, "created new log directory");
             return Ok(epoch);
         }
@@ -93,8 +100,14 @@ pub(crate) fn load_or_create(dir: &Path) -> Result<String> {
         return Err(unsupported(format.unwrap_or("<missing>")));
     }
     match epoch {
-        Some(e) if !e.is_empty() && e.len() <= 64 && e.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(e.to_owned()),
-        _ => Err(Error::Corrupt { path, position: 0, reason: "missing or malformed epoch".into() }),
+        Some(e) if !e.is_empty() && e.len() <= 64 && e.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(e.to_owned())
+        }
+        _ => Err(Error::Corrupt {
+            path,
+            position: 0,
+            reason: "missing or malformed epoch".into(),
+        }),
     }
 }
 

@@ -79,7 +79,13 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 impl Partition {
     /// Opens (creating if needed) a partition directory and recovers its segments.
-    pub(crate) fn open(topic: &str, id: u32, dir: PathBuf, settings: Settings, notifier: Arc<Notifier>) -> Result<Partition> {
+    pub(crate) fn open(
+        topic: &str,
+        id: u32,
+        dir: PathBuf,
+        settings: Settings,
+        notifier: Arc<Notifier>,
+    ) -> Result<Partition> {
         fs::create_dir_all(&dir).map_err(Error::io("create partition directory", &dir))?;
         let mut bases = Vec::new();
         for entry in fs::read_dir(&dir).map_err(Error::io("list partition directory", &dir))? {
@@ -98,22 +104,26 @@ impl Partition {
         for (i, &base) in bases.iter().enumerate() {
             let path = dir.join(crate::segment::segment_file_name(base));
             let active = i + 1 == bases.len();
-            let (seg, _cut) = Segment::recover(path, base, active, settings.index_interval, &mut buf)?;
+            let (seg, _cut) =
+                Segment::recover(path, base, active, settings.index_interval, &mut buf)?;
             if let Some(prev) = segments.last()
-                && seg.base != prev.next_offset() {
-                    tracing::error!(
-                        topic, partition = id, expected_offset = prev.next_offset(), segment = %seg.path.display(),
-                        dropped_segments = bases.len() - i,
-                        "segment does not continue the previous one (earlier data was lost); dropping it and every later segment"
-                    );
-                    for &later in &bases[i..] {
-                        let p = dir.join(crate::segment::segment_file_name(later));
-                        remove_if_exists(&p)?;
-                        remove_if_exists(&p.with_extension("index"))?;
-                    }
-                    break;
+                && seg.base != prev.next_offset()
+            {
+                tracing::error!(
+                    topic, partition = id, expected_offset = prev.next_offset(), segment = %seg.path.display(),
+                    dropped_segments = bases.len() - i,
+                    "segment does not continue the previous one (earlier data was lost); dropping it and every later segment"
+                );
+                for &later in &bases[i..] {
+                    let p = dir.join(crate::segment::segment_file_name(later));
+                    remove_if_exists(&p)?;
+                    remove_if_exists(&p.with_extension("index"))?;
                 }
-            seg.file.sync_data().map_err(Error::io("fsync segment", &seg.path))?;
+                break;
+            }
+            seg.file
+                .sync_data()
+                .map_err(Error::io("fsync segment", &seg.path))?;
             segments.push(Arc::new(seg));
         }
         if segments.is_empty() {
@@ -135,7 +145,14 @@ impl Partition {
             dir_dirty: false,
             poisoned: false,
         };
-        tracing::debug!(topic, partition = id, start, hw, segments = segments.len(), "partition opened");
+        tracing::debug!(
+            topic,
+            partition = id,
+            start,
+            hw,
+            segments = segments.len(),
+            "partition opened"
+        );
         Ok(Partition {
             topic: topic.to_owned(),
             id,
@@ -153,12 +170,18 @@ impl Partition {
     }
 
     fn poisoned(&self) -> Error {
-        Error::Poisoned { topic: self.topic.clone(), partition: self.id }
+        Error::Poisoned {
+            topic: self.topic.clone(),
+            partition: self.id,
+        }
     }
 
     /// Appends records to the buffer, assigning consecutive offsets. If one is
     /// rejected (too large), the ones before it stay appended.
-    pub(crate) fn append<'a>(&self, recs: impl IntoIterator<Item = RecordIn<'a>>) -> Result<Range<u64>> {
+    pub(crate) fn append<'a>(
+        &self,
+        recs: impl IntoIterator<Item = RecordIn<'a>>,
+    ) -> Result<Range<u64>> {
         let mut w = self.writer.lock();
         if w.poisoned {
             return Err(self.poisoned());
@@ -185,7 +208,11 @@ impl Partition {
         let pos = w.written + w.buf.len() as u64;
         if pos - w.last_entry_pos >= self.settings.index_interval as u64 {
             let rel_offset = (w.next_offset - w.active.base) as u32;
-            w.pending_entries.push(IndexEntry { rel_offset, position: pos as u32, max_ts_before: w.max_ts });
+            w.pending_entries.push(IndexEntry {
+                rel_offset,
+                position: pos as u32,
+                max_ts_before: w.max_ts,
+            });
             w.last_entry_pos = pos;
         }
         record::encode(&mut w.buf, w.next_offset, rec, sizes);
@@ -218,11 +245,24 @@ impl Partition {
                 tracing::error!(topic = %self.topic, partition = self.id, segment = %w.active.path.display(), error = %e,
                     "could not undo a failed write; partition disabled until reopen");
             }
-            return Err(Error::Io { op: "write segment", path: w.active.path.clone(), source });
+            return Err(Error::Io {
+                op: "write segment",
+                path: w.active.path.clone(),
+                source,
+            });
         }
         w.written += w.buf.len() as u64;
-        let summary = SegmentSummary { bytes: w.written, next_offset: w.next_offset, max_ts: w.max_ts };
-        let Writer { active, pending_entries, buf, .. } = w;
+        let summary = SegmentSummary {
+            bytes: w.written,
+            next_offset: w.next_offset,
+            max_ts: w.max_ts,
+        };
+        let Writer {
+            active,
+            pending_entries,
+            buf,
+            ..
+        } = w;
         active.publish(pending_entries, summary);
         buf.clear();
         if buf.capacity() > 4 * self.settings.max_buffer {
@@ -259,19 +299,29 @@ impl Partition {
                 return Err(self.poisoned());
             }
             let closed = mem::take(&mut w.unsynced_closed);
-            (self.hw.load(Ordering::Acquire), Arc::clone(&w.active), closed, mem::take(&mut w.dir_dirty))
+            (
+                self.hw.load(Ordering::Acquire),
+                Arc::clone(&w.active),
+                closed,
+                mem::take(&mut w.dir_dirty),
+            )
         };
         if closed.is_empty() && !dir_dirty && hw <= self.synced.load(Ordering::Acquire) {
             return Ok(());
         }
         let result = (|| {
             for seg in &closed {
-                seg.file.sync_data().map_err(Error::io("fsync segment", &seg.path))?;
+                seg.file
+                    .sync_data()
+                    .map_err(Error::io("fsync segment", &seg.path))?;
             }
             if dir_dirty {
                 sync_dir(&self.dir)?;
             }
-            active.file.sync_data().map_err(Error::io("fsync segment", &active.path))
+            active
+                .file
+                .sync_data()
+                .map_err(Error::io("fsync segment", &active.path))
         })();
         match result {
             Ok(()) => {
@@ -289,7 +339,8 @@ impl Partition {
     }
 
     pub(crate) fn needs_sync(&self) -> bool {
-        self.synced.load(Ordering::Acquire) < self.hw.load(Ordering::Acquire) || !self.writer.lock().unsynced_closed.is_empty()
+        self.synced.load(Ordering::Acquire) < self.hw.load(Ordering::Acquire)
+            || !self.writer.lock().unsynced_closed.is_empty()
     }
 
     /// Returns the segment holding `offset` (the last one whose base is <= it).

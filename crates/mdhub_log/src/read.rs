@@ -75,7 +75,12 @@ impl Partition {
         if from < start || from > hw {
             return Err(self.out_of_range(from));
         }
-        let mut out = ReadOutcome { records: 0, bytes: 0, next_offset: from, high_watermark: hw };
+        let mut out = ReadOutcome {
+            records: 0,
+            bytes: 0,
+            next_offset: from,
+            high_watermark: hw,
+        };
         let mut next = from;
         while next < hw && out.records < max_records {
             let Some(seg) = self.segment_for(next) else {
@@ -91,7 +96,10 @@ impl Partition {
                 if rec.offset < next {
                     return ControlFlow::Continue(());
                 }
-                if rec.offset >= hw || records >= max_records || (records > 0 && bytes + n > max_bytes) {
+                if rec.offset >= hw
+                    || records >= max_records
+                    || (records > 0 && bytes + n > max_bytes)
+                {
                     return ControlFlow::Break(());
                 }
                 f(*rec);
@@ -105,22 +113,36 @@ impl Partition {
             out.next_offset = next;
             match scan_end {
                 ScanEnd::Stopped(position) => {
-                    *hint = Some(Hint { offset: next, base: seg.base, position });
+                    *hint = Some(Hint {
+                        offset: next,
+                        base: seg.base,
+                        position,
+                    });
                     break;
                 }
                 ScanEnd::End => {
-                    *hint = Some(Hint { offset: next, base: seg.base, position: end });
+                    *hint = Some(Hint {
+                        offset: next,
+                        base: seg.base,
+                        position: end,
+                    });
                     if next == before {
                         // Records below the high watermark are always published
                         // in the segment that covers them; not finding one is damage.
                         return Err(Error::Corrupt {
                             path: seg.path.clone(),
                             position: pos,
-                            reason: format!("offset {next} (below high watermark {hw}) not found in segment"),
+                            reason: format!(
+                                "offset {next} (below high watermark {hw}) not found in segment"
+                            ),
                         });
                     }
                 }
-                damage => return Err(damage.corrupt_error(&seg.path).unwrap_or_else(|| self.out_of_range(next))),
+                damage => {
+                    return Err(damage
+                        .corrupt_error(&seg.path)
+                        .unwrap_or_else(|| self.out_of_range(next)));
+                }
             }
         }
         Ok(out)
@@ -179,7 +201,12 @@ impl PartitionReader {
         if from < partition.start.load(Ordering::Acquire) || from > hw {
             return Err(partition.out_of_range(from));
         }
-        Ok(PartitionReader { partition, next: from, buf: Vec::new(), hint: None })
+        Ok(PartitionReader {
+            partition,
+            next: from,
+            buf: Vec::new(),
+            hint: None,
+        })
     }
 
     /// The offset the next batch starts at.
@@ -200,8 +227,20 @@ impl PartitionReader {
     /// Visits up to `max_records` records (and about `max_bytes`, at least
     /// one record) from the cursor and advances it. 0 records means caught
     /// up. `Error::OffsetOutOfRange` if retention passed the cursor.
-    pub fn next_batch(&mut self, max_records: usize, max_bytes: usize, mut f: impl FnMut(RecordView<'_>)) -> Result<ReadOutcome> {
-        let out = self.partition.read(self.next, max_records, max_bytes, &mut self.buf, &mut self.hint, &mut f)?;
+    pub fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+        mut f: impl FnMut(RecordView<'_>),
+    ) -> Result<ReadOutcome> {
+        let out = self.partition.read(
+            self.next,
+            max_records,
+            max_bytes,
+            &mut self.buf,
+            &mut self.hint,
+            &mut f,
+        )?;
         self.next = out.next_offset;
         Ok(out)
     }

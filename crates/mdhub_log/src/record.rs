@@ -86,7 +86,10 @@ fn headers_len(headers: &[(&str, &[u8])]) -> Result<usize> {
     for (name, value) in headers {
         if name.len() > u8::MAX as usize {
             let shown: String = name.chars().take(40).collect();
-            return Err(Error::HeaderNameTooLong { name: shown, len: name.len() });
+            return Err(Error::HeaderNameTooLong {
+                name: shown,
+                len: name.len(),
+            });
         }
         if value.len() > u16::MAX as usize {
             return Err(Error::RecordTooLarge {
@@ -98,7 +101,11 @@ fn headers_len(headers: &[(&str, &[u8])]) -> Result<usize> {
         len += 1 + name.len() + 2 + value.len();
     }
     if len > u16::MAX as usize {
-        return Err(Error::RecordTooLarge { field: "headers", len, max: u16::MAX as usize });
+        return Err(Error::RecordTooLarge {
+            field: "headers",
+            len,
+            max: u16::MAX as usize,
+        });
     }
     Ok(len)
 }
@@ -106,12 +113,20 @@ fn headers_len(headers: &[(&str, &[u8])]) -> Result<usize> {
 /// Validates `rec` and returns its encoded size and header block size.
 pub(crate) fn encoded_len(rec: &RecordIn<'_>) -> Result<(usize, usize)> {
     if rec.key.len() > u16::MAX as usize {
-        return Err(Error::RecordTooLarge { field: "key", len: rec.key.len(), max: u16::MAX as usize });
+        return Err(Error::RecordTooLarge {
+            field: "key",
+            len: rec.key.len(),
+            max: u16::MAX as usize,
+        });
     }
     let hlen = headers_len(rec.headers)?;
     let total = HEADER_LEN + rec.key.len() + hlen + rec.value.len();
     if total > MAX_RECORD_BYTES {
-        return Err(Error::RecordTooLarge { field: "record", len: total, max: MAX_RECORD_BYTES });
+        return Err(Error::RecordTooLarge {
+            field: "record",
+            len: total,
+            max: MAX_RECORD_BYTES,
+        });
     }
     Ok((total, hlen))
 }
@@ -153,7 +168,9 @@ impl std::fmt::Display for Invalid {
         match self {
             Invalid::Length(n) => write!(f, "record length {n} is zero or absurd"),
             Invalid::Crc => f.write_str("record CRC mismatch"),
-            Invalid::FieldLengths => f.write_str("key/header/value lengths disagree with record length"),
+            Invalid::FieldLengths => {
+                f.write_str("key/header/value lengths disagree with record length")
+            }
         }
     }
 }
@@ -162,7 +179,9 @@ impl std::fmt::Display for Invalid {
 /// or `Ok(None)` if fewer than 4 bytes are available.
 #[inline]
 pub(crate) fn peek_size(buf: &[u8]) -> Result<Option<usize>, Invalid> {
-    let Some(b) = buf.get(..4) else { return Ok(None) };
+    let Some(b) = buf.get(..4) else {
+        return Ok(None);
+    };
     let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     if len < MIN_LEN_FIELD || len as usize + 4 > MAX_RECORD_BYTES {
         return Err(Invalid::Length(len));
@@ -181,8 +200,12 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 /// the record continues past the end of `buf` (need more bytes).
 #[inline]
 pub(crate) fn decode(buf: &[u8]) -> Result<Option<(RecordView<'_>, usize)>, Invalid> {
-    let Some(size) = peek_size(buf)? else { return Ok(None) };
-    let Some(rec) = buf.get(..size) else { return Ok(None) };
+    let Some(size) = peek_size(buf)? else {
+        return Ok(None);
+    };
+    let Some(rec) = buf.get(..size) else {
+        return Ok(None);
+    };
     let crc = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
     if crc32c::crc32c(&rec[8..]) != crc {
         return Err(Invalid::Crc);
@@ -218,12 +241,20 @@ mod tests {
     #[test]
     fn round_trip_with_headers() {
         let headers: &[(&str, &[u8])] = &[("enc", b"json"), ("", b""), ("x", &[0, 1, 2])];
-        let rec = RecordIn { timestamp: -5, key: b"AAPL", value: b"hello", headers };
+        let rec = RecordIn {
+            timestamp: -5,
+            key: b"AAPL",
+            value: b"hello",
+            headers,
+        };
         let bytes = enc(42, &rec);
         assert_eq!(bytes.len(), encoded_len(&rec).unwrap().0);
         let (view, n) = decode(&bytes).unwrap().unwrap();
         assert_eq!(n, bytes.len());
-        assert_eq!((view.offset, view.timestamp, view.key, view.value), (42, -5, &b"AAPL"[..], &b"hello"[..]));
+        assert_eq!(
+            (view.offset, view.timestamp, view.key, view.value),
+            (42, -5, &b"AAPL"[..], &b"hello"[..])
+        );
         let hs: Vec<_> = view.headers().collect();
         assert_eq!(hs, headers.to_vec());
         assert_eq!(view.header("x"), Some(&[0u8, 1, 2][..]));
@@ -241,7 +272,15 @@ mod tests {
 
     #[test]
     fn detects_corruption_without_panicking() {
-        let bytes = enc(7, &RecordIn { timestamp: 1, key: b"k", value: b"vvvv", headers: &[] });
+        let bytes = enc(
+            7,
+            &RecordIn {
+                timestamp: 1,
+                key: b"k",
+                value: b"vvvv",
+                headers: &[],
+            },
+        );
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut b = bytes.clone();
@@ -257,11 +296,23 @@ mod tests {
     #[test]
     fn rejects_oversized_fields() {
         let big = vec![0u8; 70_000];
-        let rec = RecordIn { key: &big, ..RecordIn::default() };
-        assert!(matches!(encoded_len(&rec), Err(Error::RecordTooLarge { field: "key", .. })));
+        let rec = RecordIn {
+            key: &big,
+            ..RecordIn::default()
+        };
+        assert!(matches!(
+            encoded_len(&rec),
+            Err(Error::RecordTooLarge { field: "key", .. })
+        ));
         let long = "n".repeat(256);
         let headers: &[(&str, &[u8])] = &[(&long, b"")];
-        let rec = RecordIn { headers, ..RecordIn::default() };
-        assert!(matches!(encoded_len(&rec), Err(Error::HeaderNameTooLong { .. })));
+        let rec = RecordIn {
+            headers,
+            ..RecordIn::default()
+        };
+        assert!(matches!(
+            encoded_len(&rec),
+            Err(Error::HeaderNameTooLong { .. })
+        ));
     }
 }

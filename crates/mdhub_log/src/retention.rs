@@ -38,13 +38,20 @@ pub(crate) struct Policy {
 impl Policy {
     pub(crate) fn from_config(retention_hours: u64, retention_bytes: u64) -> Policy {
         let hours = i64::try_from(retention_hours).unwrap_or(i64::MAX);
-        Policy { max_age_nanos: hours.saturating_mul(3_600_000_000_000), max_bytes: retention_bytes }
+        Policy {
+            max_age_nanos: hours.saturating_mul(3_600_000_000_000),
+            max_bytes: retention_bytes,
+        }
     }
 }
 
 impl Partition {
     /// Deletes expired closed segments; `now_nanos` is the current UTC time.
-    pub(crate) fn enforce_retention(&self, policy: Policy, now_nanos: i64) -> Result<RetentionReport> {
+    pub(crate) fn enforce_retention(
+        &self,
+        policy: Policy,
+        now_nanos: i64,
+    ) -> Result<RetentionReport> {
         let cutoff = now_nanos.saturating_sub(policy.max_age_nanos);
         let removed: Vec<Arc<Segment>> = {
             let mut segs = self.segments.write();

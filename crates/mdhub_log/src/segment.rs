@@ -43,7 +43,8 @@ pub(crate) fn segment_file_name(base: u64) -> String {
 /// Parses `<20 digits>.log` into its base offset.
 pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".log")?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok())?
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())?
 }
 
 impl Segment {
@@ -57,11 +58,21 @@ impl Segment {
             .truncate(true)
             .open(&path)
             .map_err(Error::io("create segment", &path))?;
-        let summary = SegmentSummary { bytes: 0, next_offset: base, max_ts: i64::MIN };
+        let summary = SegmentSummary {
+            bytes: 0,
+            next_offset: base,
+            max_ts: i64::MIN,
+        };
         Ok(Segment::new(base, path, file, summary, Vec::new()))
     }
 
-    fn new(base: u64, path: PathBuf, file: File, s: SegmentSummary, entries: Vec<IndexEntry>) -> Segment {
+    fn new(
+        base: u64,
+        path: PathBuf,
+        file: File,
+        s: SegmentSummary,
+        entries: Vec<IndexEntry>,
+    ) -> Segment {
         Segment {
             base,
             path,
@@ -90,7 +101,11 @@ impl Segment {
     }
 
     pub(crate) fn summary(&self) -> SegmentSummary {
-        SegmentSummary { bytes: self.size(), next_offset: self.next_offset(), max_ts: self.max_ts() }
+        SegmentSummary {
+            bytes: self.size(),
+            next_offset: self.next_offset(),
+            max_ts: self.max_ts(),
+        }
     }
 
     pub(crate) fn last_index_position(&self) -> u64 {
@@ -136,19 +151,30 @@ impl Segment {
     /// partition (`active`) is always scanned in full and its torn tail cut;
     /// a closed one is trusted if its index file agrees with it, else rescanned.
     /// Returns the segment and how many bytes were cut from its tail.
-    pub(crate) fn recover(path: PathBuf, base: u64, active: bool, interval: u32, buf: &mut Vec<u8>) -> Result<(Segment, u64)> {
+    pub(crate) fn recover(
+        path: PathBuf,
+        base: u64,
+        active: bool,
+        interval: u32,
+        buf: &mut Vec<u8>,
+    ) -> Result<(Segment, u64)> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .map_err(Error::io("open segment", &path))?;
-        let len = file.metadata().map_err(Error::io("stat segment", &path))?.len();
+        let len = file
+            .metadata()
+            .map_err(Error::io("stat segment", &path))?
+            .len();
         let index_path = path.with_extension("index");
         if !active {
             if let Some((summary, entries)) = index::load(&index_path)?
-                && summary.bytes == len && verify_tail(&file, &path, base, &summary, &entries, buf)? {
-                    return Ok((Segment::new(base, path, file, summary, entries), 0));
-                }
+                && summary.bytes == len
+                && verify_tail(&file, &path, base, &summary, &entries, buf)?
+            {
+                return Ok((Segment::new(base, path, file, summary, entries), 0));
+            }
             tracing::warn!(segment = %path.display(), "segment index missing or stale; rebuilding it by scanning");
         }
         let r = rebuild(&file, &path, base, len, interval, buf)?;
@@ -162,7 +188,8 @@ impl Segment {
                 reason = %r.stop_reason,
                 "truncating torn or corrupt tail of segment"
             );
-            file.set_len(r.summary.bytes).map_err(Error::io("truncate segment", &path))?;
+            file.set_len(r.summary.bytes)
+                .map_err(Error::io("truncate segment", &path))?;
             file.sync_all().map_err(Error::io("fsync segment", &path))?;
         }
         if active {
@@ -202,7 +229,11 @@ impl ScanEnd {
             ScanEnd::Truncated { position } => (position, "record truncated".to_owned()),
             ScanEnd::End | ScanEnd::Stopped(_) => return None,
         };
-        Some(Error::Corrupt { path: path.to_owned(), position, reason })
+        Some(Error::Corrupt {
+            path: path.to_owned(),
+            position,
+            reason,
+        })
     }
 }
 
@@ -237,7 +268,8 @@ pub(crate) fn scan(
         if buf.len() < want {
             buf.resize(want, 0);
         }
-        let got = read_full(file, &mut buf[..want], pos).map_err(Error::io("read segment", path))?;
+        let got =
+            read_full(file, &mut buf[..want], pos).map_err(Error::io("read segment", path))?;
         let data = &buf[..got];
         let mut off = 0;
         loop {
@@ -249,7 +281,12 @@ pub(crate) fn scan(
                     off += n;
                 }
                 Ok(None) => break,
-                Err(reason) => return Ok(ScanEnd::Invalid { position: pos + off as u64, reason }),
+                Err(reason) => {
+                    return Ok(ScanEnd::Invalid {
+                        position: pos + off as u64,
+                        reason,
+                    });
+                }
             }
         }
         if off == 0 {
@@ -260,7 +297,12 @@ pub(crate) fn scan(
             match record::peek_size(data) {
                 Ok(Some(size)) => chunk = size,
                 Ok(None) => return Ok(ScanEnd::Truncated { position: pos }),
-                Err(reason) => return Ok(ScanEnd::Invalid { position: pos, reason }),
+                Err(reason) => {
+                    return Ok(ScanEnd::Invalid {
+                        position: pos,
+                        reason,
+                    });
+                }
             }
             continue;
         }
@@ -279,7 +321,14 @@ struct Rebuilt {
 
 /// Scans a whole segment, stopping at the first truncated, corrupt or
 /// non-contiguous record, and rebuilds its index.
-fn rebuild(file: &File, path: &Path, base: u64, len: u64, interval: u32, buf: &mut Vec<u8>) -> Result<Rebuilt> {
+fn rebuild(
+    file: &File,
+    path: &Path,
+    base: u64,
+    len: u64,
+    interval: u32,
+    buf: &mut Vec<u8>,
+) -> Result<Rebuilt> {
     let mut next = base;
     let mut max_ts = i64::MIN;
     let mut valid = 0u64;
@@ -290,7 +339,11 @@ fn rebuild(file: &File, path: &Path, base: u64, len: u64, interval: u32, buf: &m
             return ControlFlow::Break(());
         }
         if pos - last_entry_pos >= interval as u64 {
-            entries.push(IndexEntry { rel_offset: (next - base) as u32, position: pos as u32, max_ts_before: max_ts });
+            entries.push(IndexEntry {
+                rel_offset: (next - base) as u32,
+                position: pos as u32,
+                max_ts_before: max_ts,
+            });
             last_entry_pos = pos;
         }
         max_ts = max_ts.max(rec.timestamp);
@@ -304,7 +357,15 @@ fn rebuild(file: &File, path: &Path, base: u64, len: u64, interval: u32, buf: &m
         ScanEnd::Invalid { position, reason } => format!("{reason} at byte {position}"),
         ScanEnd::Truncated { position } => format!("record truncated at byte {position}"),
     };
-    Ok(Rebuilt { summary: SegmentSummary { bytes: valid, next_offset: next, max_ts }, entries, stop_reason })
+    Ok(Rebuilt {
+        summary: SegmentSummary {
+            bytes: valid,
+            next_offset: next,
+            max_ts,
+        },
+        entries,
+        stop_reason,
+    })
 }
 
 /// Checks the records after the last index entry of a closed segment: they
@@ -317,7 +378,9 @@ fn verify_tail(
     entries: &[IndexEntry],
     buf: &mut Vec<u8>,
 ) -> Result<bool> {
-    let (mut next, pos) = entries.last().map_or((base, 0), |e| (base + e.rel_offset as u64, e.position as u64));
+    let (mut next, pos) = entries.last().map_or((base, 0), |e| {
+        (base + e.rel_offset as u64, e.position as u64)
+    });
     let end = scan(file, path, pos, s.bytes, buf, |_, rec, _| {
         if rec.offset != next || rec.timestamp > s.max_ts {
             return ControlFlow::Break(());

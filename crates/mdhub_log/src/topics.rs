@@ -20,7 +20,13 @@ pub(crate) struct Topic {
 }
 
 pub(crate) fn check_name(topic: &str) -> Result<()> {
-    if valid_name(topic) { Ok(()) } else { Err(Error::InvalidTopicName { name: topic.to_owned() }) }
+    if valid_name(topic) {
+        Ok(())
+    } else {
+        Err(Error::InvalidTopicName {
+            name: topic.to_owned(),
+        })
+    }
 }
 
 fn read_count(topic_dir: &Path) -> Result<Option<u32>> {
@@ -35,7 +41,11 @@ fn read_count(topic_dir: &Path) -> Result<Option<u32>> {
         .and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|n| (1..=MAX_PARTITIONS).contains(n))
         .map(Some)
-        .ok_or_else(|| Error::Corrupt { path, position: 0, reason: "missing or invalid `partitions=` line".into() })
+        .ok_or_else(|| Error::Corrupt {
+            path,
+            position: 0,
+            reason: "missing or invalid `partitions=` line".into(),
+        })
 }
 
 /// Opens the partitions of a topic directory (creating the directory, the
@@ -63,23 +73,43 @@ pub(crate) fn open_topic(
                 tracing::warn!(topic_dir = %dir.display(), "ignoring topic directory without topic.meta");
                 return Ok(None);
             }
-            tracing::warn!(topic = name, partitions = ids.len(), "topic.meta missing; adopting partition directories");
+            tracing::warn!(
+                topic = name,
+                partitions = ids.len(),
+                "topic.meta missing; adopting partition directories"
+            );
             ids.len() as u32
         }
     };
     fs::create_dir_all(&dir).map_err(Error::io("create topic directory", &dir))?;
     let partitions = (0..count)
-        .map(|id| Partition::open(name, id, dir.join(id.to_string()), settings, Arc::clone(notifier)).map(Arc::new))
+        .map(|id| {
+            Partition::open(
+                name,
+                id,
+                dir.join(id.to_string()),
+                settings,
+                Arc::clone(notifier),
+            )
+            .map(Arc::new)
+        })
         .collect::<Result<Vec<_>>>()?;
     if read_count(&dir)?.is_none() {
         write_atomic(&dir.join("topic.meta"), &format!("partitions={count}\n"))?;
         sync_dir(topics_dir)?;
     }
-    Ok(Some(Topic { name: name.to_owned(), partitions }))
+    Ok(Some(Topic {
+        name: name.to_owned(),
+        partitions,
+    }))
 }
 
 /// Opens every topic under `topics_dir`.
-pub(crate) fn open_all(topics_dir: &Path, settings: Settings, notifier: &Arc<Notifier>) -> Result<Vec<Topic>> {
+pub(crate) fn open_all(
+    topics_dir: &Path,
+    settings: Settings,
+    notifier: &Arc<Notifier>,
+) -> Result<Vec<Topic>> {
     fs::create_dir_all(topics_dir).map_err(Error::io("create topics directory", topics_dir))?;
     let mut topics = Vec::new();
     for entry in fs::read_dir(topics_dir).map_err(Error::io("list topics directory", topics_dir))? {

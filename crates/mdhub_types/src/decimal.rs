@@ -317,7 +317,7 @@ fn parse_bytes(b: &[u8]) -> Result<Decimal, ParseFail> {
     }
     let mut scale = frac_digits - exp;
     // Strip trailing zeros only as far as needed to bring the scale in range.
-    while scale > i64::from(MAX_SCALE) && mantissa % 10 == 0 && mantissa != 0 {
+    while scale > i64::from(MAX_SCALE) && mantissa.is_multiple_of(10) && mantissa != 0 {
         mantissa /= 10;
         scale -= 1;
     }

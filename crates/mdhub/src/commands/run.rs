@@ -129,6 +129,7 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
     ));
     let reporter = tokio::spawn(report(
         bus.clone(),
+        cache.clone(),
         stats.clone(),
         cfg.ingest.status_interval_secs,
     ));
@@ -216,7 +217,12 @@ async fn signal() -> &'static str {
     }
 }
 
-async fn report(bus: Arc<dyn Bus>, stats: Arc<IngestStats>, every_secs: u64) {
+async fn report(
+    bus: Arc<dyn Bus>,
+    cache: Arc<dyn Cache>,
+    stats: Arc<IngestStats>,
+    every_secs: u64,
+) {
     if every_secs == 0 {
         return;
     }
@@ -242,5 +248,28 @@ async fn report(bus: Arc<dyn Bus>, stats: Arc<IngestStats>, every_secs: u64) {
             "ingest"
         );
         last = now;
+        println!("{}", board(&*cache).await);
     }
+}
+
+/// One line of latest prices: `AAPL 189.52 x 189.53 | EUR-USD 1.08423 x 1.08425 | …`.
+async fn board(cache: &dyn Cache) -> String {
+    let Ok(symbols) = cache.symbols().await else {
+        return String::new();
+    };
+    let names: Vec<_> = symbols.into_iter().map(|s| s.symbol).collect();
+    let Ok(latest) = cache.get_many(&names).await else {
+        return String::new();
+    };
+    let cells: Vec<String> = latest
+        .into_iter()
+        .flatten()
+        .filter_map(|l| match l.quote.map(|p| p.event) {
+            Some(mdhub_types::Event::Quote(q)) => {
+                Some(format!("{} {} x {}", q.symbol, q.bid_price, q.ask_price))
+            }
+            _ => None,
+        })
+        .collect();
+    cells.join(" | ")
 }

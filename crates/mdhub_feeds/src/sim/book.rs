@@ -165,7 +165,9 @@ impl Book {
         let mut spread = self.ask - self.bid;
         if chance(rng, 0.2) {
             let typical = self.spec.spread_ticks;
-            let drawn = (typical * log_normal(rng, 0.4)).round().clamp(1.0, typical * 10.0);
+            let drawn = (typical * log_normal(rng, 0.4))
+                .round()
+                .clamp(1.0, typical * 10.0);
             spread = drawn as i64;
         }
         let half = spread as f64 / 2.0;
@@ -198,7 +200,11 @@ impl Book {
     /// sell at the bid), a few inside a wide spread. A trade as large as the
     /// size shown takes the level out and pushes the price a tick its way.
     pub(super) fn trade(&mut self, rng: &mut SmallRng) -> Fill {
-        let side = if chance(rng, 0.5 + 0.15 * self.trend) { Side::Buy } else { Side::Sell };
+        let side = if chance(rng, 0.5 + 0.15 * self.trend) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let spread = self.ask - self.bid;
         let price = if spread >= 2 && chance(rng, 0.06) {
             self.bid + rng.random_range(1..spread)
@@ -222,7 +228,11 @@ impl Book {
         } else {
             self.bid_size -= size;
         }
-        Fill { price: self.price(price), size: self.size(size), side }
+        Fill {
+            price: self.price(price),
+            size: self.size(size),
+            side,
+        }
     }
 
     fn price(&self, ticks: i64) -> Decimal {

@@ -105,7 +105,11 @@ impl Default for SimConfig {
 
 impl Default for SimVenueConfig {
     fn default() -> Self {
-        SimVenueConfig { venue: String::new(), latency_us: 500, symbols: Vec::new() }
+        SimVenueConfig {
+            venue: String::new(),
+            latency_us: 500,
+            symbols: Vec::new(),
+        }
     }
 }
 
@@ -126,23 +130,38 @@ impl Default for SimSymbolConfig {
 
 /// One row of the default table: symbol, start, tick, lot, round lot, size,
 /// volatility, spread.
-type Row = (&'static str, &'static str, &'static str, &'static str, Option<&'static str>, &'static str, f64, u32);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    f64,
+    u32,
+);
 
 fn venue(name: &str, latency_us: u32, rows: &[Row]) -> SimVenueConfig {
     let symbols = rows
         .iter()
-        .map(|&(symbol, start, tick, lot, round, size, vol, spread)| SimSymbolConfig {
-            symbol: symbol.into(),
-            start_price: start.into(),
-            tick_size: tick.into(),
-            lot_size: lot.into(),
-            round_lot: round.map(Into::into),
-            size: size.into(),
-            volatility: vol,
-            spread_ticks: spread,
-        })
+        .map(
+            |&(symbol, start, tick, lot, round, size, vol, spread)| SimSymbolConfig {
+                symbol: symbol.into(),
+                start_price: start.into(),
+                tick_size: tick.into(),
+                lot_size: lot.into(),
+                round_lot: round.map(Into::into),
+                size: size.into(),
+                volatility: vol,
+                spread_ticks: spread,
+            },
+        )
         .collect();
-    SimVenueConfig { venue: name.into(), latency_us, symbols }
+    SimVenueConfig {
+        venue: name.into(),
+        latency_us,
+        symbols,
+    }
 }
 
 /// The default venues: US equities, FX and crypto.
@@ -174,7 +193,10 @@ fn default_venues() -> Vec<SimVenueConfig> {
 
 /// A configuration error naming the key: `sim.venues[1].symbols[0].tick_size: ...`.
 pub(crate) fn config_error(key: &str, problem: impl std::fmt::Display) -> FeedError {
-    FeedError::Config { venue: "sim".into(), message: format!("{key}: {problem}") }
+    FeedError::Config {
+        venue: "sim".into(),
+        message: format!("{key}: {problem}"),
+    }
 }
 
 /// Largest number of ticks (or lots) a price (or size) may reach, as a
@@ -198,13 +220,25 @@ fn positive(key: &str, text: &str) -> Result<Decimal, FeedError> {
     Ok(d)
 }
 
-fn multiple(key: &str, text: &str, unit: Decimal, unit_key: &str, text_unit: &str) -> Result<i64, FeedError> {
+fn multiple(
+    key: &str,
+    text: &str,
+    unit: Decimal,
+    unit_key: &str,
+    text_unit: &str,
+) -> Result<i64, FeedError> {
     let v = positive(key, text)?;
     let n = in_units(v, unit).ok_or_else(|| {
-        config_error(key, format_args!("{text:?} is not a multiple of {unit_key} {text_unit:?}"))
+        config_error(
+            key,
+            format_args!("{text:?} is not a multiple of {unit_key} {text_unit:?}"),
+        )
     })?;
     if n > i128::from(MAX_UNITS) {
-        return Err(config_error(key, format_args!("{text:?} is more than 10^15 {unit_key}s")));
+        return Err(config_error(
+            key,
+            format_args!("{text:?} is more than 10^15 {unit_key}s"),
+        ));
     }
     // `n` is positive and at most 10^15, so it fits in an i64.
     Ok(n as i64)
@@ -223,7 +257,10 @@ impl SimConfig {
     /// e.g. `sim.venues[1].symbols[0].tick_size: "0" must be > 0`.
     pub fn validate(&self) -> Result<(), FeedError> {
         if !(self.rate.is_finite() && self.rate > 0.0) {
-            return Err(config_error("sim.rate", format_args!("{} must be a number > 0", self.rate)));
+            return Err(config_error(
+                "sim.rate",
+                format_args!("{} must be a number > 0", self.rate),
+            ));
         }
         if !(0.0..=1.0).contains(&self.trade_ratio) {
             let msg = format_args!("{} must be between 0 and 1", self.trade_ratio);
@@ -241,7 +278,10 @@ impl SimConfig {
                 return Err(config_error(&format!("{key}.venue"), msg));
             }
             if v.symbols.is_empty() {
-                return Err(config_error(&format!("{key}.symbols"), "must list at least one symbol"));
+                return Err(config_error(
+                    &format!("{key}.symbols"),
+                    "must list at least one symbol",
+                ));
             }
             let mut symbols = HashSet::new();
             for (j, s) in v.symbols.iter().enumerate() {
@@ -263,13 +303,25 @@ impl SimSymbolConfig {
         Symbol::new(&self.symbol).map_err(|e| config_error(&k("symbol"), e))?;
         let tick = positive(&k("tick_size"), &self.tick_size)?;
         let lot = positive(&k("lot_size"), &self.lot_size)?;
-        let start = multiple(&k("start_price"), &self.start_price, tick, "tick_size", &self.tick_size)?;
+        let start = multiple(
+            &k("start_price"),
+            &self.start_price,
+            tick,
+            "tick_size",
+            &self.tick_size,
+        )?;
         if !fits(start, tick) {
-            return Err(config_error(&k("start_price"), format_args!("{:?} is too large", self.start_price)));
+            return Err(config_error(
+                &k("start_price"),
+                format_args!("{:?} is too large", self.start_price),
+            ));
         }
         let size = multiple(&k("size"), &self.size, lot, "lot_size", &self.lot_size)?;
         if !fits(size, lot) {
-            return Err(config_error(&k("size"), format_args!("{:?} is too large", self.size)));
+            return Err(config_error(
+                &k("size"),
+                format_args!("{:?} is too large", self.size),
+            ));
         }
         if let Some(round) = &self.round_lot {
             let r = multiple(&k("round_lot"), round, lot, "lot_size", &self.lot_size)?;

@@ -38,10 +38,16 @@ pub fn sim_feeds(cfg: &SimConfig) -> Result<Vec<Arc<dyn Feed>>, FeedError> {
     cfg.validate()?;
     let seed = cfg.seed.unwrap_or_else(rand::random);
     let total: usize = cfg.venues.iter().map(|v| v.symbols.len()).sum();
-    tracing::info!(seed, rate = cfg.rate, venues = cfg.venues.len(), "simulated exchanges");
+    tracing::info!(
+        seed,
+        rate = cfg.rate,
+        venues = cfg.venues.len(),
+        "simulated exchanges"
+    );
     let feeds = (0..cfg.venues.len())
         .map(|i| {
-            let market = SimMarket::from_validated(cfg, &cfg.venues[i..=i], mix(seed, 1000 + i as u64));
+            let market =
+                SimMarket::from_validated(cfg, &cfg.venues[i..=i], mix(seed, 1000 + i as u64));
             let share = cfg.venues[i].symbols.len() as f64 / total as f64;
             Arc::new(SimFeed {
                 venue: market.venues().remove(0),
@@ -109,7 +115,9 @@ impl SimFeed {
     }
 
     fn closed(&self) -> FeedError {
-        FeedError::PipelineClosed { venue: self.venue.to_string() }
+        FeedError::PipelineClosed {
+            venue: self.venue.to_string(),
+        }
     }
 }
 

@@ -55,7 +55,11 @@ impl SimMarket {
     }
 
     /// A market of some of `cfg`'s venues; `cfg` must be validated.
-    pub(super) fn from_validated(cfg: &SimConfig, venues: &[SimVenueConfig], seed: u64) -> SimMarket {
+    pub(super) fn from_validated(
+        cfg: &SimConfig,
+        venues: &[SimVenueConfig],
+        seed: u64,
+    ) -> SimMarket {
         let mut rng = SmallRng::seed_from_u64(mix(seed, 0));
         let total: usize = venues.iter().map(|v| v.symbols.len()).sum();
         let venues: Vec<VenueSim> = venues
@@ -72,7 +76,12 @@ impl SimMarket {
                 last_ts_exchange: Timestamp::EPOCH,
             })
             .collect();
-        SimMarket { rng, trade_ratio: cfg.trade_ratio, weights: vec![0.0; venues.len()], venues }
+        SimMarket {
+            rng,
+            trade_ratio: cfg.trade_ratio,
+            weights: vec![0.0; venues.len()],
+            venues,
+        }
     }
 
     /// The venues, in configuration order.
@@ -82,14 +91,20 @@ impl SimMarket {
 
     /// Every symbol, venue by venue, in configuration order.
     pub fn symbols(&self) -> Vec<Symbol> {
-        self.venues.iter().flat_map(|v| v.books.iter().map(|b| b.symbol().clone())).collect()
+        self.venues
+            .iter()
+            .flat_map(|v| v.books.iter().map(|b| b.symbol().clone()))
+            .collect()
     }
 
     /// Advance the burst/quiet regimes to `now` and return the current event
     /// rate as a multiple of the configured one (long-run average 1). Calling
     /// it does not change the events generated.
     pub fn rate_multiplier(&mut self, now: Timestamp) -> f64 {
-        self.venues.iter_mut().map(|v| v.share * v.regime.multiplier(now)).sum()
+        self.venues
+            .iter_mut()
+            .map(|v| v.share * v.regime.multiplier(now))
+            .sum()
     }
 
     /// The next event, received at `now`: a venue is picked by its share and
@@ -107,7 +122,8 @@ impl SimMarket {
 
         // The venue stamped the event a jittered network delay before we read
         // it; its clock never runs backwards.
-        let latency = (v.latency_ns * log_normal(rng, 0.35)).clamp(v.latency_ns / 4.0, v.latency_ns * 8.0);
+        let latency =
+            (v.latency_ns * log_normal(rng, 0.35)).clamp(v.latency_ns / 4.0, v.latency_ns * 8.0);
         let ts_exchange = now.add_nanos(-(latency as i64)).max(v.last_ts_exchange);
         v.last_ts_exchange = ts_exchange;
 

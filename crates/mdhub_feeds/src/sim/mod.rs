@@ -40,10 +40,10 @@
 //!   1/n: the first listed is the busiest. Venues share the total rate in
 //!   proportion to their number of symbols.
 //! - **Timestamps.** `ts_received` is the time given to
-//!   [`SimMarket::next_event`] (the feed passes [`Timestamp::now`]
-//!   (mdhub_types::Timestamp::now) at emission); `ts_exchange` is a jittered
-//!   network delay earlier (around the venue's `latency_us`), and never goes
-//!   backwards within a venue.
+//!   [`SimMarket::next_event`] (the feed passes
+//!   [`Timestamp::now()`](mdhub_types::Timestamp::now) at emission);
+//!   `ts_exchange` is a jittered network delay earlier (around the venue's
+//!   `latency_us`), and never goes backwards within a venue.
 //!
 //! [`SimMarket`] is the pure generator: it reads no clock and is fully
 //! determined by its seed and the times passed in. [`SimFeed`] paces it in

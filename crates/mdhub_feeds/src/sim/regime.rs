@@ -63,7 +63,12 @@ pub(super) struct Regime {
 
 impl Regime {
     pub(super) fn new(enabled: bool, seed: u64) -> Self {
-        Regime { rng: SmallRng::seed_from_u64(seed), enabled, phase: Phase::Normal, until: None }
+        Regime {
+            rng: SmallRng::seed_from_u64(seed),
+            enabled,
+            phase: Phase::Normal,
+            until: None,
+        }
     }
 
     /// Advance to `now` and return the rate multiplier (long-run mean 1).

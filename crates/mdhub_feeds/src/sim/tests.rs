@@ -14,7 +14,9 @@ const T0: i64 = 1_714_571_100_000_000_000;
 /// `n` events at `step_us` apart from a fixed start.
 fn events(cfg: &SimConfig, seed: u64, n: usize, step_us: i64) -> Vec<Event> {
     let mut m = SimMarket::new(cfg, seed).unwrap();
-    (0..n as i64).map(|i| m.next_event(Timestamp::from_nanos(T0 + i * step_us * 1000))).collect()
+    (0..n as i64)
+        .map(|i| m.next_event(Timestamp::from_nanos(T0 + i * step_us * 1000)))
+        .collect()
 }
 
 #[test]
@@ -47,7 +49,11 @@ fn regimes_average_to_one_and_include_bursts_and_quiet_spells() {
     for i in 0..2_000_000i64 {
         let m = r.multiplier(Timestamp::from_nanos(T0 + i * 100_000_000));
         if i < 50 {
-            assert_eq!(r.phase(), Phase::Normal, "starts with 5 s of normal trading");
+            assert_eq!(
+                r.phase(),
+                Phase::Normal,
+                "starts with 5 s of normal trading"
+            );
         }
         *seen.entry(r.phase()).or_insert(0u32) += 1;
         sum += m;
@@ -59,7 +65,10 @@ fn regimes_average_to_one_and_include_bursts_and_quiet_spells() {
     let quiet = f64::from(seen[&Phase::Quiet]) / f64::from(n);
     assert!((0.03..0.07).contains(&burst), "burst share {burst}");
     assert!((0.14..0.23).contains(&quiet), "quiet share {quiet}");
-    assert_eq!(Regime::new(false, 11).multiplier(Timestamp::from_nanos(T0)), 1.0);
+    assert_eq!(
+        Regime::new(false, 11).multiplier(Timestamp::from_nanos(T0)),
+        1.0
+    );
 }
 
 #[test]
@@ -117,7 +126,10 @@ fn trades_print_at_the_touch_and_ids_increase_per_venue() {
                 // The book's touch is the last quote, unless a trade took it.
                 if let Some((bid, ask)) = touch.remove(t.symbol.as_str()) {
                     checked += 1;
-                    assert!(bid <= t.price && t.price <= ask, "{t:?} outside {bid}/{ask}");
+                    assert!(
+                        bid <= t.price && t.price <= ask,
+                        "{t:?} outside {bid}/{ask}"
+                    );
                     let expected = if t.side == Side::Buy { ask } else { bid };
                     at_touch += usize::from(t.price == expected);
                 }
@@ -125,8 +137,14 @@ fn trades_print_at_the_touch_and_ids_increase_per_venue() {
         }
     }
     assert!(checked > 1000, "{checked}");
-    assert!(at_touch * 100 >= checked * 90, "{at_touch} of {checked} at the touch");
-    assert!((0.4..0.6).contains(&(buys as f64 / trades as f64)), "{buys} buys of {trades}");
+    assert!(
+        at_touch * 100 >= checked * 90,
+        "{at_touch} of {checked} at the touch"
+    );
+    assert!(
+        (0.4..0.6).contains(&(buys as f64 / trades as f64)),
+        "{buys} buys of {trades}"
+    );
 }
 
 #[test]
@@ -155,8 +173,14 @@ fn prices_stay_on_the_grid_and_positive_under_wild_volatility() {
     let mut m = SimMarket::new(&cfg, 2).unwrap();
     for i in 0..20_000 {
         if let Event::Quote(q) = m.next_event(Timestamp::from_nanos(T0 + i * 50_000_000)) {
-            assert!(q.bid_price > mdhub_types::Decimal::ZERO && q.bid_price < q.ask_price, "{q:?}");
-            assert!(q.ask_price <= mdhub_types::Decimal::parse("3.00").unwrap(), "{q:?}");
+            assert!(
+                q.bid_price > mdhub_types::Decimal::ZERO && q.bid_price < q.ask_price,
+                "{q:?}"
+            );
+            assert!(
+                q.ask_price <= mdhub_types::Decimal::parse("3.00").unwrap(),
+                "{q:?}"
+            );
             assert!(in_units(q.ask_price, tick).is_some(), "{q:?}");
         }
     }
@@ -175,6 +199,8 @@ fn round_lots_dominate_equity_sizes() {
             round += usize::from(q.ask_size.mantissa() % 100 == 0);
         }
     }
-    assert!(round * 100 > total * 75, "{round} of {total} sizes in round lots");
+    assert!(
+        round * 100 > total * 75,
+        "{round} of {total} sizes in round lots"
+    );
 }
-

@@ -18,7 +18,9 @@ pub(crate) fn config(dir: &Path, segment_bytes: u64) -> LogConfig {
 /// The value stored at `offset`: deterministic, 0-199 bytes.
 pub(crate) fn value_for(offset: u64) -> Vec<u8> {
     let len = (offset.wrapping_mul(2_654_435_761) % 200) as usize;
-    (0..len).map(|i| (offset as usize).wrapping_mul(31).wrapping_add(i) as u8).collect()
+    (0..len)
+        .map(|i| (offset as usize).wrapping_mul(31).wrapping_add(i) as u8)
+        .collect()
 }
 
 /// The key stored at `offset`.
@@ -33,7 +35,12 @@ pub(crate) fn append_derived(log: &Log, topic: &str, partition: u32, n: u64) {
     let mut next = hw;
     for _ in 0..n {
         let (k, v) = (key_for(next), value_for(next));
-        let rec = RecordIn { timestamp: next as i64 * 10, key: &k, value: &v, headers: &[] };
+        let rec = RecordIn {
+            timestamp: next as i64 * 10,
+            key: &k,
+            value: &v,
+            headers: &[],
+        };
         let off = log.append(topic, partition, &rec).expect("append");
         assert_eq!(off, next, "offsets are assigned consecutively");
         next += 1;
@@ -62,7 +69,10 @@ pub(crate) fn read_all(log: &Log, topic: &str, partition: u32, from: u64) -> Vec
                     timestamp: v.timestamp,
                     key: v.key.to_vec(),
                     value: v.value.to_vec(),
-                    headers: v.headers().map(|(n, v)| (n.to_owned(), v.to_vec())).collect(),
+                    headers: v
+                        .headers()
+                        .map(|(n, v)| (n.to_owned(), v.to_vec()))
+                        .collect(),
                 })
             })
             .expect("read");
@@ -78,7 +88,11 @@ pub(crate) fn check_derived(log: &Log, topic: &str, partition: u32) -> u64 {
     let start = log.start_offset(topic, partition).expect("start");
     let hw = log.high_watermark(topic, partition).expect("hw");
     let recs = read_all(log, topic, partition, start);
-    assert_eq!(recs.len() as u64, hw - start, "every retained record is readable");
+    assert_eq!(
+        recs.len() as u64,
+        hw - start,
+        "every retained record is readable"
+    );
     for (i, r) in recs.iter().enumerate() {
         let o = start + i as u64;
         assert_eq!(r.offset, o, "offsets contiguous");

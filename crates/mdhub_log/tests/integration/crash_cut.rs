@@ -91,10 +91,22 @@ fn torn_and_corrupted_tails_are_cut_on_reopen() {
         let expect_hw = base + intact;
 
         let log = Log::open(config(tmp.path(), SEGMENT)).unwrap();
-        assert_eq!(log.high_watermark("t", 0).unwrap(), expect_hw, "round {round}: cut {cut}, damage at {damage}");
+        assert_eq!(
+            log.high_watermark("t", 0).unwrap(),
+            expect_hw,
+            "round {round}: cut {cut}, damage at {damage}"
+        );
         assert_eq!(check_derived(&log, "t", 0), expect_hw);
         let cut_len = fs::metadata(&seg).unwrap().len();
-        assert_eq!(cut_len, if intact == 0 { 0 } else { ends[intact as usize - 1] }, "torn tail truncated");
+        assert_eq!(
+            cut_len,
+            if intact == 0 {
+                0
+            } else {
+                ends[intact as usize - 1]
+            },
+            "torn tail truncated"
+        );
         append_derived(&log, "t", 0, 20);
         log.flush().unwrap();
         drop(log);

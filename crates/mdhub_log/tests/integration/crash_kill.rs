@@ -23,7 +23,9 @@ const SEGMENT: u64 = 256 << 10;
 /// The child: append batches as fast as possible, flush, print "ACK <hw>".
 #[test]
 fn crash_child_writer() {
-    let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
     let log = Log::open(config(std::path::Path::new(&dir), SEGMENT)).expect("child: open");
     log.create_topic("t", 1).expect("child: create topic");
     let mut next = log.high_watermark("t", 0).expect("child: hw");
@@ -31,7 +33,9 @@ fn crash_child_writer() {
     let mut batch = 1u64;
     loop {
         let n = 1 + (batch * 7919) % 300;
-        let owned: Vec<(Vec<u8>, Vec<u8>)> = (next..next + n).map(|o| (key_for(o), value_for(o))).collect();
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = (next..next + n)
+            .map(|o| (key_for(o), value_for(o)))
+            .collect();
         let recs = owned.iter().enumerate().map(|(i, (k, v))| RecordIn {
             timestamp: (next + i as u64) as i64 * 10,
             key: k,
@@ -42,7 +46,12 @@ fn crash_child_writer() {
         assert_eq!(range.start, next);
         log.flush().expect("child: flush");
         next = range.end;
-        writeln!(stdout, "ACK {}", log.high_watermark("t", 0).expect("child: hw")).expect("child: stdout");
+        writeln!(
+            stdout,
+            "ACK {}",
+            log.high_watermark("t", 0).expect("child: hw")
+        )
+        .expect("child: stdout");
         stdout.flush().expect("child: stdout");
         batch += 1;
     }
@@ -56,7 +65,12 @@ fn kill_9_mid_stream_loses_no_acknowledged_record() {
     let mut last_acked = 0u64;
     for round in 0..5 {
         let mut child = Command::new(&exe)
-            .args(["crash_kill::crash_child_writer", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash_kill::crash_child_writer",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, tmp.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -67,7 +81,10 @@ fn kill_9_mid_stream_loses_no_acknowledged_record() {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("ACK ").and_then(|n| n.parse::<u64>().ok()) {
+                if let Some(n) = line
+                    .strip_prefix("ACK ")
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
                     if tx.send(n).is_err() {
                         break;
                     }
@@ -79,7 +96,10 @@ fn kill_9_mid_stream_loses_no_acknowledged_record() {
         if first.is_err() {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
-            panic!("child never acknowledged a flush; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "child never acknowledged a flush; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let run_for = Duration::from_millis(rng.random_range(50..700));
         let started = Instant::now();
@@ -99,15 +119,32 @@ fn kill_9_mid_stream_loses_no_acknowledged_record() {
 
         let log = Log::open(config(tmp.path(), SEGMENT)).unwrap();
         let hw = log.high_watermark("t", 0).unwrap();
-        assert!(hw >= acked, "round {round}: acknowledged {acked} but recovered only {hw}");
+        assert!(
+            hw >= acked,
+            "round {round}: acknowledged {acked} but recovered only {hw}"
+        );
         assert_eq!(check_derived(&log, "t", 0), hw);
         let k = key_for(hw);
         let v = value_for(hw);
-        let off = log.append("t", 0, &RecordIn { timestamp: hw as i64 * 10, key: &k, value: &v, headers: &[] }).unwrap();
+        let off = log
+            .append(
+                "t",
+                0,
+                &RecordIn {
+                    timestamp: hw as i64 * 10,
+                    key: &k,
+                    value: &v,
+                    headers: &[],
+                },
+            )
+            .unwrap();
         assert_eq!(off, hw, "appends continue at the high watermark");
         log.close().unwrap();
         last_acked = acked;
         eprintln!("round {round}: acknowledged {acked}, recovered {hw}");
     }
-    assert!(last_acked > 1000, "the child wrote too little to test anything: {last_acked}");
+    assert!(
+        last_acked > 1000,
+        "the child wrote too little to test anything: {last_acked}"
+    );
 }

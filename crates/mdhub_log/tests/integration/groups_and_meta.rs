@@ -16,9 +16,18 @@ fn committed_offsets_survive_reopen() {
         log.commit("g1", "a", 1, 7).unwrap();
         log.commit("g1", "a", 0, 6).unwrap();
         log.commit("g2", "b", 0, 1).unwrap();
-        assert!(matches!(log.commit("bad group", "a", 0, 1), Err(Error::InvalidGroupName { .. })));
-        assert!(matches!(log.commit("g1", "nope", 0, 1), Err(Error::UnknownTopic { .. })));
-        assert!(matches!(log.commit("g1", "a", 2, 1), Err(Error::UnknownPartition { .. })));
+        assert!(matches!(
+            log.commit("bad group", "a", 0, 1),
+            Err(Error::InvalidGroupName { .. })
+        ));
+        assert!(matches!(
+            log.commit("g1", "nope", 0, 1),
+            Err(Error::UnknownTopic { .. })
+        ));
+        assert!(matches!(
+            log.commit("g1", "a", 2, 1),
+            Err(Error::UnknownPartition { .. })
+        ));
     }
     let log = Log::open(config(tmp.path(), 4096)).unwrap();
     assert_eq!(log.committed("g1", "a", 0).unwrap(), Some(6));
@@ -31,9 +40,18 @@ fn committed_offsets_survive_reopen() {
 #[test]
 fn epoch_persists_and_differs_between_directories() {
     let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let e1 = Log::open(config(t1.path(), 4096)).unwrap().epoch().to_owned();
-    let again = Log::open(config(t1.path(), 4096)).unwrap().epoch().to_owned();
-    let e2 = Log::open(config(t2.path(), 4096)).unwrap().epoch().to_owned();
+    let e1 = Log::open(config(t1.path(), 4096))
+        .unwrap()
+        .epoch()
+        .to_owned();
+    let again = Log::open(config(t1.path(), 4096))
+        .unwrap()
+        .epoch()
+        .to_owned();
+    let e2 = Log::open(config(t2.path(), 4096))
+        .unwrap()
+        .epoch()
+        .to_owned();
     assert_eq!(e1, again);
     assert_ne!(e1, e2);
     assert_eq!(e1.len(), 16);
@@ -43,16 +61,31 @@ fn epoch_persists_and_differs_between_directories() {
 fn a_directory_opens_once() {
     let tmp = tempfile::tempdir().unwrap();
     let _log = Log::open(config(tmp.path(), 4096)).unwrap();
-    assert!(matches!(Log::open(config(tmp.path(), 4096)), Err(Error::Locked { .. })));
+    assert!(matches!(
+        Log::open(config(tmp.path(), 4096)),
+        Err(Error::Locked { .. })
+    ));
 }
 
 #[test]
 fn config_parses_from_toml_with_defaults_and_rejects_unknown_keys() {
-    let cfg: LogConfig = toml::from_str("dir = \"/var/lib/mdhub/log\"\nsegment_bytes = 1048576\n").unwrap();
+    let cfg: LogConfig =
+        toml::from_str("dir = \"/var/lib/mdhub/log\"\nsegment_bytes = 1048576\n").unwrap();
     assert_eq!(cfg.segment_bytes, 1 << 20);
     assert_eq!(cfg.partitions, LogConfig::default().partitions);
-    let err = toml::from_str::<LogConfig>("segment_byte = 5\n").unwrap_err().to_string();
+    let err = toml::from_str::<LogConfig>("segment_byte = 5\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("segment_byte"), "{err}");
-    let bad = LogConfig { index_interval_bytes: 0, ..LogConfig::default() };
-    assert!(matches!(Log::open(bad), Err(Error::InvalidConfig { field: "index_interval_bytes", .. })));
+    let bad = LogConfig {
+        index_interval_bytes: 0,
+        ..LogConfig::default()
+    };
+    assert!(matches!(
+        Log::open(bad),
+        Err(Error::InvalidConfig {
+            field: "index_interval_bytes",
+            ..
+        })
+    ));
 }

@@ -8,14 +8,25 @@ use crate::common::read_all;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { partition: u32, records: Vec<(i64, Vec<u8>, Vec<u8>)> },
+    Append {
+        partition: u32,
+        records: Vec<(i64, Vec<u8>, Vec<u8>)>,
+    },
     Flush,
     Reopen,
-    Read { partition: u32, from_frac: f64, max: usize },
+    Read {
+        partition: u32,
+        from_frac: f64,
+        max: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let rec = (any::<i64>(), proptest::collection::vec(any::<u8>(), 0..12), proptest::collection::vec(any::<u8>(), 0..300));
+    let rec = (
+        any::<i64>(),
+        proptest::collection::vec(any::<u8>(), 0..12),
+        proptest::collection::vec(any::<u8>(), 0..300),
+    );
     prop_oneof![
         5 => (0..3u32, proptest::collection::vec(rec, 1..30)).prop_map(|(partition, records)| Op::Append { partition, records }),
         3 => Just(Op::Flush),
@@ -25,7 +36,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn cfg(dir: &std::path::Path) -> LogConfig {
-    LogConfig { dir: dir.into(), segment_bytes: 2048, index_interval_bytes: 128, ..LogConfig::default() }
+    LogConfig {
+        dir: dir.into(),
+        segment_bytes: 2048,
+        index_interval_bytes: 128,
+        ..LogConfig::default()
+    }
 }
 
 proptest! {

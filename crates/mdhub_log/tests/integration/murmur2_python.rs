@@ -24,8 +24,23 @@ for line in sys.stdin:
 
 fn keys() -> Vec<Vec<u8>> {
     let mut keys: Vec<Vec<u8>> = [
-        "", "a", "ab", "abc", "abcd", "kafka", "AAPL", "MSFT", "TSLA", "BTC-USDT", "ETH-USDT", "EUR-USD",
-        "SOL-USDC", "XBT/USD", "BTCUSDT", "price-quotes", "日本",
+        "",
+        "a",
+        "ab",
+        "abc",
+        "abcd",
+        "kafka",
+        "AAPL",
+        "MSFT",
+        "TSLA",
+        "BTC-USDT",
+        "ETH-USDT",
+        "EUR-USD",
+        "SOL-USDC",
+        "XBT/USD",
+        "BTCUSDT",
+        "price-quotes",
+        "日本",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -58,7 +73,12 @@ fn murmur2_matches_kafka_python() {
             panic!("cannot run Python interpreter {python:?} ({e}); install kafka-python: run scripts/test.sh, which creates .venv (or set MDHUB_TEST_PYTHON)")
         });
     let input: String = keys.iter().map(|k| hex(k) + "\n").collect();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -72,7 +92,12 @@ fn murmur2_matches_kafka_python() {
         let nums: Vec<u64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
         assert_eq!(murmur2(key) as u32 as u64, nums[0], "murmur2({})", hex(key));
         for (i, n) in PARTITIONS.iter().enumerate() {
-            assert_eq!(partition_for_key(key, *n) as u64, nums[i + 1], "partition of {} among {n}", hex(key));
+            assert_eq!(
+                partition_for_key(key, *n) as u64,
+                nums[i + 1],
+                "partition of {} among {n}",
+                hex(key)
+            );
         }
     }
     assert_eq!(partition_for_key(b"kafka", 6), 4);

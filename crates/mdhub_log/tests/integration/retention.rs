@@ -9,7 +9,11 @@ const HOUR: i64 = 3_600_000_000_000;
 #[test]
 fn retention_by_size_keeps_the_cap_and_the_active_segment() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = LogConfig { retention_bytes: 10_000, retention_hours: 0, ..config(tmp.path(), 2048) };
+    let cfg = LogConfig {
+        retention_bytes: 10_000,
+        retention_hours: 0,
+        ..config(tmp.path(), 2048)
+    };
     let log = Log::open(cfg).unwrap();
     log.create_topic("t", 1).unwrap();
     append_derived(&log, "t", 0, 500);
@@ -17,7 +21,10 @@ fn retention_by_size_keeps_the_cap_and_the_active_segment() {
     let before = log.stats().partitions[0].clone();
     assert!(before.bytes > 10_000);
     let report = log.enforce_retention(0).unwrap();
-    assert!(report.segments_deleted > 0 && report.records_deleted > 0, "{report:?}");
+    assert!(
+        report.segments_deleted > 0 && report.records_deleted > 0,
+        "{report:?}"
+    );
     let after = log.stats().partitions[0].clone();
     assert!(after.bytes <= 10_000, "{after:?}");
     assert_eq!(after.bytes + report.bytes_deleted, before.bytes);
@@ -25,12 +32,18 @@ fn retention_by_size_keeps_the_cap_and_the_active_segment() {
     assert_eq!(start, report.records_deleted);
     assert_eq!(check_derived(&log, "t", 0), 500);
     match log.read("t", 0, start - 1, 1, 1, |_| {}) {
-        Err(Error::OffsetOutOfRange { start: s, end: 500, .. }) => assert_eq!(s, start),
+        Err(Error::OffsetOutOfRange {
+            start: s, end: 500, ..
+        }) => assert_eq!(s, start),
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
     // Survives reopen: the start offset comes from the remaining files.
     drop(log);
-    let log = Log::open(LogConfig { retention_bytes: 10_000, ..config(tmp.path(), 2048) }).unwrap();
+    let log = Log::open(LogConfig {
+        retention_bytes: 10_000,
+        ..config(tmp.path(), 2048)
+    })
+    .unwrap();
     assert_eq!(log.start_offset("t", 0).unwrap(), start);
     assert_eq!(check_derived(&log, "t", 0), 500);
 }
@@ -38,7 +51,10 @@ fn retention_by_size_keeps_the_cap_and_the_active_segment() {
 #[test]
 fn retention_by_age_uses_the_newest_record_of_each_segment() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = LogConfig { retention_hours: 1, ..config(tmp.path(), 2048) };
+    let cfg = LogConfig {
+        retention_hours: 1,
+        ..config(tmp.path(), 2048)
+    };
     let log = Log::open(cfg).unwrap();
     log.create_topic("t", 1).unwrap();
     append_derived(&log, "t", 0, 400); // timestamps = offset * 10 ns
@@ -64,7 +80,12 @@ fn retention_by_age_uses_the_newest_record_of_each_segment() {
 #[test]
 fn zero_limits_keep_everything() {
     let tmp = tempfile::tempdir().unwrap();
-    let log = Log::open(LogConfig { retention_hours: 0, retention_bytes: 0, ..config(tmp.path(), 2048) }).unwrap();
+    let log = Log::open(LogConfig {
+        retention_hours: 0,
+        retention_bytes: 0,
+        ..config(tmp.path(), 2048)
+    })
+    .unwrap();
     log.create_topic("t", 1).unwrap();
     append_derived(&log, "t", 0, 200);
     log.flush().unwrap();

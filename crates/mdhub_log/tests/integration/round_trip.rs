@@ -18,9 +18,17 @@ fn round_trip_many_partitions_headers_and_empty_records() {
         for i in 0..50u64 {
             let value = format!("p{p}-{i}");
             let rec = if i % 10 == 0 {
-                RecordIn { timestamp: i as i64, ..RecordIn::default() }
+                RecordIn {
+                    timestamp: i as i64,
+                    ..RecordIn::default()
+                }
             } else {
-                RecordIn { timestamp: i as i64, key: b"BTC-USDT", value: value.as_bytes(), headers }
+                RecordIn {
+                    timestamp: i as i64,
+                    key: b"BTC-USDT",
+                    value: value.as_bytes(),
+                    headers,
+                }
             };
             assert_eq!(log.append("t", p, &rec).unwrap(), i);
         }
@@ -43,8 +51,15 @@ fn round_trip_many_partitions_headers_and_empty_records() {
         assert_eq!(log.high_watermark("t", p).unwrap(), 50);
         assert_eq!(log.start_offset("t", p).unwrap(), 0);
     }
-    let out = log.read("t", 1, 1, 8, 1 << 20, |r| assert_eq!(r.header("enc"), Some(&b"json"[..]))).unwrap();
-    assert_eq!((out.records, out.next_offset, out.high_watermark), (8, 9, 50));
+    let out = log
+        .read("t", 1, 1, 8, 1 << 20, |r| {
+            assert_eq!(r.header("enc"), Some(&b"json"[..]))
+        })
+        .unwrap();
+    assert_eq!(
+        (out.records, out.next_offset, out.high_watermark),
+        (8, 9, 50)
+    );
 }
 
 #[test]
@@ -52,10 +67,24 @@ fn unflushed_records_are_invisible_until_flush() {
     let tmp = tempfile::tempdir().unwrap();
     let log = Log::open(config(tmp.path(), 1 << 20)).unwrap();
     log.create_topic("t", 1).unwrap();
-    let range = log.append_batch("t", 0, (0..5).map(|_| RecordIn { value: b"x", ..RecordIn::default() })).unwrap();
+    let range = log
+        .append_batch(
+            "t",
+            0,
+            (0..5).map(|_| RecordIn {
+                value: b"x",
+                ..RecordIn::default()
+            }),
+        )
+        .unwrap();
     assert_eq!(range, 0..5);
     assert_eq!(log.high_watermark("t", 0).unwrap(), 0);
-    assert_eq!(log.read("t", 0, 0, 10, 100, |_| panic!("unflushed record seen")).unwrap().records, 0);
+    assert_eq!(
+        log.read("t", 0, 0, 10, 100, |_| panic!("unflushed record seen"))
+            .unwrap()
+            .records,
+        0
+    );
     let seq = log.watermark_seq();
     log.flush().unwrap();
     assert!(log.watermark_seq() > seq);
@@ -78,7 +107,9 @@ fn rolls_segments_and_reads_across_boundaries_from_any_offset() {
     check_derived(&log, "t", 1);
     for from in (0..700).step_by(13) {
         let mut seen = Vec::new();
-        let out = log.read("t", 1, from, 25, usize::MAX, |r| seen.push(r.offset)).unwrap();
+        let out = log
+            .read("t", 1, from, 25, usize::MAX, |r| seen.push(r.offset))
+            .unwrap();
         let expect: Vec<u64> = (from..(from + 25).min(700)).collect();
         assert_eq!(seen, expect, "read from {from}");
         assert_eq!(out.next_offset, from + expect.len() as u64);
@@ -101,18 +132,41 @@ fn out_of_range_and_unknown_names() {
     log.flush().unwrap();
     assert_eq!(log.read("t", 0, 10, 10, 10, |_| {}).unwrap().records, 0);
     match log.read("t", 0, 11, 10, 10, |_| {}) {
-        Err(Error::OffsetOutOfRange { requested: 11, start: 0, end: 10, .. }) => {}
+        Err(Error::OffsetOutOfRange {
+            requested: 11,
+            start: 0,
+            end: 10,
+            ..
+        }) => {}
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
-    assert!(matches!(log.partitions("nope"), Err(Error::UnknownTopic { .. })));
-    assert!(matches!(log.high_watermark("t", 1), Err(Error::UnknownPartition { partitions: 1, .. })));
-    assert!(matches!(log.create_topic("bad/name", 1), Err(Error::InvalidTopicName { .. })));
-    assert!(matches!(log.create_topic("t", 2), Err(Error::PartitionCountMismatch { existing: 1, .. })));
+    assert!(matches!(
+        log.partitions("nope"),
+        Err(Error::UnknownTopic { .. })
+    ));
+    assert!(matches!(
+        log.high_watermark("t", 1),
+        Err(Error::UnknownPartition { partitions: 1, .. })
+    ));
+    assert!(matches!(
+        log.create_topic("bad/name", 1),
+        Err(Error::InvalidTopicName { .. })
+    ));
+    assert!(matches!(
+        log.create_topic("t", 2),
+        Err(Error::PartitionCountMismatch { existing: 1, .. })
+    ));
     log.create_topic("t", 1).expect("idempotent");
     assert_eq!(log.topics(), vec![("t".to_owned(), 1)]);
     let big = vec![0u8; 17 << 20];
-    let rec = RecordIn { value: &big, ..RecordIn::default() };
-    assert!(matches!(log.append("t", 0, &rec), Err(Error::RecordTooLarge { .. })));
+    let rec = RecordIn {
+        value: &big,
+        ..RecordIn::default()
+    };
+    assert!(matches!(
+        log.append("t", 0, &rec),
+        Err(Error::RecordTooLarge { .. })
+    ));
 }
 
 #[test]
@@ -121,14 +175,29 @@ fn offset_for_timestamp_matches_brute_force() {
     let log = Log::open(config(tmp.path(), 4096)).unwrap();
     log.create_topic("t", 1).unwrap();
     // Mostly increasing timestamps with some out-of-order ones.
-    let ts: Vec<i64> = (0..600i64).map(|i| if i % 37 == 5 { i * 10 - 300 } else { i * 10 }).collect();
+    let ts: Vec<i64> = (0..600i64)
+        .map(|i| if i % 37 == 5 { i * 10 - 300 } else { i * 10 })
+        .collect();
     for t in &ts {
-        log.append("t", 0, &RecordIn { timestamp: *t, value: &[7; 40], ..RecordIn::default() }).unwrap();
+        log.append(
+            "t",
+            0,
+            &RecordIn {
+                timestamp: *t,
+                value: &[7; 40],
+                ..RecordIn::default()
+            },
+        )
+        .unwrap();
     }
     log.flush().unwrap();
     for q in (-500..6500).step_by(17) {
         let expect = ts.iter().position(|&t| t >= q).map_or(600, |i| i as u64);
-        assert_eq!(log.offset_for_timestamp("t", 0, q).unwrap(), expect, "ts {q}");
+        assert_eq!(
+            log.offset_for_timestamp("t", 0, q).unwrap(),
+            expect,
+            "ts {q}"
+        );
     }
 }
 
@@ -143,7 +212,11 @@ fn reopen_continues_offsets_and_rebuilds_lost_indexes() {
     }
     // Damage every closed segment's index: one deleted, the others garbage.
     let pdir = tmp.path().join("topics/t/0");
-    let mut indexes: Vec<_> = std::fs::read_dir(&pdir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "index")).collect();
+    let mut indexes: Vec<_> = std::fs::read_dir(&pdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "index"))
+        .collect();
     indexes.sort();
     assert!(indexes.len() > 3);
     std::fs::remove_file(&indexes[0]).unwrap();
@@ -195,7 +268,13 @@ fn reader_cursor_tails_and_wait_for_flush_wakes() {
 #[test]
 fn concurrent_writers_and_readers() {
     let tmp = tempfile::tempdir().unwrap();
-    let log = Arc::new(Log::open(LogConfig { fsync_interval_ms: 5, ..config(tmp.path(), 8192) }).unwrap());
+    let log = Arc::new(
+        Log::open(LogConfig {
+            fsync_interval_ms: 5,
+            ..config(tmp.path(), 8192)
+        })
+        .unwrap(),
+    );
     log.create_topic("t", 4).unwrap();
     let mut handles = Vec::new();
     for p in 0..4u32 {
@@ -206,7 +285,10 @@ fn concurrent_writers_and_readers() {
                 log.flush().unwrap();
                 let hw = log.high_watermark("t", p).unwrap();
                 let from = hw.saturating_sub(15);
-                let n = log.read("t", p, from, 100, usize::MAX, |_| {}).unwrap().records as u64;
+                let n = log
+                    .read("t", p, from, 100, usize::MAX, |_| {})
+                    .unwrap()
+                    .records as u64;
                 assert!(n >= hw - from);
             }
         }));
@@ -222,7 +304,11 @@ fn concurrent_writers_and_readers() {
 #[test]
 fn fsync_on_every_flush_when_interval_is_zero() {
     let tmp = tempfile::tempdir().unwrap();
-    let log = Log::open(LogConfig { fsync_interval_ms: 0, ..config(tmp.path(), 4096) }).unwrap();
+    let log = Log::open(LogConfig {
+        fsync_interval_ms: 0,
+        ..config(tmp.path(), 4096)
+    })
+    .unwrap();
     log.create_topic("t", 1).unwrap();
     append_derived(&log, "t", 0, 100);
     log.flush().unwrap();
@@ -232,13 +318,20 @@ fn fsync_on_every_flush_when_interval_is_zero() {
 #[test]
 fn background_thread_fsyncs_within_the_interval() {
     let tmp = tempfile::tempdir().unwrap();
-    let log = Log::open(LogConfig { fsync_interval_ms: 10, ..config(tmp.path(), 4096) }).unwrap();
+    let log = Log::open(LogConfig {
+        fsync_interval_ms: 10,
+        ..config(tmp.path(), 4096)
+    })
+    .unwrap();
     log.create_topic("t", 1).unwrap();
     append_derived(&log, "t", 0, 100);
     log.flush().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while log.synced_offset("t", 0).unwrap() < 100 {
-        assert!(std::time::Instant::now() < deadline, "background fsync did not run");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background fsync did not run"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }

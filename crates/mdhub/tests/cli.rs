@@ -1,0 +1,215 @@
+//! End-to-end tests of the real `mdhub` binary.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mdhub_log::{Log, LogConfig};
+use mdhub_types::{Encoding, Topic};
+
+fn mdhub() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mdhub"));
+    // A clean environment for configuration: no stray MDHUB_* or PORT.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MDHUB_") || k == "PORT" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn start_run(dir: &Path, extra: &[&str]) -> Child {
+    let mut child = mdhub()
+        .args(["run", "--data-dir"])
+        .arg(dir)
+        .args(["--sim-rate", "3000"])
+        .args(extra)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mdhub run");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("mdhub running"),
+        "unexpected first line: {line:?}"
+    );
+    child
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(t0.elapsed() < limit, "mdhub did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Per partition: (start, end), and every record decodes as an event of its topic.
+fn inspect(dir: &Path) -> Vec<(Topic, u32, u64)> {
+    let log = Log::open(LogConfig {
+        dir: dir.join("log"),
+        ..LogConfig::default()
+    })
+    .expect("reopen log");
+    let mut out = Vec::new();
+    for topic in Topic::ALL {
+        let parts = log.partitions(topic.log_name()).expect("topic exists");
+        for p in 0..parts {
+            let start = log.start_offset(topic.log_name(), p).unwrap();
+            let end = log.high_watermark(topic.log_name(), p).unwrap();
+            let mut next = start;
+            while next < end {
+                let outcome = log
+                    .read(topic.log_name(), p, next, 10_000, 8 << 20, |r| {
+                        assert_eq!(r.offset, next, "offsets must be contiguous");
+                        next += 1;
+                        let enc = Encoding::parse(
+                            std::str::from_utf8(r.header("mdhub-encoding").unwrap()).unwrap(),
+                        )
+                        .unwrap();
+                        let e = enc.decode(r.value).expect("every record decodes");
+                        assert_eq!(e.topic(), topic);
+                        assert_eq!(e.symbol().as_str().as_bytes(), r.key, "key = symbol");
+                    })
+                    .unwrap();
+                next = outcome.next_offset;
+            }
+            out.push((topic, p, end));
+        }
+    }
+    out
+}
+
+fn total(v: &[(Topic, u32, u64)]) -> u64 {
+    v.iter().map(|x| x.2).sum()
+}
+
+#[test]
+fn help_lists_every_role() {
+    let out = mdhub().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for role in [
+        "run", "ingest", "serve", "archive", "query", "replay", "bench", "config",
+    ] {
+        assert!(
+            text.contains(&format!("  {role} ")),
+            "--help must list {role}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn roles_not_built_yet_say_so_and_fail() {
+    for role in ["ingest", "serve", "archive", "query", "replay", "bench"] {
+        let out = mdhub().arg(role).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{role}");
+        assert!(out.stdout.is_empty(), "{role} must print no fake output");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("not built yet"), "{role}: {err}");
+    }
+}
+
+#[test]
+fn bad_configuration_is_one_clear_line() {
+    let out = mdhub()
+        .arg("run")
+        .env("MDHUB_LOG__SEGMENT_BYTES", "big")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("log.segment_bytes") && err.contains("MDHUB_LOG__SEGMENT_BYTES"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[sim]\nrate = 10\nvenus = []\n").unwrap();
+    let out = mdhub()
+        .args(["--config"])
+        .arg(&file)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("venus") && err.contains("bad.toml"), "{err}");
+}
+
+#[test]
+fn config_prints_effective_toml() {
+    let out = mdhub()
+        .arg("config")
+        .env("MDHUB_SIM__RATE", "123.5")
+        .env("PORT", "9123")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: toml::Table = text.parse().expect("valid TOML");
+    assert_eq!(v["sim"]["rate"].as_float(), Some(123.5));
+    assert_eq!(v["server"]["listen"].as_str(), Some("127.0.0.1:9123"));
+}
+
+#[test]
+fn run_streams_into_the_log_stops_on_sigterm_and_continues_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start_run(dir.path(), &["--seed", "7"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "SIGTERM must end in a clean exit, got {status}"
+    );
+    let first = inspect(dir.path());
+    assert!(
+        total(&first) > 500,
+        "expected a few thousand events, got {}",
+        total(&first)
+    );
+
+    let mut child = start_run(dir.path(), &["--exit-after", "1"]);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    let second = inspect(dir.path());
+    assert!(
+        total(&second) > total(&first),
+        "a restart must append to the same log"
+    );
+    for (a, b) in first.iter().zip(&second) {
+        assert!(b.2 >= a.2, "offsets never go back: {a:?} -> {b:?}");
+    }
+}
+
+#[test]
+fn kill_9_then_restart_recovers_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start_run(dir.path(), &[]);
+    std::thread::sleep(Duration::from_millis(1200));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = inspect(dir.path());
+    assert!(total(&before) > 0);
+    let mut child = start_run(dir.path(), &["--exit-after", "1"]);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    assert!(total(&inspect(dir.path())) > total(&before));
+}
