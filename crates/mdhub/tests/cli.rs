@@ -213,3 +213,48 @@ fn kill_9_then_restart_recovers_the_log() {
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
     assert!(total(&inspect(dir.path())) > total(&before));
 }
+
+/// Every key `mdhub config` prints is documented in docs/configuration.md.
+#[test]
+fn every_config_key_is_documented() {
+    let out = mdhub().arg("config").output().unwrap();
+    let cfg: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap();
+    fn keys(t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            match v {
+                toml::Value::Table(t) => keys(t, out),
+                toml::Value::Array(a) => {
+                    out.push(k.clone());
+                    for item in a {
+                        if let toml::Value::Table(t) = item {
+                            keys(t, out);
+                        }
+                    }
+                }
+                _ => out.push(k.clone()),
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys(&cfg, &mut all);
+    for k in ["seed", "round_lot"] {
+        all.push(k.to_string()); // optional keys that print only when set
+    }
+    for k in all {
+        assert!(doc.contains(&format!("| `{k}` |")), "docs/configuration.md does not document `{k}`");
+    }
+}
+
+/// The TOML example in docs/configuration.md is a working configuration.
+#[test]
+fn configuration_doc_example_works() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap();
+    let example = doc.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mdhub.toml");
+    std::fs::write(&file, example).unwrap();
+    let out = mdhub().arg("--config").arg(&file).arg("config").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("sim-lse"));
+}

@@ -100,7 +100,7 @@ async fn latest_quote_and_trade_are_kept(cache: &dyn Cache) {
 
 async fn older_positions_never_replace_newer(cache: &dyn Cache) {
     let new = quote("MSFT", "sim-nasdaq", 100, 2);
-    cache.put(&[new.clone()]).await.expect("put");
+    cache.put(std::slice::from_ref(&new)).await.expect("put");
     cache
         .put(&[quote("MSFT", "sim-nasdaq", 99, 1)])
         .await

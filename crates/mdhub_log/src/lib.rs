@@ -31,6 +31,7 @@
 //! # Ok::<(), mdhub_log::Error>(())
 //! ```
 
+mod background;
 mod config;
 mod error;
 mod groups;

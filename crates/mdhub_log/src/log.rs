@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -24,9 +24,6 @@ use crate::retention::{Policy, RetentionReport};
 use crate::topics::{self, Topic};
 use crate::{meta, stats::LogStats};
 
-/// How often the background thread applies retention.
-const RETENTION_EVERY: Duration = Duration::from_secs(60);
-
 /// The embedded log. `Send + Sync`: share it behind an `Arc`. Dropping it
 /// stops the background thread and flushes (but does not fsync) buffered
 /// records; call [`Log::close`] for a full sync.
@@ -38,7 +35,7 @@ pub struct Log {
 pub(crate) struct Inner {
     pub(crate) config: LogConfig,
     settings: Settings,
-    policy: Policy,
+    pub(crate) policy: Policy,
     epoch: String,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Every partition, for flush/sync/retention passes without the topic map.
@@ -46,8 +43,8 @@ pub(crate) struct Inner {
     create_lock: Mutex<()>,
     groups: Groups,
     notifier: Arc<Notifier>,
-    stop: Mutex<bool>,
-    stop_cond: Condvar,
+    pub(crate) stop: Mutex<bool>,
+    pub(crate) stop_cond: Condvar,
     _dir_lock: File,
 }
 
@@ -59,12 +56,6 @@ impl fmt::Debug for Log {
             .field("topics", &self.topics())
             .finish_non_exhaustive()
     }
-}
-
-fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 impl Log {
@@ -385,60 +376,6 @@ impl Log {
     /// Per-partition offsets and sizes.
     pub fn stats(&self) -> LogStats {
         LogStats::collect(&self.inner.all.read())
-    }
-}
-
-impl Inner {
-    fn sync_dirty(&self) -> Result<()> {
-        let all = Arc::clone(&self.all.read());
-        let mut first_err = None;
-        for p in all.iter().filter(|p| p.needs_sync()) {
-            if let Err(e) = p.sync() {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    fn enforce_retention(&self, now_nanos: i64) -> Result<RetentionReport> {
-        let all = Arc::clone(&self.all.read());
-        let mut report = RetentionReport::default();
-        for p in all.iter() {
-            report.add(&p.enforce_retention(self.policy, now_nanos)?);
-        }
-        Ok(report)
-    }
-
-    /// The background thread: group-commit fsync every `fsync_interval_ms`
-    /// and retention every minute, until `stop`.
-    fn background(&self) {
-        let tick = match self.config.fsync_interval_ms {
-            0 => RETENTION_EVERY,
-            ms => Duration::from_millis(ms),
-        };
-        let mut last_retention = Instant::now();
-        loop {
-            {
-                let mut stopped = self.stop.lock();
-                if !*stopped {
-                    self.stop_cond.wait_for(&mut stopped, tick);
-                }
-                if *stopped {
-                    return;
-                }
-            }
-            if self.config.fsync_interval_ms > 0
-                && let Err(e) = self.sync_dirty()
-            {
-                tracing::error!(error = %e, "background fsync failed");
-            }
-            if last_retention.elapsed() >= RETENTION_EVERY {
-                last_retention = Instant::now();
-                if let Err(e) = self.enforce_retention(now_nanos()) {
-                    tracing::error!(error = %e, "retention pass failed");
-                }
-            }
-        }
     }
 }
 

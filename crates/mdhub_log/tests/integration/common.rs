@@ -32,8 +32,7 @@ pub(crate) fn key_for(offset: u64) -> Vec<u8> {
 pub(crate) fn append_derived(log: &Log, topic: &str, partition: u32, n: u64) {
     let hw = log.high_watermark(topic, partition).expect("hw");
     // Buffered but unflushed records also take offsets; derive from the returned ones.
-    let mut next = hw;
-    for _ in 0..n {
+    for next in hw..hw + n {
         let (k, v) = (key_for(next), value_for(next));
         let rec = RecordIn {
             timestamp: next as i64 * 10,
@@ -43,7 +42,6 @@ pub(crate) fn append_derived(log: &Log, topic: &str, partition: u32, n: u64) {
         };
         let off = log.append(topic, partition, &rec).expect("append");
         assert_eq!(off, next, "offsets are assigned consecutively");
-        next += 1;
     }
 }
 

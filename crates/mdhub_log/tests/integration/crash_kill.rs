@@ -81,13 +81,13 @@ fn kill_9_mid_stream_loses_no_acknowledged_record() {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(n) = line
+                let ack = line
                     .strip_prefix("ACK ")
-                    .and_then(|n| n.parse::<u64>().ok())
+                    .and_then(|n| n.parse::<u64>().ok());
+                if let Some(n) = ack
+                    && tx.send(n).is_err()
                 {
-                    if tx.send(n).is_err() {
-                        break;
-                    }
+                    break;
                 }
             }
         });

@@ -6,6 +6,9 @@ use proptest::prelude::*;
 
 use crate::common::read_all;
 
+/// One partition of the model: every appended record and how many are flushed.
+type ModelPartition = (Vec<(i64, Vec<u8>, Vec<u8>)>, usize);
+
 #[derive(Debug, Clone)]
 enum Op {
     Append {
@@ -53,7 +56,7 @@ proptest! {
         let mut log = Log::open(cfg(tmp.path())).unwrap();
         log.create_topic("m", 3).unwrap();
         // Per partition: all appended records and how many are flushed.
-        let mut model: Vec<(Vec<(i64, Vec<u8>, Vec<u8>)>, usize)> = vec![(Vec::new(), 0); 3];
+        let mut model: Vec<ModelPartition> = vec![(Vec::new(), 0); 3];
         for op in ops {
             match op {
                 Op::Append { partition, records } => {

@@ -1,0 +1,73 @@
+//! The log's background thread: group-commit fsync every
+//! `fsync_interval_ms` and retention every minute, plus the passes it shares
+//! with `Log::sync` and `Log::enforce_retention`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::Result;
+use crate::log::Inner;
+use crate::retention::RetentionReport;
+
+/// How often the background thread applies retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+impl Inner {
+    pub(crate) fn sync_dirty(&self) -> Result<()> {
+        let all = Arc::clone(&self.all.read());
+        let mut first_err = None;
+        for p in all.iter().filter(|p| p.needs_sync()) {
+            if let Err(e) = p.sync() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    pub(crate) fn enforce_retention(&self, now_nanos: i64) -> Result<RetentionReport> {
+        let all = Arc::clone(&self.all.read());
+        let mut report = RetentionReport::default();
+        for p in all.iter() {
+            report.add(&p.enforce_retention(self.policy, now_nanos)?);
+        }
+        Ok(report)
+    }
+
+    /// The background thread: group-commit fsync every `fsync_interval_ms`
+    /// and retention every minute, until `stop`.
+    pub(crate) fn background(&self) {
+        let tick = match self.config.fsync_interval_ms {
+            0 => RETENTION_EVERY,
+            ms => Duration::from_millis(ms),
+        };
+        let mut last_retention = Instant::now();
+        loop {
+            {
+                let mut stopped = self.stop.lock();
+                if !*stopped {
+                    self.stop_cond.wait_for(&mut stopped, tick);
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            if self.config.fsync_interval_ms > 0
+                && let Err(e) = self.sync_dirty()
+            {
+                tracing::error!(error = %e, "background fsync failed");
+            }
+            if last_retention.elapsed() >= RETENTION_EVERY {
+                last_retention = Instant::now();
+                if let Err(e) = self.enforce_retention(now_nanos()) {
+                    tracing::error!(error = %e, "retention pass failed");
+                }
+            }
+        }
+    }
+}
