@@ -34,8 +34,12 @@ fi
 export MDHUB_TEST_PYTHON="$root/.venv/bin/python"
 "$MDHUB_TEST_PYTHON" -c "import fastavro, jsonschema, kafka" || die "python test modules missing after install"
 
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 say "cargo test (workspace, all targets)"
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked 2>&1 | tee -a "$out"
 say "cargo test (doc tests)"
-cargo test --workspace --doc --locked
-say "all tests passed"
+cargo test --workspace --doc --locked 2>&1 | tee -a "$out"
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$out"
