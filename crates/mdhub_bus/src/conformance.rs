@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use mdhub_types::{Decimal, Event, Position, Quote, Side, Symbol, Timestamp, Topic, Trade, Venue};
 
-use crate::{Bus, Delivery, Error, Start, SubscribeSpec, partition_for_key};
+use crate::{Bus, Delivery, Error, Start, SubscribeSpec, Subscription, partition_for_key};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -98,6 +98,12 @@ async fn collect(
             .await
             .expect("seek to observed watermark");
     }
+    read_until(&mut *sub, symbols, count).await
+}
+
+/// Read until `count` records of `symbols` arrived (others are ignored);
+/// panics after [`WAIT`].
+async fn read_until(sub: &mut dyn Subscription, symbols: &[Symbol], count: usize) -> Vec<Delivery> {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while got.len() < count {
@@ -111,7 +117,7 @@ async fn collect(
             .await
             .expect("next_batch")
         {
-            if symbols.contains(&d.symbol) {
+            if symbols.contains(&d.symbol) && got.len() < count {
                 got.push(d);
             }
         }
@@ -337,23 +343,7 @@ async fn groups_resume_after_commit(bus: &dyn Bus, run: &str) {
                 })
                 .await
                 .expect("subscribe group");
-            let mut mine = Vec::new();
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while mine.len() < max {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "group read timed out"
-                );
-                for d in sub
-                    .next_batch(1000, Duration::from_millis(200))
-                    .await
-                    .expect("next_batch")
-                {
-                    if d.symbol == s && mine.len() < max {
-                        mine.push(d);
-                    }
-                }
-            }
+            let mine = read_until(&mut *sub, std::slice::from_ref(&s), max).await;
             (sub, mine)
         }
     };

@@ -79,15 +79,7 @@ impl EmbeddedBus {
     }
 
     fn check_partition(&self, topic: Topic, partition: u32) -> Result<()> {
-        let partitions = self.partitions[idx(topic)];
-        if partition >= partitions {
-            return Err(Error::NoSuchPartition {
-                topic,
-                partition,
-                partitions,
-            });
-        }
-        Ok(())
+        check_partition(self.partitions, topic, partition)
     }
 
     fn resolve(&self, topic: Topic, partition: u32, start: Start) -> Result<u64> {
@@ -98,22 +90,40 @@ impl EmbeddedBus {
             Start::Time(ts) => self
                 .log
                 .offset_for_timestamp(name, partition, ts.as_nanos())?,
-            Start::Offset(o) => {
-                let s = self.log.start_offset(name, partition)?;
-                let e = self.log.high_watermark(name, partition)?;
-                if o < s || o > e {
-                    return Err(Error::OffsetOutOfRange {
-                        topic,
-                        partition,
-                        requested: o,
-                        start: s,
-                        end: e,
-                    });
-                }
-                o
-            }
+            Start::Offset(o) => check_offset(&self.log, topic, partition, o)?,
         })
     }
+}
+
+fn check_partition(partitions: [u32; 2], topic: Topic, partition: u32) -> Result<()> {
+    let partitions = partitions[idx(topic)];
+    if partition >= partitions {
+        return Err(Error::NoSuchPartition {
+            topic,
+            partition,
+            partitions,
+        });
+    }
+    Ok(())
+}
+
+/// `offset` if it lies within `[start, end]` of the partition.
+fn check_offset(log: &Log, topic: Topic, partition: u32, offset: u64) -> Result<u64> {
+    let name = topic.log_name();
+    let (start, end) = (
+        log.start_offset(name, partition)?,
+        log.high_watermark(name, partition)?,
+    );
+    if offset < start || offset > end {
+        return Err(Error::OffsetOutOfRange {
+            topic,
+            partition,
+            requested: offset,
+            start,
+            end,
+        });
+    }
+    Ok(offset)
 }
 
 fn map_log_err(topic: Topic, e: mdhub_log::Error) -> Error {
@@ -381,28 +391,8 @@ impl Subscription for EmbeddedSubscription {
     }
 
     async fn seek(&mut self, topic: Topic, partition: u32, offset: u64) -> Result<()> {
-        let partitions = self.partitions[idx(topic)];
-        if partition >= partitions {
-            return Err(Error::NoSuchPartition {
-                topic,
-                partition,
-                partitions,
-            });
-        }
-        let name = topic.log_name();
-        let (s, e) = (
-            self.log.start_offset(name, partition)?,
-            self.log.high_watermark(name, partition)?,
-        );
-        if offset < s || offset > e {
-            return Err(Error::OffsetOutOfRange {
-                topic,
-                partition,
-                requested: offset,
-                start: s,
-                end: e,
-            });
-        }
+        check_partition(self.partitions, topic, partition)?;
+        check_offset(&self.log, topic, partition, offset)?;
         match self
             .cursors
             .iter_mut()

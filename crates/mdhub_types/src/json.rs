@@ -35,39 +35,37 @@ pub enum JsonError {
 /// Append the JSON encoding of `event` to `out`.
 pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
     let mut buf = [0u8; 48];
+    let mut field = |out: &mut Vec<u8>, name: &[u8], v: Decimal| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(v.write_to(&mut buf).as_bytes());
+    };
     match event {
         Event::Quote(q) => {
-            out.extend_from_slice(b"{\"type\":\"quote\",\"venue\":\"");
-            out.extend_from_slice(q.venue.as_str().as_bytes());
-            out.extend_from_slice(b"\",\"symbol\":\"");
-            out.extend_from_slice(q.symbol.as_str().as_bytes());
-            out.extend_from_slice(b"\",\"ts_exchange\":");
-            push_int(out, q.ts_exchange.as_nanos());
-            out.extend_from_slice(b",\"ts_received\":");
-            push_int(out, q.ts_received.as_nanos());
-            out.extend_from_slice(b",\"bid_price\":\"");
-            out.extend_from_slice(q.bid_price.write_to(&mut buf).as_bytes());
-            out.extend_from_slice(b"\",\"bid_size\":\"");
-            out.extend_from_slice(q.bid_size.write_to(&mut buf).as_bytes());
-            out.extend_from_slice(b"\",\"ask_price\":\"");
-            out.extend_from_slice(q.ask_price.write_to(&mut buf).as_bytes());
-            out.extend_from_slice(b"\",\"ask_size\":\"");
-            out.extend_from_slice(q.ask_size.write_to(&mut buf).as_bytes());
+            push_head(
+                out,
+                b"quote",
+                &q.venue,
+                &q.symbol,
+                q.ts_exchange,
+                q.ts_received,
+            );
+            field(out, b",\"bid_price\":\"", q.bid_price);
+            field(out, b"\",\"bid_size\":\"", q.bid_size);
+            field(out, b"\",\"ask_price\":\"", q.ask_price);
+            field(out, b"\",\"ask_size\":\"", q.ask_size);
             out.extend_from_slice(b"\"}");
         }
         Event::Trade(t) => {
-            out.extend_from_slice(b"{\"type\":\"trade\",\"venue\":\"");
-            out.extend_from_slice(t.venue.as_str().as_bytes());
-            out.extend_from_slice(b"\",\"symbol\":\"");
-            out.extend_from_slice(t.symbol.as_str().as_bytes());
-            out.extend_from_slice(b"\",\"ts_exchange\":");
-            push_int(out, t.ts_exchange.as_nanos());
-            out.extend_from_slice(b",\"ts_received\":");
-            push_int(out, t.ts_received.as_nanos());
-            out.extend_from_slice(b",\"price\":\"");
-            out.extend_from_slice(t.price.write_to(&mut buf).as_bytes());
-            out.extend_from_slice(b"\",\"size\":\"");
-            out.extend_from_slice(t.size.write_to(&mut buf).as_bytes());
+            push_head(
+                out,
+                b"trade",
+                &t.venue,
+                &t.symbol,
+                t.ts_exchange,
+                t.ts_received,
+            );
+            field(out, b",\"price\":\"", t.price);
+            field(out, b"\",\"size\":\"", t.size);
             out.extend_from_slice(b"\",\"side\":\"");
             out.extend_from_slice(t.side.as_str().as_bytes());
             out.extend_from_slice(b"\",\"trade_id\":");
@@ -78,6 +76,28 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
             out.push(b'}');
         }
     }
+}
+
+/// The fields both kinds share, in schema order. Venues and symbols are
+/// validated names and never need escaping.
+fn push_head(
+    out: &mut Vec<u8>,
+    kind: &[u8],
+    venue: &Venue,
+    symbol: &Symbol,
+    ts_exchange: Timestamp,
+    ts_received: Timestamp,
+) {
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind);
+    out.extend_from_slice(b"\",\"venue\":\"");
+    out.extend_from_slice(venue.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"symbol\":\"");
+    out.extend_from_slice(symbol.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"ts_exchange\":");
+    push_int(out, ts_exchange.as_nanos());
+    out.extend_from_slice(b",\"ts_received\":");
+    push_int(out, ts_received.as_nanos());
 }
 
 /// The JSON encoding of `event` as a new buffer.
