@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use mdhub_feeds::sim::SimConfig;
+use mdhub_gateway::GatewayConfig;
 use mdhub_log::LogConfig;
 use mdhub_types::Encoding;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The HTTP/WebSocket listener.
     pub server: ServerConfig,
+    /// The WebSocket service: heartbeats, queues, limits.
+    pub gateway: GatewayConfig,
     /// How events are written to the log.
     pub bus: BusConfig,
     /// The embedded log, used when `KAFKA_URL` is not set.
@@ -43,6 +46,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./mdhub-data"),
             server: ServerConfig::default(),
+            gateway: GatewayConfig::default(),
             bus: BusConfig::default(),
             log: LogConfig::default(),
             ingest: IngestConfig::default(),

@@ -9,6 +9,7 @@
 pub mod commands;
 pub mod config;
 pub mod ingest;
+mod status;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -44,11 +45,13 @@ pub struct Cli {
 /// The roles (SPEC §1).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything in one process on embedded defaults: simulated exchanges, embedded log, in-memory cache.
+    /// Everything in one process on embedded defaults: simulated exchanges, embedded log, in-memory cache, gateway.
     Run(commands::run::RunArgs),
+    /// Print the live stream of some symbols (a WebSocket client with resume).
+    Tail(commands::tail::TailArgs),
     /// Feed handlers: exchange connections -> normalize -> publish (not built yet).
     Ingest,
-    /// Distribution gateway: log -> WebSocket/REST clients and the web UI (not built yet).
+    /// Distribution gateway alone: log -> WebSocket/REST clients (not built yet as a separate role; `run` includes it).
     Serve,
     /// Archiver: log -> hot tier and Parquet data lake (not built yet).
     Archive,
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => commands::run::main(cfg, args),
+        Command::Tail(args) => commands::tail::main(cfg, args),
         Command::Ingest => not_built(
             "ingest",
             "real venues and standalone roles come with the connector and Kafka work",

@@ -219,7 +219,11 @@ fn kill_9_then_restart_recovers_the_log() {
 fn every_config_key_is_documented() {
     let out = mdhub().arg("config").output().unwrap();
     let cfg: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/configuration.md"
+    ))
+    .unwrap();
     fn keys(t: &toml::Table, out: &mut Vec<String>) {
         for (k, v) in t {
             match v {
@@ -242,19 +246,41 @@ fn every_config_key_is_documented() {
         all.push(k.to_string()); // optional keys that print only when set
     }
     for k in all {
-        assert!(doc.contains(&format!("| `{k}` |")), "docs/configuration.md does not document `{k}`");
+        assert!(
+            doc.contains(&format!("| `{k}` |")),
+            "docs/configuration.md does not document `{k}`"
+        );
     }
 }
 
 /// The TOML example in docs/configuration.md is a working configuration.
 #[test]
 fn configuration_doc_example_works() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap();
-    let example = doc.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/configuration.md"
+    ))
+    .unwrap();
+    let example = doc
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mdhub.toml");
     std::fs::write(&file, example).unwrap();
-    let out = mdhub().arg("--config").arg(&file).arg("config").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = mdhub()
+        .arg("--config")
+        .arg(&file)
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8(out.stdout).unwrap().contains("sim-lse"));
 }

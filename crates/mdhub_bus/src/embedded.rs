@@ -196,34 +196,58 @@ impl Bus for EmbeddedBus {
     }
 
     async fn subscribe(&self, spec: SubscribeSpec) -> Result<Box<dyn Subscription>> {
-        let (topics, group) = match &spec {
-            SubscribeSpec::Group { name, topics, .. } => (topics, Some(name.clone())),
-            SubscribeSpec::Direct { topics, .. } => (topics, None),
-        };
         let mut cursors = Vec::new();
-        for &topic in topics {
-            for partition in 0..self.partitions[idx(topic)] {
-                let next = match &spec {
-                    SubscribeSpec::Direct { start, .. } => {
-                        self.resolve(topic, partition, *start)?
+        let mut group = None;
+        match &spec {
+            SubscribeSpec::Assign { positions } => {
+                for p in positions {
+                    check_partition(self.partitions, p.topic, p.partition)?;
+                    let next = check_offset(&self.log, p.topic, p.partition, p.offset)?;
+                    cursors.push(Cursor {
+                        topic: p.topic,
+                        partition: p.partition,
+                        next,
+                    });
+                }
+            }
+            SubscribeSpec::Direct { topics, start } => {
+                for &topic in topics {
+                    for partition in 0..self.partitions[idx(topic)] {
+                        let next = self.resolve(topic, partition, *start)?;
+                        cursors.push(Cursor {
+                            topic,
+                            partition,
+                            next,
+                        });
                     }
-                    SubscribeSpec::Group { name, reset, .. } => {
-                        match self.log.committed(name, topic.log_name(), partition)? {
+                }
+            }
+            SubscribeSpec::Group {
+                name,
+                topics,
+                reset,
+            } => {
+                group = Some(name.clone());
+                for &topic in topics {
+                    for partition in 0..self.partitions[idx(topic)] {
+                        let next = match self.log.committed(name, topic.log_name(), partition)? {
+                            // Retention may have passed the committed offset.
                             Some(o) => {
-                                let s = self.log.start_offset(topic.log_name(), partition)?;
-                                let e = self.log.high_watermark(topic.log_name(), partition)?;
-                                // Retention may have passed the committed offset.
+                                let (s, e) = (
+                                    self.log.start_offset(topic.log_name(), partition)?,
+                                    self.log.high_watermark(topic.log_name(), partition)?,
+                                );
                                 o.clamp(s, e)
                             }
                             None => self.resolve(topic, partition, *reset)?,
-                        }
+                        };
+                        cursors.push(Cursor {
+                            topic,
+                            partition,
+                            next,
+                        });
                     }
-                };
-                cursors.push(Cursor {
-                    topic,
-                    partition,
-                    next,
-                });
+                }
             }
         }
         if let Some(g) = &group

@@ -116,6 +116,12 @@ pub enum SubscribeSpec {
         /// Where to start a partition with no committed offset.
         reset: Start,
     },
+    /// Read only the given partitions, each from its position's offset (the
+    /// next record wanted). Used to replay a client's gap.
+    Assign {
+        /// One position per partition.
+        positions: Vec<Position>,
+    },
     /// No group: read every partition of `topics` from `start`, then follow
     /// the log; [`Subscription::seek`] moves one partition. Used by gateways.
     Direct {

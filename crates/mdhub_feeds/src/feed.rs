@@ -97,7 +97,8 @@ impl FeedStatus {
     /// Count one event sent downstream.
     pub fn record_event(&self, ts_received: Timestamp) {
         self.events.fetch_add(1, Ordering::Relaxed);
-        self.last_event_ns.store(ts_received.as_nanos().max(0) as u64, Ordering::Relaxed);
+        self.last_event_ns
+            .store(ts_received.as_nanos().max(0) as u64, Ordering::Relaxed);
     }
     /// Count one dropped (invalid) message.
     pub fn record_drop(&self) {

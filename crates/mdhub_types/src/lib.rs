@@ -14,6 +14,7 @@ mod avro_pcf;
 pub mod decimal;
 mod event;
 pub mod json;
+pub mod protocol;
 mod symbol;
 mod time;
 

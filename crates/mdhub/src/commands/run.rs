@@ -1,11 +1,13 @@
 //! `mdhub run`: the whole pipeline in one process on embedded defaults.
 //!
-//! Start-up: open the embedded log (recovering a torn tail), refill the
-//! in-memory cache from the newest records, start the feeds (simulated unless
-//! real venues are configured) and the ingest stage. Shutdown on SIGTERM or
-//! Ctrl-C, in order: feeds stop, the ingest stage drains the channel and
-//! publishes what is buffered, the log fsyncs and closes. Bounded by 25 s so
-//! the process exits inside Heroku's 30 s window.
+//! Start-up: bind the listener first (a platform's router sees the port at
+//! once), open the embedded log (recovering a torn tail), refill the in-memory
+//! cache from the newest records, start the feeds (simulated unless real
+//! venues are configured), the ingest stage and the gateway. Shutdown on
+//! SIGTERM or Ctrl-C, in order: feeds stop, the ingest stage drains the
+//! channel and publishes what is buffered, the log fsyncs, then the gateway
+//! closes client sockets with 1001 so they reconnect and resume. Bounded by
+//! 25 s so the process exits inside Heroku's 30 s window.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,9 @@ pub struct RunArgs {
     /// Seed of the simulated exchanges, for a reproducible stream (overrides `sim.seed`).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Listen address for HTTP and WebSocket (overrides `server.listen` and `$PORT`; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
     /// Stop by itself after this many seconds (default: run until SIGTERM or Ctrl-C).
     #[arg(long, value_name = "SECS")]
     pub exit_after: Option<f64>,
@@ -58,6 +63,9 @@ pub fn main(mut cfg: Config, args: RunArgs) -> ExitCode {
     }
     if let Some(seed) = args.seed {
         cfg.sim.seed = Some(seed);
+    }
+    if let Some(listen) = args.listen {
+        cfg.server.listen = listen;
     }
     if let Err(e) = cfg.validate() {
         eprintln!("error: {e}");
@@ -83,6 +91,15 @@ pub fn main(mut cfg: Config, args: RunArgs) -> ExitCode {
 }
 
 async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (server.listen / --listen / $PORT)",
+                cfg.server.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
     let log_dir = cfg.log.dir.clone();
     let log = tokio::task::spawn_blocking({
         let c = cfg.log.clone();
@@ -133,16 +150,38 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
         stats.clone(),
         cfg.ingest.status_interval_secs,
     ));
+    let gateway_stop = CancellationToken::new();
+    let feeds_status = Arc::new(crate::status::Feeds(statuses.clone()));
+    let ingest_status = Arc::new(crate::status::Ingest(stats.clone()));
+    let gateway = mdhub_gateway::Gateway::new(bus.clone(), cache.clone(), cfg.gateway.clone())
+        .with_status(feeds_status.clone())
+        .with_metrics(feeds_status)
+        .with_status(ingest_status.clone())
+        .with_metrics(ingest_status);
+    let mut gateway_task = tokio::spawn(gateway.serve(listener, gateway_stop.clone()));
     println!(
-        "mdhub running: simulated venues -> embedded log at {} (Ctrl-C to stop)",
+        "mdhub running: http://{addr} (WebSocket ws://{addr}/v1/ws); simulated venues -> embedded log at {}",
         log_dir.display()
+    );
+    println!(
+        "watch prices: mdhub tail --url ws://{addr}/v1/ws AAPL BTC-USDT EUR-USD   (Ctrl-C stops mdhub)"
     );
 
     let stop_reason = tokio::select! {
         r = signal() => r,
         _ = sleep_opt(exit_after) => "--exit-after elapsed",
+        r = &mut gateway_task => {
+            feed_stop.cancel();
+            reporter.abort();
+            return Err(match r {
+                Ok(Ok(())) => anyhow::anyhow!("the gateway stopped unexpectedly"),
+                Ok(Err(e)) => anyhow::anyhow!("the gateway failed: {e}"),
+                Err(e) => anyhow::anyhow!("the gateway panicked: {e}"),
+            });
+        }
         r = &mut ingest_task => {
             feed_stop.cancel();
+            gateway_stop.cancel();
             reporter.abort();
             return match r {
                 Ok(Ok(())) => Err(anyhow::anyhow!("the ingest stage stopped unexpectedly")),
@@ -165,6 +204,13 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
         let r = ingest_task.await;
         tracing::info!("ingest drained; syncing the log");
         bus.sync().await?;
+        tracing::info!("log synced; closing client connections");
+        gateway_stop.cancel();
+        match gateway_task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "gateway stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "gateway task failed"),
+            Ok(Ok(())) => {}
+        }
         match r {
             Ok(r) => r.map_err(anyhow::Error::from),
             Err(e) => Err(anyhow::anyhow!("the ingest stage panicked: {e}")),

@@ -1,0 +1,124 @@
+//! What `mdhub run` adds to `/v1/status` and `/metrics`: feed states and
+//! the ingest stage's counters.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use mdhub_feeds::{FeedState, FeedStatus};
+use mdhub_gateway::{MetricsSource, StatusSource};
+
+use crate::ingest::IngestStats;
+
+/// Feed states (`feeds` in `/v1/status`, `mdhub_feed_*` metrics).
+#[derive(Debug)]
+pub(crate) struct Feeds(pub(crate) Vec<Arc<FeedStatus>>);
+
+impl StatusSource for Feeds {
+    fn section(&self) -> &str {
+        "feeds"
+    }
+    fn status(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.iter().map(|s| s.snapshot()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    }
+}
+
+impl MetricsSource for Feeds {
+    fn render(&self, out: &mut String) {
+        let snaps: Vec<_> = self.0.iter().map(|s| s.snapshot()).collect();
+        let mut family =
+            |name: &str,
+             kind: &str,
+             help: &str,
+             f: &dyn Fn(&mdhub_feeds::FeedStatusSnapshot) -> u64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for s in &snaps {
+                    let _ = writeln!(out, "{name}{{venue=\"{}\"}} {}", s.venue, f(s));
+                }
+            };
+        family(
+            "mdhub_feed_events_total",
+            "counter",
+            "Normalized events sent downstream.",
+            &|s| s.events,
+        );
+        family(
+            "mdhub_feed_dropped_total",
+            "counter",
+            "Venue messages dropped as invalid.",
+            &|s| s.dropped,
+        );
+        family(
+            "mdhub_feed_reconnects_total",
+            "counter",
+            "Reconnections to the venue.",
+            &|s| s.reconnects,
+        );
+        family(
+            "mdhub_feed_live",
+            "gauge",
+            "1 while the feed is connected and subscribed.",
+            &|s| u64::from(s.state == FeedState::Live),
+        );
+    }
+}
+
+/// The ingest stage (`ingest` in `/v1/status`, `mdhub_ingest_*` metrics).
+#[derive(Debug)]
+pub(crate) struct Ingest(pub(crate) Arc<IngestStats>);
+
+impl StatusSource for Ingest {
+    fn section(&self) -> &str {
+        "ingest"
+    }
+    fn status(&self) -> serde_json::Value {
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "published": l(&self.0.published),
+            "batches": l(&self.0.batches),
+            "retries": l(&self.0.retries),
+            "unencodable": l(&self.0.unencodable),
+            "cache_errors": l(&self.0.cache_errors),
+        })
+    }
+}
+
+impl MetricsSource for Ingest {
+    fn render(&self, out: &mut String) {
+        let rows = [
+            (
+                "mdhub_ingest_published_total",
+                "Events published to the log.",
+                &self.0.published,
+            ),
+            (
+                "mdhub_ingest_batches_total",
+                "Group commits.",
+                &self.0.batches,
+            ),
+            (
+                "mdhub_ingest_retries_total",
+                "Publish attempts retried.",
+                &self.0.retries,
+            ),
+            (
+                "mdhub_ingest_unencodable_total",
+                "Events dropped because the log could not encode them.",
+                &self.0.unencodable,
+            ),
+            (
+                "mdhub_ingest_cache_errors_total",
+                "Cache updates that failed.",
+                &self.0.cache_errors,
+            ),
+        ];
+        for (name, help, v) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+}

@@ -1,0 +1,705 @@
+//! One WebSocket connection: parse client actions, send snapshots and
+//! replays, forward live frames from the hub, keep the heartbeat.
+//!
+//! Everything for one connection runs in one task, so frames reach the socket
+//! in the order they are produced: ack, then per symbol and channel a reset
+//! (if any), the snapshot or the replay of missed updates, then live updates.
+//! Live frames queued meanwhile are filtered by the last offset sent for their
+//! symbol and channel, so nothing is sent twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use mdhub_bus::{Delivery, SubscribeSpec};
+use mdhub_types::protocol::{
+    ClientMessage, DataKind, ErrorCode, ResetReason, Resume, ServerMessage, data_frame,
+};
+use mdhub_types::{Position, Positioned, Symbol, Timestamp, Topic, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+use crate::hub::{ConnHandle, Frame, bit, frame_text};
+
+/// Close codes (documented in docs/protocol.md).
+pub(crate) mod close {
+    /// Server shutting down: reconnect (to any instance) and resume.
+    pub(crate) const GOING_AWAY: u16 = 1001;
+    /// No frame (not even a pong) from the client within the timeout.
+    pub(crate) const HEARTBEAT_TIMEOUT: u16 = 4002;
+    /// The connection's queue filled: reconnect and resume.
+    pub(crate) const LAGGED: u16 = 4008;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ChannelState {
+    on: bool,
+    /// Offset of the last data frame sent for this symbol and channel.
+    last: Option<u64>,
+}
+
+type SymbolState = [ChannelState; 2];
+
+fn idx(t: Topic) -> usize {
+    match t {
+        Topic::Quotes => 0,
+        Topic::Trades => 1,
+    }
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    handle: ConnHandle,
+    subs: BTreeMap<Symbol, SymbolState>,
+    last_seen: Instant,
+    /// `ts_received` of the frames written since the last flush.
+    sent_ts: Vec<Timestamp>,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Serve one upgraded connection until it closes.
+pub(crate) async fn serve(mut ws: WebSocket, shared: Arc<Shared>) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel::<Frame>(shared.cfg.queue_capacity);
+    let lagged = CancellationToken::new();
+    let mut conn = Conn {
+        shared: shared.clone(),
+        handle: ConnHandle {
+            id,
+            tx,
+            lagged: lagged.clone(),
+        },
+        subs: BTreeMap::new(),
+        last_seen: Instant::now(),
+        sent_ts: Vec::with_capacity(256),
+    };
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
+    let welcome = ServerMessage::Welcome {
+        epoch: shared.epoch.clone(),
+        server: concat!("mdhub/", env!("CARGO_PKG_VERSION")).to_string(),
+        heartbeat_ms: shared.cfg.heartbeat_ms,
+        max_symbols: shared.cfg.max_symbols,
+    };
+    if ws.send(text(welcome.to_json())).await.is_ok() {
+        let _ = conn.run(&mut ws, &mut rx, &lagged).await;
+    }
+    for (symbol, _) in std::mem::take(&mut conn.subs) {
+        shared.hub.unregister(id, &symbol, 3);
+    }
+    shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn text(s: String) -> Message {
+    Message::Text(Utf8Bytes::from(s))
+}
+
+async fn close_with(ws: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = ws
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        ws: &mut WebSocket,
+        rx: &mut mpsc::Receiver<Frame>,
+        lagged: &CancellationToken,
+    ) -> Result<(), axum::Error> {
+        let beat = Duration::from_millis(self.shared.cfg.heartbeat_ms);
+        let timeout = Duration::from_millis(self.shared.cfg.client_timeout_ms);
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+        let shutdown = self.shared.shutdown.clone();
+        let mut batch = Vec::with_capacity(256);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    close_with(ws, close::GOING_AWAY, "server shutting down; reconnect and resume").await;
+                    return Ok(());
+                }
+                _ = lagged.cancelled() => {
+                    self.shared.metrics.lagged_total.fetch_add(1, Ordering::Relaxed);
+                    close_with(ws, close::LAGGED, "too slow: queue full; reconnect and resume").await;
+                    return Ok(());
+                }
+                msg = ws.recv() => {
+                    let Some(Ok(msg)) = msg else { return Ok(()) };
+                    self.last_seen = Instant::now();
+                    if let Flow::Stop = self.on_message(ws, msg).await? {
+                        return Ok(());
+                    }
+                }
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.forward(ws, &mut batch).await?;
+                }
+                _ = heartbeat.tick() => {
+                    if self.last_seen.elapsed() > timeout {
+                        self.shared.metrics.timeouts_total.fetch_add(1, Ordering::Relaxed);
+                        close_with(ws, close::HEARTBEAT_TIMEOUT, "no frame from the client within the timeout").await;
+                        return Ok(());
+                    }
+                    ws.feed(Message::Ping(bytes::Bytes::new())).await?;
+                    ws.send(text(ServerMessage::Heartbeat { ts: Timestamp::now() }.to_json())).await?;
+                }
+            }
+        }
+    }
+
+    /// Write queued live frames, dropping those already sent by a snapshot or replay.
+    async fn forward(
+        &mut self,
+        ws: &mut WebSocket,
+        batch: &mut Vec<Frame>,
+    ) -> Result<(), axum::Error> {
+        let mut sent = 0u64;
+        for f in batch.iter() {
+            let Some(state) = self.subs.get_mut(&f.symbol) else {
+                continue;
+            };
+            let ch = &mut state[idx(f.pos.topic)];
+            if !ch.on || ch.last.is_some_and(|l| f.pos.offset <= l) {
+                continue;
+            }
+            ch.last = Some(f.pos.offset);
+            ws.feed(Message::Text(f.text.clone())).await?;
+            self.sent_ts.push(f.ts_received);
+            sent += 1;
+        }
+        ws.flush().await?;
+        let now = Timestamp::now();
+        for ts in self.sent_ts.drain(..) {
+            let us = now.nanos_since(ts).max(0) as u64 / 1000;
+            self.shared.metrics.latency.observe_us(us);
+        }
+        self.shared
+            .metrics
+            .deliveries_total
+            .fetch_add(sent, Ordering::Relaxed);
+        batch.clear();
+        Ok(())
+    }
+
+    async fn send(&self, ws: &mut WebSocket, m: ServerMessage) -> Result<(), axum::Error> {
+        if matches!(m, ServerMessage::Error { .. }) {
+            self.shared
+                .metrics
+                .client_errors_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        ws.send(text(m.to_json())).await
+    }
+
+    async fn error(
+        &self,
+        ws: &mut WebSocket,
+        code: ErrorCode,
+        message: String,
+        symbols: Vec<String>,
+        id: Option<serde_json::Value>,
+    ) -> Result<(), axum::Error> {
+        self.send(
+            ws,
+            ServerMessage::Error {
+                code,
+                message,
+                symbols,
+                id,
+            },
+        )
+        .await
+    }
+
+    async fn on_message(&mut self, ws: &mut WebSocket, msg: Message) -> Result<Flow, axum::Error> {
+        self.shared
+            .metrics
+            .client_messages_total
+            .fetch_add(1, Ordering::Relaxed);
+        let body = match msg {
+            Message::Text(t) => t,
+            Message::Close(_) => return Ok(Flow::Stop),
+            Message::Ping(_) | Message::Pong(_) => return Ok(Flow::Continue),
+            Message::Binary(_) => {
+                let m = "binary frames are not accepted; send JSON text".to_string();
+                self.error(ws, ErrorCode::BadRequest, m, vec![], None)
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        if body.len() > self.shared.cfg.max_message_bytes {
+            let m = format!(
+                "frame of {} bytes exceeds the limit of {}",
+                body.len(),
+                self.shared.cfg.max_message_bytes
+            );
+            self.error(ws, ErrorCode::MessageTooLarge, m, vec![], None)
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let value: serde_json::Value = match serde_json::from_str(body.as_str()) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(_) => {
+                self.error(
+                    ws,
+                    ErrorCode::BadJson,
+                    "expected a JSON object".into(),
+                    vec![],
+                    None,
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            }
+            Err(e) => {
+                self.error(
+                    ws,
+                    ErrorCode::BadJson,
+                    format!("not JSON: {e}"),
+                    vec![],
+                    None,
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let id = value.get("id").cloned();
+        let action = value
+            .get("action")
+            .and_then(|a| a.as_str())
+            .map(str::to_string);
+        let parsed: ClientMessage = match serde_json::from_value(value) {
+            Ok(m) => m,
+            Err(e) => {
+                let (code, m) = match action.as_deref() {
+                    Some("subscribe" | "unsubscribe" | "ping") => {
+                        (ErrorCode::BadRequest, e.to_string())
+                    }
+                    Some(other) => (
+                        ErrorCode::UnknownAction,
+                        format!(
+                            "unknown action {other:?}; expected subscribe, unsubscribe or ping"
+                        ),
+                    ),
+                    None => (ErrorCode::UnknownAction, "missing \"action\"".to_string()),
+                };
+                self.error(ws, code, m, vec![], id).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match parsed {
+            ClientMessage::Ping { id } => {
+                self.send(
+                    ws,
+                    ServerMessage::Pong {
+                        id,
+                        ts: Timestamp::now(),
+                    },
+                )
+                .await?
+            }
+            ClientMessage::Unsubscribe {
+                symbols,
+                channels,
+                id,
+            } => {
+                self.unsubscribe(ws, symbols, channels, id).await?;
+            }
+            ClientMessage::Subscribe {
+                symbols,
+                channels,
+                resume,
+                id,
+            } => {
+                self.subscribe(ws, symbols, channels, resume, id).await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn channel_mask(channels: Option<Vec<String>>) -> Result<u8, Vec<String>> {
+        let Some(list) = channels else { return Ok(3) };
+        let mut mask = 0;
+        let mut bad = Vec::new();
+        for c in list {
+            match Topic::from_channel(&c) {
+                Some(t) => mask |= bit(t),
+                None => bad.push(c),
+            }
+        }
+        if bad.is_empty() && mask != 0 {
+            Ok(mask)
+        } else {
+            Err(bad)
+        }
+    }
+
+    fn subscriptions(&self) -> BTreeMap<String, Vec<Topic>> {
+        self.subs
+            .iter()
+            .map(|(s, st)| {
+                let chans = Topic::ALL.into_iter().filter(|t| st[idx(*t)].on).collect();
+                (s.to_string(), chans)
+            })
+            .collect()
+    }
+
+    async fn unsubscribe(
+        &mut self,
+        ws: &mut WebSocket,
+        symbols: Vec<String>,
+        channels: Option<Vec<String>>,
+        id: Option<serde_json::Value>,
+    ) -> Result<(), axum::Error> {
+        let mask = match Self::channel_mask(channels) {
+            Ok(m) => m,
+            Err(bad) => {
+                let m = "channels must be \"quotes\" and/or \"trades\"".to_string();
+                return self.error(ws, ErrorCode::InvalidChannel, m, bad, id).await;
+            }
+        };
+        for s in symbols {
+            let Ok(sym) = Symbol::new(&s) else { continue };
+            let Some(state) = self.subs.get_mut(&sym) else {
+                continue;
+            };
+            for t in Topic::ALL {
+                if mask & bit(t) != 0 {
+                    state[idx(t)] = ChannelState::default();
+                }
+            }
+            self.shared.hub.unregister(self.handle.id, &sym, mask);
+            if state.iter().all(|c| !c.on) {
+                self.subs.remove(&sym);
+            }
+        }
+        let ack = ServerMessage::Ack {
+            action: "unsubscribe".into(),
+            id,
+            subscriptions: self.subscriptions(),
+        };
+        self.send(ws, ack).await
+    }
+
+    async fn subscribe(
+        &mut self,
+        ws: &mut WebSocket,
+        symbols: Vec<String>,
+        channels: Option<Vec<String>>,
+        resume: Option<Resume>,
+        id: Option<serde_json::Value>,
+    ) -> Result<(), axum::Error> {
+        let mask = match Self::channel_mask(channels) {
+            Ok(m) => m,
+            Err(bad) => {
+                let m = "channels must be \"quotes\" and/or \"trades\"".to_string();
+                return self.error(ws, ErrorCode::InvalidChannel, m, bad, id).await;
+            }
+        };
+        if symbols.is_empty() {
+            return self
+                .error(
+                    ws,
+                    ErrorCode::BadRequest,
+                    "\"symbols\" is empty".into(),
+                    vec![],
+                    id,
+                )
+                .await;
+        }
+        let mut invalid = Vec::new();
+        let mut unknown = Vec::new();
+        let mut accepted: Vec<(Symbol, Option<mdhub_cache::Latest>)> = Vec::new();
+        for s in symbols {
+            let sym = match Symbol::new(&s) {
+                Ok(sym) => sym,
+                Err(_) => {
+                    invalid.push(s);
+                    continue;
+                }
+            };
+            if accepted.iter().any(|(a, _)| *a == sym) {
+                continue;
+            }
+            match self.shared.cache.get(&sym).await {
+                Ok(Some(latest)) => accepted.push((sym, Some(latest))),
+                Ok(None) if self.subs.contains_key(&sym) => accepted.push((sym, None)),
+                Ok(None) => unknown.push(s),
+                // Cache down: accept and stream; no snapshot for now.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache unavailable for a snapshot");
+                    accepted.push((sym, None));
+                }
+            }
+        }
+        let new = accepted
+            .iter()
+            .filter(|(s, _)| !self.subs.contains_key(s))
+            .count();
+        if self.subs.len() + new > self.shared.cfg.max_symbols {
+            let m = format!(
+                "this connection may hold at most {} symbols ({} now, {} new)",
+                self.shared.cfg.max_symbols,
+                self.subs.len(),
+                new
+            );
+            let names = accepted.into_iter().map(|(s, _)| s.to_string()).collect();
+            return self
+                .error(ws, ErrorCode::TooManySymbols, m, names, id)
+                .await;
+        }
+        let mut todo = Vec::new();
+        for (sym, latest) in accepted {
+            let h = self.shared.hub.register(&self.handle, &sym, mask);
+            let state = self.subs.entry(sym.clone()).or_default();
+            for t in Topic::ALL {
+                if mask & bit(t) != 0 && !state[idx(t)].on {
+                    state[idx(t)] = ChannelState {
+                        on: true,
+                        last: None,
+                    };
+                    todo.push((sym.clone(), t, h[idx(t)], latest.clone()));
+                }
+            }
+        }
+        let ack = ServerMessage::Ack {
+            action: "subscribe".into(),
+            id: id.clone(),
+            subscriptions: self.subscriptions(),
+        };
+        self.send(ws, ack).await?;
+        if !invalid.is_empty() {
+            let m = "not canonical symbols (use e.g. AAPL, BTC-USDT, EUR-USD)".to_string();
+            self.error(ws, ErrorCode::InvalidSymbol, m, invalid, id.clone())
+                .await?;
+        }
+        if !unknown.is_empty() {
+            let m = "symbols this hub has no data for (GET /v1/symbols lists them)".to_string();
+            self.error(ws, ErrorCode::UnknownSymbol, m, unknown, id.clone())
+                .await?;
+        }
+        for (sym, topic, h, latest) in todo {
+            let pos = resume
+                .as_ref()
+                .and_then(|r| r.positions.get(sym.as_str()))
+                .and_then(|m| m.get(topic.channel()));
+            self.catch_up(
+                ws,
+                &sym,
+                topic,
+                h,
+                pos.copied(),
+                resume.as_ref().map(|r| r.epoch.as_str()),
+                latest,
+                &id,
+            )
+            .await?;
+        }
+        ws.flush().await
+    }
+
+    /// Bring one symbol and channel up to the live stream: resume from a
+    /// position, or snapshot then replay, so that the next live frame follows
+    /// without a gap.
+    #[allow(clippy::too_many_arguments)]
+    async fn catch_up(
+        &mut self,
+        ws: &mut WebSocket,
+        sym: &Symbol,
+        topic: Topic,
+        h: u64,
+        pos: Option<Position>,
+        epoch: Option<&str>,
+        latest: Option<mdhub_cache::Latest>,
+        id: &Option<serde_json::Value>,
+    ) -> Result<(), axum::Error> {
+        let partition = self.shared.hub.partition(topic, sym);
+        let mut start = None;
+        if let Some(p) = pos {
+            let reset = if epoch != Some(self.shared.epoch.as_str()) {
+                Some(ResetReason::EpochChanged)
+            } else if p.topic != topic || p.partition != partition {
+                let m = format!(
+                    "position {p} is not on the {} channel of {sym} (partition {partition})",
+                    topic.channel()
+                );
+                self.error(
+                    ws,
+                    ErrorCode::InvalidPosition,
+                    m,
+                    vec![sym.to_string()],
+                    id.clone(),
+                )
+                .await?;
+                None
+            } else {
+                match self.shared.bus.watermarks(topic, partition).await {
+                    Ok((lo, _)) if p.offset + 1 < lo => Some(ResetReason::PositionExpired),
+                    Ok(_) if p.offset + 1 > h => Some(ResetReason::PositionAhead),
+                    Ok(_) => {
+                        start = Some(p.offset + 1);
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watermarks unavailable; sending a snapshot");
+                        Some(ResetReason::PositionExpired)
+                    }
+                }
+            };
+            if let Some(reason) = reset {
+                self.shared
+                    .metrics
+                    .resets_total
+                    .fetch_add(1, Ordering::Relaxed);
+                self.send(
+                    ws,
+                    ServerMessage::Reset {
+                        symbol: sym.to_string(),
+                        channel: topic,
+                        reason,
+                    },
+                )
+                .await?;
+            }
+        }
+        let start = match start {
+            Some(s) => s,
+            None => match snapshot_of(latest.as_ref(), topic) {
+                Some(p) => {
+                    let mut buf = Vec::with_capacity(512);
+                    data_frame(
+                        DataKind::Snapshot,
+                        p.position,
+                        &json::to_vec(&p.event),
+                        &mut buf,
+                    );
+                    ws.feed(Message::Text(Utf8Bytes::from(
+                        String::from_utf8_lossy(&buf).into_owned(),
+                    )))
+                    .await?;
+                    self.shared
+                        .metrics
+                        .deliveries_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.set_last(sym, topic, p.position.offset);
+                    p.position.offset + 1
+                }
+                None => h,
+            },
+        };
+        if start < h {
+            self.replay(
+                ws,
+                sym,
+                Position {
+                    topic,
+                    partition,
+                    offset: start,
+                },
+                h,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn set_last(&mut self, sym: &Symbol, topic: Topic, offset: u64) {
+        if let Some(st) = self.subs.get_mut(sym) {
+            st[idx(topic)].last = Some(offset);
+        }
+    }
+
+    /// Send every record of `sym` in `[from.offset, h)` of its partition.
+    async fn replay(
+        &mut self,
+        ws: &mut WebSocket,
+        sym: &Symbol,
+        from: Position,
+        h: u64,
+    ) -> Result<(), axum::Error> {
+        let mut sub = match self
+            .shared
+            .bus
+            .subscribe(SubscribeSpec::Assign {
+                positions: vec![from],
+            })
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                // Retention passed the position between the check and now.
+                tracing::warn!(error = %e, %from, "replay unavailable; resetting the client");
+                let reset = ServerMessage::Reset {
+                    symbol: sym.to_string(),
+                    channel: from.topic,
+                    reason: ResetReason::PositionExpired,
+                };
+                self.shared
+                    .metrics
+                    .resets_total
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.send(ws, reset).await;
+            }
+        };
+        let mut buf = Vec::with_capacity(512);
+        'read: loop {
+            if sub.positions().first().is_none_or(|p| p.offset >= h) {
+                break;
+            }
+            let batch: Vec<Delivery> = match sub.next_batch(2048, Duration::from_secs(1)).await {
+                Ok(b) if !b.is_empty() => b,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "replay interrupted");
+                    break;
+                }
+            };
+            for d in &batch {
+                if d.position.offset >= h {
+                    break 'read;
+                }
+                if d.symbol != *sym {
+                    continue;
+                }
+                if let Some(t) = frame_text(DataKind::Update, d, &mut buf) {
+                    ws.feed(Message::Text(t)).await?;
+                    self.set_last(sym, from.topic, d.position.offset);
+                    self.shared
+                        .metrics
+                        .replayed_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .metrics
+                        .deliveries_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            ws.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+fn snapshot_of(latest: Option<&mdhub_cache::Latest>, topic: Topic) -> Option<&Positioned> {
+    let l = latest?;
+    match topic {
+        Topic::Quotes => l.quote.as_ref(),
+        Topic::Trades => l.trade.as_ref(),
+    }
+}

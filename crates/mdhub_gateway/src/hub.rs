@@ -1,0 +1,255 @@
+//! The fan-out core: one reader of the log, many connection queues.
+//!
+//! The hub follows every partition of both topics from the log's end. For
+//! each record it builds the client frame once (`{"type":"update",…}` around
+//! the record's JSON, which with the default JSON encoding is the record value
+//! itself, never re-encoded) and hands the same bytes to the bounded queue of
+//! every connection subscribed to that symbol and channel.
+//!
+//! Registration and dispatch share a lock, and the hub records per partition
+//! the next offset it will dispatch. A connection that registers learns that
+//! offset `H` under the same lock: every record at or after `H` reaches its
+//! queue live, every record before `H` it replays from the log. That is what
+//! makes snapshot → stream and resume free of gaps and duplicates.
+//!
+//! Queue policy: `try_send`, never wait. A full queue marks the connection
+//! lagged; it is closed with code 4008 and resumes from its positions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use mdhub_bus::{Bus, Delivery, Start, SubscribeSpec, partition_for_key};
+use mdhub_types::protocol::{DataKind, data_frame};
+use mdhub_types::{Encoding, Position, Symbol, Timestamp, Topic, json};
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::GatewayMetrics;
+
+/// A data frame ready to write, shared by every connection that gets it.
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    pub(crate) symbol: Symbol,
+    pub(crate) pos: Position,
+    pub(crate) ts_received: Timestamp,
+    pub(crate) text: Utf8Bytes,
+}
+
+/// Channel bit for a topic.
+pub(crate) fn bit(t: Topic) -> u8 {
+    match t {
+        Topic::Quotes => 1,
+        Topic::Trades => 2,
+    }
+}
+
+fn idx(t: Topic) -> usize {
+    match t {
+        Topic::Quotes => 0,
+        Topic::Trades => 1,
+    }
+}
+
+/// What the hub needs to reach one connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnHandle {
+    pub(crate) id: u64,
+    pub(crate) tx: mpsc::Sender<Frame>,
+    pub(crate) lagged: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Member {
+    conn: ConnHandle,
+    channels: u8,
+}
+
+#[derive(Debug)]
+pub(crate) struct Hub {
+    registry: RwLock<HashMap<Symbol, Vec<Member>>>,
+    next: [Vec<AtomicU64>; 2],
+    partitions: [u32; 2],
+    ready: AtomicBool,
+    metrics: Arc<GatewayMetrics>,
+}
+
+impl Hub {
+    pub(crate) fn new(bus: &dyn Bus, metrics: Arc<GatewayMetrics>) -> Self {
+        let partitions = [bus.partitions(Topic::Quotes), bus.partitions(Topic::Trades)];
+        let next = partitions.map(|n| (0..n).map(|_| AtomicU64::new(0)).collect());
+        Hub {
+            registry: RwLock::default(),
+            next,
+            partitions,
+            ready: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// True once the hub follows the log.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The partition of `symbol` in `topic`.
+    pub(crate) fn partition(&self, topic: Topic, symbol: &Symbol) -> u32 {
+        partition_for_key(symbol.as_str().as_bytes(), self.partitions[idx(topic)])
+    }
+
+    /// Add `channels` of `symbol` to the connection's live set. Returns, per
+    /// topic, the first offset that will arrive live (`H` in the module docs).
+    pub(crate) fn register(&self, conn: &ConnHandle, symbol: &Symbol, channels: u8) -> [u64; 2] {
+        let mut reg = self.registry.write();
+        let members = reg.entry(symbol.clone()).or_default();
+        match members.iter_mut().find(|m| m.conn.id == conn.id) {
+            Some(m) => m.channels |= channels,
+            None => members.push(Member {
+                conn: conn.clone(),
+                channels,
+            }),
+        }
+        Topic::ALL
+            .map(|t| self.next[idx(t)][self.partition(t, symbol) as usize].load(Ordering::Acquire))
+    }
+
+    /// Remove `channels` of `symbol` from the connection's live set.
+    pub(crate) fn unregister(&self, id: u64, symbol: &Symbol, channels: u8) {
+        let mut reg = self.registry.write();
+        if let Some(members) = reg.get_mut(symbol) {
+            for m in members.iter_mut().filter(|m| m.conn.id == id) {
+                m.channels &= !channels;
+            }
+            members.retain(|m| m.channels != 0);
+            if members.is_empty() {
+                reg.remove(symbol);
+            }
+        }
+    }
+
+    /// Frames waiting in all connection queues.
+    pub(crate) fn queued(&self) -> u64 {
+        let reg = self.registry.read();
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0u64;
+        for m in reg.values().flatten() {
+            if seen.insert(m.conn.id) {
+                total += (m.conn.tx.max_capacity() - m.conn.tx.capacity()) as u64;
+            }
+        }
+        total
+    }
+
+    /// Follow the log until `shutdown`, dispatching every record.
+    pub(crate) async fn run(self: Arc<Self>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let spec = SubscribeSpec::Direct {
+                topics: Topic::ALL.to_vec(),
+                start: Start::Latest,
+            };
+            let mut sub = match bus.subscribe(spec).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "gateway cannot follow the log");
+                    tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            {
+                // Under the lock, so no registration sees a half-set table.
+                let _reg = self.registry.write();
+                for p in sub.positions() {
+                    self.next[idx(p.topic)][p.partition as usize]
+                        .store(p.offset, Ordering::Release);
+                }
+            }
+            self.ready.store(true, Ordering::Release);
+            backoff = Duration::from_millis(100);
+            loop {
+                let batch = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    b = sub.next_batch(4096, Duration::from_millis(500)) => b,
+                };
+                match batch {
+                    Ok(batch) => self.dispatch(&batch),
+                    Err(e) => {
+                        // Following from the end again skips records: clients on
+                        // the affected partitions see the gap in their positions
+                        // only if they resume; log it loudly.
+                        tracing::error!(error = %e, "gateway lost its place in the log; following from the end");
+                        self.ready.store(false, Ordering::Release);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, batch: &[Delivery]) {
+        let reg = self.registry.read();
+        let mut buf = Vec::with_capacity(512);
+        for d in batch {
+            let b = bit(d.position.topic);
+            if let Some(members) = reg
+                .get(&d.symbol)
+                .filter(|m| m.iter().any(|m| m.channels & b != 0))
+            {
+                if let Some(text) = update_text(d, &mut buf) {
+                    let frame = Frame {
+                        symbol: d.symbol.clone(),
+                        pos: d.position,
+                        ts_received: d.timestamp,
+                        text,
+                    };
+                    for m in members.iter().filter(|m| m.channels & b != 0) {
+                        if let Err(mpsc::error::TrySendError::Full(_)) =
+                            m.conn.tx.try_send(frame.clone())
+                        {
+                            m.conn.lagged.cancel();
+                        }
+                    }
+                }
+            }
+            self.next[idx(d.position.topic)][d.position.partition as usize]
+                .store(d.position.offset + 1, Ordering::Release);
+        }
+        self.metrics
+            .updates_total
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The `update` frame of a record; `None` (logged) if its value cannot be read.
+pub(crate) fn update_text(d: &Delivery, buf: &mut Vec<u8>) -> Option<Utf8Bytes> {
+    frame_text(DataKind::Update, d, buf)
+}
+
+pub(crate) fn frame_text(kind: DataKind, d: &Delivery, buf: &mut Vec<u8>) -> Option<Utf8Bytes> {
+    buf.clear();
+    match d.encoding {
+        Encoding::Json => data_frame(kind, d.position, &d.value, buf),
+        Encoding::Avro => {
+            let event = match d.decode() {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, pos = %d.position, "skipping a record that does not decode");
+                    return None;
+                }
+            };
+            let js = json::to_vec(&event);
+            data_frame(kind, d.position, &js, buf);
+        }
+    }
+    match String::from_utf8(buf.clone()) {
+        Ok(s) => Some(Utf8Bytes::from(s)),
+        Err(_) => {
+            tracing::warn!(pos = %d.position, "skipping a record that is not UTF-8 JSON");
+            None
+        }
+    }
+}

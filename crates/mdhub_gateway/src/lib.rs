@@ -1,0 +1,145 @@
+//! The distribution gateway: log → WebSocket and REST clients.
+//!
+//! Data comes in from the [`Bus`] (the hub follows every partition from the
+//! log's end) and from the [`Cache`] (snapshots), and goes out to clients over
+//! `GET /v1/ws` (protocol in `docs/protocol.md`) and the REST endpoints of
+//! [`rest`]. Every update carries its log position; a client that reconnects
+//! — to this or any other gateway on the same log — and hands its positions
+//! back gets exactly the updates it missed, in order, or a `reset` and a fresh
+//! snapshot when the log no longer holds them.
+//!
+//! Queues: each connection has a bounded queue (`gateway.queue_capacity`);
+//! the hub never waits on it, and a connection whose queue is full is closed
+//! with code 4008 to resume elsewhere. Connections are limited by a permit
+//! taken before `accept`. Shutdown closes every socket with 1001.
+
+mod config;
+mod conn;
+mod hub;
+mod listener;
+pub mod metrics;
+pub mod rest;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use mdhub_bus::Bus;
+use mdhub_cache::Cache;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::GatewayConfig;
+pub use metrics::{GatewayMetrics, MetricsSource};
+
+/// Something that reports its state in `/v1/status` (feeds, the ingest stage).
+pub trait StatusSource: Send + Sync + std::fmt::Debug {
+    /// The section name in the status document (`feeds`, `ingest`).
+    fn section(&self) -> &str;
+    /// The section's content.
+    fn status(&self) -> serde_json::Value;
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) cache: Arc<dyn Cache>,
+    pub(crate) hub: Arc<hub::Hub>,
+    pub(crate) cfg: GatewayConfig,
+    pub(crate) metrics: Arc<GatewayMetrics>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) epoch: String,
+    pub(crate) status: Vec<Arc<dyn StatusSource>>,
+    pub(crate) extra_metrics: Vec<Arc<dyn MetricsSource>>,
+    pub(crate) started: Instant,
+}
+
+/// The gateway: build it, add status and metrics sources, then [`Gateway::serve`].
+#[derive(Debug)]
+pub struct Gateway {
+    bus: Arc<dyn Bus>,
+    cache: Arc<dyn Cache>,
+    cfg: GatewayConfig,
+    status: Vec<Arc<dyn StatusSource>>,
+    extra_metrics: Vec<Arc<dyn MetricsSource>>,
+}
+
+impl Gateway {
+    /// A gateway over `bus` (updates) and `cache` (snapshots).
+    pub fn new(bus: Arc<dyn Bus>, cache: Arc<dyn Cache>, cfg: GatewayConfig) -> Self {
+        Gateway {
+            bus,
+            cache,
+            cfg,
+            status: Vec::new(),
+            extra_metrics: Vec::new(),
+        }
+    }
+
+    /// Add a section to `/v1/status`.
+    pub fn with_status(mut self, s: Arc<dyn StatusSource>) -> Self {
+        self.status.push(s);
+        self
+    }
+
+    /// Add metrics to `/metrics`.
+    pub fn with_metrics(mut self, m: Arc<dyn MetricsSource>) -> Self {
+        self.extra_metrics.push(m);
+        self
+    }
+
+    /// Serve on `listener` until `shutdown` is cancelled, then close every
+    /// client socket with 1001 and return once they are closed.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let metrics = Arc::new(GatewayMetrics::default());
+        let hub = Arc::new(hub::Hub::new(&*self.bus, metrics.clone()));
+        let shared = Arc::new(Shared {
+            epoch: self.bus.epoch(),
+            bus: self.bus,
+            cache: self.cache,
+            hub: hub.clone(),
+            cfg: self.cfg,
+            metrics,
+            shutdown: shutdown.clone(),
+            next_id: AtomicU64::new(1),
+            status: self.status,
+            extra_metrics: self.extra_metrics,
+            started: Instant::now(),
+        });
+        let hub_task = tokio::spawn(hub.run(shared.bus.clone(), shutdown.clone()));
+        let app = router(shared.clone());
+        let listener = listener::LimitedListener::new(listener, shared.cfg.max_connections);
+        let result = axum::serve(listener, app.into_make_service())
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        hub_task.abort();
+        result
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(ws_upgrade))
+        .merge(rest::routes())
+        .with_state(shared)
+}
+
+async fn ws_upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+    // Small buffers keep an idle connection cheap; frames above four times the
+    // protocol limit end the connection (smaller oversize frames get an error).
+    let limit = shared.cfg.max_message_bytes.saturating_mul(4);
+    ws.read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| conn::serve(socket, shared))
+}

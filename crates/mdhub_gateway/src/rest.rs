@@ -1,0 +1,166 @@
+//! REST endpoints on the gateway's listener.
+//!
+//! - `GET /v1/snapshot?symbols=AAPL,MSFT` — latest quote and trade per symbol, with positions
+//! - `GET /v1/symbols` — the symbol directory (venue, last update)
+//! - `GET /v1/status` — log epoch and watermarks, clients, and the sections
+//!   other parts add (feeds, ingest)
+//! - `GET /healthz` — the process is up
+//! - `GET /readyz` — 200 when the gateway follows the log and the cache answers, else 503
+//! - `GET /metrics` — Prometheus text
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use mdhub_types::{Symbol, Topic};
+use serde_json::json;
+
+use crate::Shared;
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/v1/snapshot", get(snapshot))
+        .route("/v1/symbols", get(symbols))
+        .route("/v1/status", get(status))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+async fn snapshot(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(list) = q.get("symbols").filter(|l| !l.trim().is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "give ?symbols=AAPL,MSFT".into(),
+        );
+    };
+    let mut wanted = Vec::new();
+    let mut invalid = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match Symbol::new(name) {
+            Ok(sym) => wanted.push(sym),
+            Err(_) => invalid.push(name.to_string()),
+        }
+    }
+    if wanted.len() > s.cfg.max_symbols {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "too_many_symbols",
+            format!("at most {} symbols", s.cfg.max_symbols),
+        );
+    }
+    let latest = match s.cache.get_many(&wanted).await {
+        Ok(l) => l,
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cache_unavailable",
+                e.to_string(),
+            );
+        }
+    };
+    let mut data = serde_json::Map::new();
+    let mut unknown = Vec::new();
+    for (sym, l) in wanted.iter().zip(latest) {
+        match l {
+            Some(l) => {
+                let entry = |p: Option<mdhub_types::Positioned>| {
+                    p.map(|p| json!({"pos": p.position, "data": p.event}))
+                        .unwrap_or(serde_json::Value::Null)
+                };
+                data.insert(
+                    sym.to_string(),
+                    json!({"quote": entry(l.quote), "trade": entry(l.trade)}),
+                );
+            }
+            None => unknown.push(sym.to_string()),
+        }
+    }
+    Json(json!({"epoch": s.epoch, "symbols": data, "unknown": unknown, "invalid": invalid}))
+        .into_response()
+}
+
+async fn symbols(State(s): State<Arc<Shared>>) -> Response {
+    match s.cache.symbols().await {
+        Ok(list) => Json(json!({"symbols": list})).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cache_unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    let mut log = serde_json::Map::new();
+    for topic in Topic::ALL {
+        let mut parts = Vec::new();
+        for p in 0..s.bus.partitions(topic) {
+            let (start, end) = s.bus.watermarks(topic, p).await.unwrap_or((0, 0));
+            parts.push(json!({"partition": p, "start": start, "end": end}));
+        }
+        log.insert(
+            topic.log_name().to_string(),
+            serde_json::Value::Array(parts),
+        );
+    }
+    let mut doc = json!({
+        "server": concat!("mdhub/", env!("CARGO_PKG_VERSION")),
+        "uptime_secs": s.started.elapsed().as_secs(),
+        "epoch": s.epoch,
+        "encoding": s.bus.encoding(),
+        "ready": s.hub.is_ready(),
+        "log": log,
+        "clients": {
+            "connections": s.metrics.connections.load(Ordering::Relaxed),
+            "queued_frames": s.hub.queued(),
+        },
+    });
+    for src in &s.status {
+        doc[src.section()] = src.status();
+    }
+    Json(doc).into_response()
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    let cache = s.cache.health().await;
+    let ready = s.hub.is_ready() && cache.is_ok();
+    let body = json!({
+        "ready": ready,
+        "log": if s.hub.is_ready() { "following" } else { "not following" },
+        "cache": match &cache { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let mut out = String::with_capacity(4096);
+    s.metrics.render(s.hub.queued(), &mut out);
+    for m in &s.extra_metrics {
+        m.render(&mut out);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
