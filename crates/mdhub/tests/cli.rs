@@ -1,63 +1,19 @@
 //! End-to-end tests of the real `mdhub` binary.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{Hub, mdhub, wait_exit};
 
 use mdhub_log::{Log, LogConfig};
 use mdhub_types::{Encoding, Topic};
 
-fn mdhub() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mdhub"));
-    // A clean environment for configuration: no stray MDHUB_* or PORT.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MDHUB_") || k == "PORT" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn start_run(dir: &Path, extra: &[&str]) -> Child {
-    let mut child = mdhub()
-        .args(["run", "--data-dir"])
-        .arg(dir)
-        .args(["--sim-rate", "3000"])
-        .args(extra)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mdhub run");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.starts_with("mdhub running"),
-        "unexpected first line: {line:?}"
-    );
-    child
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(t0.elapsed() < limit, "mdhub did not exit within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+fn start_run(dir: &Path, extra: &[&str]) -> Hub {
+    let mut args = vec!["--sim-rate", "3000"];
+    args.extend_from_slice(extra);
+    Hub::start(dir, &args, &[])
 }
 
 /// Per partition: (start, end), and every record decodes as an event of its topic.
@@ -173,10 +129,9 @@ fn config_prints_effective_toml() {
 #[test]
 fn run_streams_into_the_log_stops_on_sigterm_and_continues_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = start_run(dir.path(), &["--seed", "7"]);
+    let hub = start_run(dir.path(), &["--seed", "7"]);
     std::thread::sleep(Duration::from_millis(1500));
-    sigterm(&child);
-    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let status = hub.stop();
     assert!(
         status.success(),
         "SIGTERM must end in a clean exit, got {status}"
@@ -188,8 +143,8 @@ fn run_streams_into_the_log_stops_on_sigterm_and_continues_after_restart() {
         total(&first)
     );
 
-    let mut child = start_run(dir.path(), &["--exit-after", "1"]);
-    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    let mut hub = start_run(dir.path(), &["--exit-after", "1"]);
+    assert!(wait_exit(&mut hub.child, Duration::from_secs(30)).success());
     let second = inspect(dir.path());
     assert!(
         total(&second) > total(&first),
@@ -203,14 +158,14 @@ fn run_streams_into_the_log_stops_on_sigterm_and_continues_after_restart() {
 #[test]
 fn kill_9_then_restart_recovers_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = start_run(dir.path(), &[]);
+    let mut hub = start_run(dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(1200));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    hub.child.kill().unwrap(); // SIGKILL
+    hub.child.wait().unwrap();
     let before = inspect(dir.path());
     assert!(total(&before) > 0);
-    let mut child = start_run(dir.path(), &["--exit-after", "1"]);
-    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    let mut hub = start_run(dir.path(), &["--exit-after", "1"]);
+    assert!(wait_exit(&mut hub.child, Duration::from_secs(30)).success());
     assert!(total(&inspect(dir.path())) > total(&before));
 }
 

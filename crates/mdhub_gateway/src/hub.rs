@@ -198,20 +198,19 @@ impl Hub {
             if let Some(members) = reg
                 .get(&d.symbol)
                 .filter(|m| m.iter().any(|m| m.channels & b != 0))
+                && let Some(text) = update_text(d, &mut buf)
             {
-                if let Some(text) = update_text(d, &mut buf) {
-                    let frame = Frame {
-                        symbol: d.symbol.clone(),
-                        pos: d.position,
-                        ts_received: d.timestamp,
-                        text,
-                    };
-                    for m in members.iter().filter(|m| m.channels & b != 0) {
-                        if let Err(mpsc::error::TrySendError::Full(_)) =
-                            m.conn.tx.try_send(frame.clone())
-                        {
-                            m.conn.lagged.cancel();
-                        }
+                let frame = Frame {
+                    symbol: d.symbol.clone(),
+                    pos: d.position,
+                    ts_received: d.timestamp,
+                    text,
+                };
+                for m in members.iter().filter(|m| m.channels & b != 0) {
+                    if let Err(mpsc::error::TrySendError::Full(_)) =
+                        m.conn.tx.try_send(frame.clone())
+                    {
+                        m.conn.lagged.cancel();
                     }
                 }
             }

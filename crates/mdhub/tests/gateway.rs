@@ -1,0 +1,608 @@
+//! End-to-end tests of the gateway: the real `mdhub run` binary on port 0,
+//! real WebSocket clients, and every delivered update checked against the log.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use common::{Hub, http_get};
+use futures_util::{SinkExt, StreamExt};
+use mdhub_log::{Log, LogConfig};
+use mdhub_types::protocol::DataFrame;
+use mdhub_types::{Encoding, Event, Position, Topic};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const FAST_HEARTBEAT: [(&str, &str); 2] = [
+    ("MDHUB_GATEWAY__HEARTBEAT_MS", "300"),
+    ("MDHUB_GATEWAY__CLIENT_TIMEOUT_MS", "1000"),
+];
+
+fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Hub {
+    Hub::start(dir, &["--sim-rate", "2000", "--seed", "11"], env)
+}
+
+async fn connect(hub: &Hub) -> (Ws, String) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(hub.ws_url())
+        .await
+        .expect("connect");
+    let welcome = next_json(&mut ws).await.expect("welcome");
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let epoch = welcome["epoch"].as_str().unwrap().to_string();
+    (ws, epoch)
+}
+
+async fn send(ws: &mut Ws, v: &Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The next text frame as JSON; `None` when the connection ends.
+async fn next_json(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no frame within 10 s")?
+        {
+            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// The next frame of type `ty`, skipping heartbeats and data frames.
+async fn expect_type(ws: &mut Ws, ty: &str) -> Value {
+    loop {
+        let v = next_json(ws)
+            .await
+            .unwrap_or_else(|| panic!("connection ended while waiting for {ty}"));
+        if v["type"] == ty {
+            return v;
+        }
+        let skippable =
+            ["heartbeat", "update", "snapshot"].contains(&v["type"].as_str().unwrap_or(""));
+        assert!(skippable, "expected {ty}, got {v}");
+    }
+}
+
+/// Every data frame for `dur`, and the control frames seen meanwhile.
+async fn collect(ws: &mut Ws, dur: Duration) -> (Vec<DataFrame>, Vec<Value>) {
+    let mut data = Vec::new();
+    let mut other = Vec::new();
+    let deadline = tokio::time::Instant::now() + dur;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            match v["type"].as_str() {
+                Some("update" | "snapshot") => data.push(serde_json::from_value(v).unwrap()),
+                _ => other.push(v),
+            }
+        }
+    }
+    (data, other)
+}
+
+/// The log's records of `symbol` on `topic`, by offset.
+fn log_records(dir: &std::path::Path, topic: Topic, symbol: &str) -> BTreeMap<u64, Event> {
+    let log = Log::open(LogConfig {
+        dir: dir.join("log"),
+        ..LogConfig::default()
+    })
+    .expect("open log");
+    let parts = log.partitions(topic.log_name()).unwrap();
+    let p = mdhub_log::partition_for_key(symbol.as_bytes(), parts);
+    let mut out = BTreeMap::new();
+    let end = log.high_watermark(topic.log_name(), p).unwrap();
+    let mut next = log.start_offset(topic.log_name(), p).unwrap();
+    while next < end {
+        next = log
+            .read(topic.log_name(), p, next, 100_000, 64 << 20, |r| {
+                if r.key == symbol.as_bytes() {
+                    let enc = Encoding::parse(
+                        std::str::from_utf8(r.header("mdhub-encoding").unwrap()).unwrap(),
+                    )
+                    .unwrap();
+                    out.insert(r.offset, enc.decode(r.value).unwrap());
+                }
+            })
+            .unwrap()
+            .next_offset;
+    }
+    out
+}
+
+/// Check that `frames` of one symbol and channel are exactly the log's
+/// records from the first frame's offset to the last one: no gap, no
+/// duplicate, same events.
+fn assert_exactly_the_log(
+    dir: &std::path::Path,
+    frames: &[&DataFrame],
+    symbol: &str,
+    topic: Topic,
+) {
+    assert!(!frames.is_empty(), "no frames for {symbol} {topic}");
+    let log = log_records(dir, topic, symbol);
+    let (first, last) = (frames[0].pos.offset, frames[frames.len() - 1].pos.offset);
+    let want: Vec<(u64, &Event)> = log.range(first..=last).map(|(o, e)| (*o, e)).collect();
+    let got: Vec<(u64, &Event)> = frames.iter().map(|f| (f.pos.offset, &f.data)).collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{symbol} {topic}: {} frames for {} log records in {first}..={last}",
+        got.len(),
+        want.len()
+    );
+    assert!(
+        got == want,
+        "{symbol} {topic}: delivered frames differ from the log"
+    );
+}
+
+fn by_stream<'a>(
+    frames: impl IntoIterator<Item = &'a DataFrame>,
+) -> HashMap<(String, Topic), Vec<&'a DataFrame>> {
+    let mut m: HashMap<(String, Topic), Vec<&DataFrame>> = HashMap::new();
+    for f in frames {
+        m.entry((f.data.symbol().to_string(), f.channel))
+            .or_default()
+            .push(f);
+    }
+    m
+}
+
+fn last_positions(frames: &[DataFrame]) -> Value {
+    let mut m: BTreeMap<String, BTreeMap<String, Position>> = BTreeMap::new();
+    for f in frames {
+        m.entry(f.data.symbol().to_string())
+            .or_default()
+            .insert(f.channel.channel().to_string(), f.pos);
+    }
+    serde_json::to_value(m).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_gets_ack_snapshot_and_ordered_updates_of_its_symbols_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut ws, _) = connect(&hub).await;
+    send(
+        &mut ws,
+        &json!({"action":"subscribe","symbols":["AAPL","MSFT"]}),
+    )
+    .await;
+    let ack = expect_type(&mut ws, "ack").await;
+    assert_eq!(
+        ack["subscriptions"],
+        json!({"AAPL":["quotes","trades"],"MSFT":["quotes","trades"]})
+    );
+    let (frames, _) = collect(&mut ws, Duration::from_millis(1500)).await;
+    assert!(frames.len() > 20, "only {} frames", frames.len());
+    assert_eq!(
+        frames[0].kind, "snapshot",
+        "the snapshot comes before live updates"
+    );
+    for f in &frames {
+        assert!(
+            ["AAPL", "MSFT"].contains(&f.data.symbol().as_str()),
+            "unsubscribed symbol {}",
+            f.data.symbol()
+        );
+        assert_eq!(f.data.topic(), f.channel);
+    }
+    for ((sym, topic), list) in by_stream(&frames) {
+        for w in list.windows(2) {
+            assert!(
+                w[1].pos.offset > w[0].pos.offset,
+                "{sym} {topic}: positions must increase"
+            );
+        }
+    }
+    drop(ws);
+    assert!(hub.stop().success());
+    for ((sym, topic), list) in by_stream(&frames) {
+        assert_exactly_the_log(dir.path(), &list, &sym, topic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_get_errors_and_the_connection_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ws, _) = connect(&hub).await;
+    ws.send(Message::text("{{{ garbage")).await.unwrap();
+    assert_eq!(expect_type(&mut ws, "error").await["code"], "bad_json");
+    send(&mut ws, &json!({"action":"dance"})).await;
+    assert_eq!(
+        expect_type(&mut ws, "error").await["code"],
+        "unknown_action"
+    );
+    send(
+        &mut ws,
+        &json!({"action":"subscribe","symbols":["AAPL","NOPE","btc"],"id":1}),
+    )
+    .await;
+    let ack = expect_type(&mut ws, "ack").await;
+    assert_eq!(ack["subscriptions"], json!({"AAPL":["quotes","trades"]}));
+    let e1 = expect_type(&mut ws, "error").await;
+    assert_eq!(
+        (e1["code"].as_str(), &e1["symbols"]),
+        (Some("invalid_symbol"), &json!(["btc"]))
+    );
+    let e2 = expect_type(&mut ws, "error").await;
+    assert_eq!(
+        (e2["code"].as_str(), &e2["symbols"]),
+        (Some("unknown_symbol"), &json!(["NOPE"]))
+    );
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(expect_type(&mut ws, "error").await["code"], "bad_request");
+    send(&mut ws, &json!({"action":"ping","id":"p"})).await;
+    assert_eq!(expect_type(&mut ws, "pong").await["id"], "p");
+    let (frames, _) = collect(&mut ws, Duration::from_millis(500)).await;
+    assert!(
+        frames.iter().any(|f| f.kind == "update"),
+        "updates still flow after errors"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_symbols_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[("MDHUB_GATEWAY__MAX_SYMBOLS", "2")]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ws, _) = connect(&hub).await;
+    send(
+        &mut ws,
+        &json!({"action":"subscribe","symbols":["AAPL","MSFT","NVDA"]}),
+    )
+    .await;
+    assert_eq!(
+        expect_type(&mut ws, "error").await["code"],
+        "too_many_symbols"
+    );
+    send(&mut ws, &json!({"action":"unsubscribe","symbols":["AAPL"]})).await;
+    assert_eq!(
+        expect_type(&mut ws, "ack").await["subscriptions"],
+        json!({})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_stops_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ws, _) = connect(&hub).await;
+    send(
+        &mut ws,
+        &json!({"action":"subscribe","symbols":["AAPL","EUR-USD"]}),
+    )
+    .await;
+    expect_type(&mut ws, "ack").await;
+    collect(&mut ws, Duration::from_millis(300)).await;
+    send(&mut ws, &json!({"action":"unsubscribe","symbols":["AAPL"]})).await;
+    // Everything after the ack is EUR-USD only.
+    let ack = expect_type(&mut ws, "ack").await;
+    assert_eq!(ack["subscriptions"], json!({"EUR-USD":["quotes","trades"]}));
+    let (frames, _) = collect(&mut ws, Duration::from_millis(800)).await;
+    assert!(!frames.is_empty());
+    assert!(frames.iter().all(|f| f.data.symbol().as_str() == "EUR-USD"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_delivers_exactly_the_missed_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let symbols = ["AAPL", "BTC-USDT", "EUR-USD"];
+    let (mut ws, epoch) = connect(&hub).await;
+    send(&mut ws, &json!({"action":"subscribe","symbols":symbols})).await;
+    expect_type(&mut ws, "ack").await;
+    let (first, _) = collect(&mut ws, Duration::from_millis(800)).await;
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(1000)).await; // updates happen while we are away
+    let (mut ws, epoch2) = connect(&hub).await;
+    assert_eq!(epoch, epoch2);
+    let resume = json!({"epoch": epoch, "positions": last_positions(&first)});
+    send(
+        &mut ws,
+        &json!({"action":"subscribe","symbols":symbols,"resume":resume}),
+    )
+    .await;
+    expect_type(&mut ws, "ack").await;
+    let (second, other) = collect(&mut ws, Duration::from_millis(800)).await;
+    assert!(
+        other.iter().all(|v| v["type"] != "reset"),
+        "no reset expected: {other:?}"
+    );
+    assert!(
+        second.iter().all(|f| f.kind == "update"),
+        "a resumed stream has no snapshot"
+    );
+    drop(ws);
+    assert!(hub.stop().success());
+    let all: Vec<DataFrame> = first.into_iter().chain(second).collect();
+    let streams = by_stream(&all);
+    assert_eq!(streams.len(), 6, "three symbols × two channels");
+    for ((sym, topic), list) in streams {
+        assert_exactly_the_log(dir.path(), &list, &sym, topic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_across_a_restart_of_mdhub_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ws, epoch) = connect(&hub).await;
+    send(
+        &mut ws,
+        &json!({"action":"subscribe","symbols":["MSFT","ETH-USDT"]}),
+    )
+    .await;
+    expect_type(&mut ws, "ack").await;
+    let (first, _) = collect(&mut ws, Duration::from_millis(700)).await;
+    assert!(
+        hub.stop().success(),
+        "clean shutdown with a client connected"
+    );
+    // The client sees the server go away with 1001.
+    let closed = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(f)))) => break Some(u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            _ => break None,
+        }
+    };
+    assert_eq!(closed, Some(1001));
+    let hub = start(dir.path(), &[]);
+    let (mut ws, epoch2) = connect(&hub).await;
+    assert_eq!(epoch, epoch2, "a restart keeps the log and its epoch");
+    let resume = json!({"epoch": epoch, "positions": last_positions(&first)});
+    send(
+        &mut ws,
+        &json!({"action":"subscribe","symbols":["MSFT","ETH-USDT"],"resume":resume}),
+    )
+    .await;
+    expect_type(&mut ws, "ack").await;
+    let (second, _) = collect(&mut ws, Duration::from_millis(1000)).await;
+    assert!(!second.is_empty());
+    drop(ws);
+    assert!(hub.stop().success());
+    let all: Vec<DataFrame> = first.into_iter().chain(second).collect();
+    for ((sym, topic), list) in by_stream(&all) {
+        assert_exactly_the_log(dir.path(), &list, &sym, topic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_positions_get_a_reset_and_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut ws, epoch) = connect(&hub).await;
+    let far = "quotes:0:999999999";
+    let p = mdhub_log::partition_for_key(b"AAPL", 8);
+    let ahead = format!("quotes:{p}:999999999");
+    send(
+        &mut ws,
+        &json!({"action":"subscribe","symbols":["AAPL"],"channels":["quotes"],
+        "resume":{"epoch": epoch, "positions":{"AAPL":{"quotes": ahead}}}}),
+    )
+    .await;
+    expect_type(&mut ws, "ack").await;
+    let reset = expect_type(&mut ws, "reset").await;
+    assert_eq!(reset["reason"], "position_ahead");
+    assert_eq!(expect_type(&mut ws, "snapshot").await["channel"], "quotes");
+    // A quotes position handed in for the trades channel.
+    send(
+        &mut ws,
+        &json!({"action":"subscribe","symbols":["AAPL"],"channels":["trades"],
+        "resume":{"epoch": epoch, "positions":{"AAPL":{"trades": far}}}}),
+    )
+    .await;
+    expect_type(&mut ws, "ack").await;
+    assert_eq!(
+        expect_type(&mut ws, "error").await["code"],
+        "invalid_position"
+    );
+    assert_eq!(expect_type(&mut ws, "snapshot").await["channel"], "trades");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_flow_and_a_silent_client_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &FAST_HEARTBEAT);
+    let (mut live, _) = connect(&hub).await;
+    let (mut silent, _) = connect(&hub).await;
+    // The live client reads (its library answers pings) for 2.5 s.
+    let (_, other) = collect(&mut live, Duration::from_millis(2500)).await;
+    let beats = other.iter().filter(|v| v["type"] == "heartbeat").count();
+    assert!(beats >= 4, "expected heartbeats every 300 ms, got {beats}");
+    // The silent client never read, so never answered a ping: the server
+    // closed it with 4002. (Reading now may hit the closed socket before the
+    // close frame, as the client library first flushes its queued pongs.)
+    let mut ended = false;
+    while let Ok(next) = tokio::time::timeout(Duration::from_secs(5), silent.next()).await {
+        match next {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(u16::from(f.code), 4002);
+                ended = true;
+                break;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    assert!(ended, "a silent client must be disconnected");
+    let addr = hub.addr.clone();
+    let (_, metrics) = tokio::task::spawn_blocking(move || http_get(&addr, "/metrics"))
+        .await
+        .unwrap();
+    let timeouts: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mdhub_gateway_heartbeat_timeouts_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(timeouts >= 1, "the server must count the heartbeat timeout");
+    // The live one is still served.
+    send(&mut live, &json!({"action":"ping"})).await;
+    expect_type(&mut live, "pong").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let addr = hub.addr.clone();
+    let get = move |path: &'static str| {
+        let addr = addr.clone();
+        async move {
+            tokio::task::spawn_blocking(move || http_get(&addr, path))
+                .await
+                .unwrap()
+        }
+    };
+    let (code, body) = get("/v1/snapshot?symbols=AAPL,NOPE,bad/sym").await;
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["symbols"]["AAPL"]["quote"]["data"]["symbol"], "AAPL");
+    assert!(
+        v["symbols"]["AAPL"]["quote"]["pos"]
+            .as_str()
+            .unwrap()
+            .starts_with("quotes:")
+    );
+    assert_eq!(v["unknown"], json!(["NOPE"]));
+    assert_eq!(v["invalid"], json!(["bad/sym"]));
+    let (code, _) = get("/v1/snapshot").await;
+    assert_eq!(code, 400);
+    let (_, body) = get("/v1/symbols").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["symbols"].as_array().unwrap().len(), 11, "{v}");
+    let (_, body) = get("/v1/status").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["feeds"].as_array().unwrap().len(), 3);
+    assert!(v["ingest"]["published"].as_u64().unwrap() > 0);
+    assert_eq!(v["log"]["price-quotes"].as_array().unwrap().len(), 8);
+    assert_eq!(get("/healthz").await.0, 200);
+    let (code, body) = get("/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    let (_, body) = get("/metrics").await;
+    for m in [
+        "mdhub_gateway_connections ",
+        "mdhub_gateway_delivery_latency_seconds_bucket{le=\"0.001\"}",
+        "mdhub_feed_events_total{venue=\"sim-nasdaq\"}",
+        "mdhub_ingest_published_total ",
+        "mdhub_gateway_queued_frames ",
+    ] {
+        assert!(body.contains(m), "/metrics lacks {m}");
+    }
+}
+
+/// Every `ws` block of docs/protocol.md, sent to a live gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_doc_examples_hold() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/protocol.md"
+    ))
+    .unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```ws\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(
+        blocks.len() >= 8,
+        "expected the protocol's examples, found {} blocks",
+        blocks.len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &FAST_HEARTBEAT);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for block in blocks {
+        let (mut ws, _) = tokio_tungstenite::connect_async(hub.ws_url())
+            .await
+            .unwrap();
+        let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+        let starts_with_welcome = lines.first().is_some_and(|l| l.contains("\"welcome\""));
+        if !starts_with_welcome {
+            expect_type(&mut ws, "welcome").await;
+        }
+        for line in lines {
+            if let Some(out) = line.strip_prefix("> ") {
+                ws.send(Message::text(out.to_string())).await.unwrap();
+            } else if let Some(want) = line.strip_prefix("< ") {
+                let want: Value =
+                    serde_json::from_str(want).unwrap_or_else(|e| panic!("doc line {want}: {e}"));
+                let got = expect_type(&mut ws, want["type"].as_str().unwrap()).await;
+                same_shape(&want, &got, "", &format!("doc example {line}"));
+            } else {
+                panic!("a ws block line must start with '> ' or '< ': {line}");
+            }
+        }
+    }
+}
+
+/// Values of these keys must match exactly in control frames; elsewhere only
+/// the JSON type must match (epochs, positions, prices, times vary).
+const STRICT: [&str; 9] = [
+    "type",
+    "action",
+    "code",
+    "reason",
+    "id",
+    "subscriptions",
+    "symbols",
+    "symbol",
+    "channel",
+];
+
+fn same_shape(want: &Value, got: &Value, key: &str, ctx: &str) {
+    let data_frame = matches!(
+        got.get("type").and_then(Value::as_str),
+        Some("update" | "snapshot")
+    );
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            let wk: Vec<&String> = w.keys().collect();
+            let gk: Vec<&String> = g.keys().collect();
+            let (mut a, mut b) = (wk.clone(), gk.clone());
+            a.sort();
+            b.sort();
+            if key == "data" {
+                // Quote or trade, whichever came first.
+                assert!(
+                    g.contains_key("type") && g.contains_key("symbol"),
+                    "{ctx}: data {got}"
+                );
+                return;
+            }
+            assert_eq!(a, b, "{ctx}: keys differ: {got}");
+            for (k, wv) in w {
+                let strict = STRICT.contains(&k.as_str()) && !(data_frame && k == "channel");
+                if strict {
+                    assert_eq!(wv, &g[k], "{ctx}: {k}");
+                } else {
+                    same_shape(wv, &g[k], k, ctx);
+                }
+            }
+        }
+        _ => assert_eq!(
+            std::mem::discriminant(want),
+            std::mem::discriminant(got),
+            "{ctx}: {key} has another JSON type: {got}"
+        ),
+    }
+}
