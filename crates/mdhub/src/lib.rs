@@ -59,8 +59,8 @@ pub enum Command {
     Query,
     /// Replay a recorded raw capture through the pipeline (not built yet).
     Replay,
-    /// Load generator and measurements (not built yet).
-    Bench,
+    /// Load generators and measurements against a hub (e.g. `mdhub bench fanout`).
+    Bench(commands::bench::BenchArgs),
     /// Print the effective configuration (defaults, file and environment merged) as TOML.
     Config,
 }
@@ -102,6 +102,6 @@ pub fn main() -> ExitCode {
         ),
         Command::Query => not_built("query", "history queries are a later milestone"),
         Command::Replay => not_built("replay", "capture replay is a later milestone"),
-        Command::Bench => not_built("bench", "end-to-end benchmarks come with the gateway"),
+        Command::Bench(args) => commands::bench::main(args),
     }
 }

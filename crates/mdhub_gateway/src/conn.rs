@@ -141,7 +141,9 @@ impl Conn {
                 msg = ws.recv() => {
                     let Some(Ok(msg)) = msg else { return Ok(()) };
                     self.last_seen = Instant::now();
-                    if let Flow::Stop = self.on_message(ws, msg).await? {
+                    // Boxed: handling a subscribe is a large future that an idle
+                    // connection should not carry in its task.
+                    if let Flow::Stop = Box::pin(self.on_message(ws, msg)).await? {
                         return Ok(());
                     }
                 }

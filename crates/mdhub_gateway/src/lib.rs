@@ -134,11 +134,12 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn ws_upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
-    // Small buffers keep an idle connection cheap; frames above four times the
+    // A small read buffer keeps an idle connection cheap; writes are buffered
+    // (a batch of frames goes out in one write) up to 64 KiB. Frames above four times the
     // protocol limit end the connection (smaller oversize frames get an error).
     let limit = shared.cfg.max_message_bytes.saturating_mul(4);
-    ws.read_buffer_size(4096)
-        .write_buffer_size(0)
+    ws.read_buffer_size(1024)
+        .write_buffer_size(64 * 1024)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| conn::serve(socket, shared))

@@ -1,0 +1,312 @@
+//! `mdhub bench`: load generators that measure a running hub from outside.
+//!
+//! `mdhub bench fanout` starts `mdhub run` as a child process (or targets
+//! `--url`), connects N WebSocket clients from this process, each subscribed
+//! to K of the hub's S symbols, and reports deliveries per second, latency
+//! from `ts_received` (taken by the hub when the event arrived) to receipt by
+//! the client, and the hub's resident memory per idle connection.
+
+use std::io::Write as _;
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use mdhub_types::Timestamp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// `mdhub bench` scenarios.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The scenario.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Benchmark scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// N WebSocket clients × K symbols each against a hub: deliveries/s, latency, RSS per connection.
+    Fanout(FanoutArgs),
+}
+
+/// Flags of `mdhub bench fanout`.
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// Target an already running gateway (ws://HOST:PORT/v1/ws) instead of starting one.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// PID of the target hub, to read its memory (with --url).
+    #[arg(long)]
+    pub hub_pid: Option<u32>,
+    /// Client connections.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Symbols each client subscribes to.
+    #[arg(long, default_value_t = 10)]
+    pub per_client: usize,
+    /// Symbols the started hub simulates.
+    #[arg(long, default_value_t = 100)]
+    pub symbols: usize,
+    /// Events per second the started hub's simulator produces (quotes + trades).
+    #[arg(long, default_value_t = 5000.0)]
+    pub rate: f64,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+}
+
+/// Entry point.
+pub fn main(args: BenchArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Scenario::Fanout(f) = args.scenario;
+    match rt.block_on(fanout(f)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A hub started for the benchmark; stopped on drop.
+struct Child {
+    child: std::process::Child,
+    _dir: tempfile_dir::TempDir,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+mod tempfile_dir {
+    /// A directory removed on drop.
+    pub(super) struct TempDir(pub(super) std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn start_hub(a: &FanoutArgs) -> anyhow::Result<(Child, String)> {
+    let dir = std::env::temp_dir().join(format!("mdhub-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut cfg = String::new();
+    cfg.push_str(&format!(
+        "[sim]\nseed = 1\nrate = {}\nregimes = false\n\n[gateway]\nmax_connections = {}\n\n[ingest]\nstatus_interval_secs = 0\n\n[[sim.venues]]\nvenue = \"bench\"\nlatency_us = 200\n",
+        a.rate,
+        a.clients + 100
+    ));
+    for i in 0..a.symbols {
+        cfg.push_str(&format!(
+            "\n[[sim.venues.symbols]]\nsymbol = \"S{i:04}\"\nstart_price = \"{}.00\"\ntick_size = \"0.01\"\nlot_size = \"1\"\nsize = \"100\"\n",
+            50 + i
+        ));
+    }
+    let file = dir.join("bench.toml");
+    std::fs::write(&file, cfg)?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--config")
+        .arg(&file)
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting mdhub run")?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut reader = std::io::BufReader::new(stdout);
+    std::io::BufRead::read_line(&mut reader, &mut line)?;
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let addr = line
+        .strip_prefix("mdhub running: http://")
+        .and_then(|r| r.split_whitespace().next())
+        .with_context(|| format!("unexpected output from mdhub run: {line:?}"))?
+        .to_string();
+    Ok((Child { child, _dir: tempfile_dir::TempDir(dir) }, addr))
+}
+
+async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await?;
+    let (_, body) = raw.split_once("\r\n\r\n").context("bad HTTP response")?;
+    Ok(body.to_string())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()))
+        .unwrap_or(0.0) as u64
+}
+
+/// `ts_received` of a data frame, read from its text without a full parse.
+fn ts_received(text: &str) -> Option<i64> {
+    let i = text.find("\"ts_received\":")? + "\"ts_received\":".len();
+    let digits: &str = &text[i..text[i..].find(|c: char| !c.is_ascii_digit()).map_or(text.len(), |e| i + e)];
+    digits.parse().ok()
+}
+
+async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
+    if a.clients == 0 || a.per_client == 0 {
+        bail!("--clients and --per-client must be at least 1");
+    }
+    let (hub, addr, pid) = match &a.url {
+        Some(u) => {
+            let addr = u.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_string();
+            (None, addr, a.hub_pid)
+        }
+        None => {
+            let (child, addr) = start_hub(&a)?;
+            let pid = child.child.id();
+            (Some(child), addr, Some(pid))
+        }
+    };
+    let url = a.url.clone().unwrap_or_else(|| format!("ws://{addr}/v1/ws"));
+    // Wait for the symbol directory to fill.
+    let mut symbols: Vec<String> = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if let Ok(body) = http_get(&addr, "/v1/symbols").await {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            symbols = v["symbols"]
+                .as_array()
+                .map(|l| l.iter().filter_map(|s| s["symbol"].as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            if a.url.is_some() || symbols.len() >= a.symbols {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if symbols.is_empty() {
+        bail!("the hub at {addr} lists no symbols");
+    }
+    let per = a.per_client.min(symbols.len());
+    eprintln!("hub {addr}: {} symbols; connecting {} clients × {per} symbols", symbols.len(), a.clients);
+
+    // Idle connections first, for the memory figure.
+    let rss_before = pid.and_then(rss_kib);
+    let mut conns = Vec::with_capacity(a.clients);
+    for i in 0..a.clients {
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("client {i}: connect"))?;
+        conns.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rss_after = pid.and_then(rss_kib);
+
+    let counting = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(a.clients);
+    for (i, mut ws) in conns.into_iter().enumerate() {
+        let mine: Vec<&String> = (0..per).map(|k| &symbols[(i * per + k) % symbols.len()]).collect();
+        let sub = serde_json::json!({"action":"subscribe","symbols":mine});
+        let (counting, stop, delivered, closed) = (counting.clone(), stop.clone(), delivered.clone(), closed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat: Vec<u32> = Vec::new();
+            if ws.send(Message::text(sub.to_string())).await.is_err() {
+                return lat;
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let msg = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+                    Err(_) => continue,
+                    Ok(Some(Ok(msg))) => msg,
+                    Ok(_) => {
+                        closed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                };
+                let Message::Text(t) = msg else { continue };
+                if !counting.load(Ordering::Relaxed) || !t.as_str().starts_with("{\"type\":\"update\"") {
+                    continue;
+                }
+                if let Some(ts) = ts_received(t.as_str()) {
+                    let us = (Timestamp::now().as_nanos() - ts).max(0) / 1000;
+                    lat.push(us.min(u32::MAX as i64) as u32);
+                }
+                delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = ws.close(None).await;
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
+    let m0 = http_get(&addr, "/metrics").await.unwrap_or_default();
+    counting.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
+    counting.store(false, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let m1 = http_get(&addr, "/metrics").await.unwrap_or_default();
+    stop.store(true, Ordering::Relaxed);
+    let mut lat: Vec<u32> = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap_or_default());
+    }
+    lat.sort_unstable();
+    let q = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
+    let n = delivered.load(Ordering::Relaxed);
+    let updates_in = metric(&m1, "mdhub_gateway_updates_total ") - metric(&m0, "mdhub_gateway_updates_total ");
+    let lagged = metric(&m1, "mdhub_gateway_lagged_disconnects_total ");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "fanout: {} clients × {per} of {} symbols, {elapsed:.1} s measured", a.clients, symbols.len())?;
+    writeln!(out, "  updates into the gateway   {:>12.0} /s", updates_in as f64 / elapsed)?;
+    writeln!(out, "  deliveries to clients      {:>12.0} /s", n as f64 / elapsed)?;
+    writeln!(
+        out,
+        "  latency ts_received→client p50 {} µs  p99 {} µs  p99.9 {} µs  max {} µs  ({} samples)",
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        lat.last().copied().unwrap_or(0),
+        lat.len()
+    )?;
+    if let (Some(b), Some(af)) = (rss_before, rss_after) {
+        let per_conn = (af.saturating_sub(b)) as f64 * 1024.0 / a.clients as f64;
+        writeln!(out, "  hub RSS {b} KiB -> {af} KiB with {} idle connections: {per_conn:.0} bytes per connection", a.clients)?;
+    }
+    writeln!(
+        out,
+        "  connections closed by the hub {} (lagged disconnects counted by the hub: {lagged})",
+        closed.load(Ordering::Relaxed)
+    )?;
+    drop(hub);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_ts_received() {
+        let t = r#"{"type":"update","channel":"quotes","pos":"quotes:1:2","data":{"type":"quote","ts_exchange":5,"ts_received":1795699162807908185,"x":1}}"#;
+        assert_eq!(super::ts_received(t), Some(1_795_699_162_807_908_185));
+    }
+}
+
