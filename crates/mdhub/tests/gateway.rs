@@ -614,12 +614,19 @@ async fn connection_limit_is_taken_before_accept() {
     let (a, _) = connect(&hub).await;
     let (_b, _) = connect(&hub).await;
     let url = hub.ws_url();
-    let third = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await.map(|_| ()) });
+    let third =
+        tokio::spawn(async move { tokio_tungstenite::connect_async(url).await.map(|_| ()) });
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!third.is_finished(), "a third connection must wait while two are open");
+    assert!(
+        !third.is_finished(),
+        "a third connection must wait while two are open"
+    );
     drop(a);
     let done = tokio::time::timeout(Duration::from_secs(5), third).await;
-    assert!(matches!(done, Ok(Ok(Ok(())))), "the third connection goes through once one closes");
+    assert!(
+        matches!(done, Ok(Ok(Ok(())))),
+        "the third connection goes through once one closes"
+    );
 }
 
 #[test]
@@ -628,18 +635,47 @@ fn tail_prints_snapshots_and_updates() {
     let hub = start(dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(500));
     let out = common::mdhub()
-        .args(["tail", "--url", &hub.ws_url(), "--count", "12", "AAPL", "EUR-USD"])
+        .args([
+            "tail",
+            "--url",
+            &hub.ws_url(),
+            "--count",
+            "12",
+            "AAPL",
+            "EUR-USD",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 12, "{text}");
-    assert!(lines[0].contains("*AAPL"), "the first line is AAPL's snapshot: {text}");
-    assert!(lines.iter().all(|l| l.contains("AAPL") || l.contains("EUR-USD")));
+    assert!(
+        lines[0].contains("*AAPL"),
+        "the first line is AAPL's snapshot: {text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("AAPL") || l.contains("EUR-USD"))
+    );
     assert!(lines.iter().any(|l| l.contains(" quote ")) && lines.iter().all(|l| l.contains(":")));
     let json = common::mdhub()
-        .args(["tail", "--url", &hub.ws_url(), "--count", "3", "--json", "--channels", "trades", "BTC-USDT"])
+        .args([
+            "tail",
+            "--url",
+            &hub.ws_url(),
+            "--count",
+            "3",
+            "--json",
+            "--channels",
+            "trades",
+            "BTC-USDT",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8(json.stdout).unwrap();
@@ -650,5 +686,8 @@ fn tail_prints_snapshots_and_updates() {
         .collect();
     assert_eq!(data.len(), 3, "{text}");
     assert!(data.iter().all(|f| f.channel == Topic::Trades));
-    assert!(text.lines().next().unwrap().contains(r#""type":"ack""#), "--json shows control frames too");
+    assert!(
+        text.lines().next().unwrap().contains(r#""type":"ack""#),
+        "--json shows control frames too"
+    );
 }

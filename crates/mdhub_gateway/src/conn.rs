@@ -352,6 +352,24 @@ impl Conn {
         }
     }
 
+    /// The channel mask, or `None` after telling the client which channels are wrong.
+    async fn mask_or_error(
+        &self,
+        ws: &mut WebSocket,
+        channels: Option<Vec<String>>,
+        id: &Option<serde_json::Value>,
+    ) -> Result<Option<u8>, axum::Error> {
+        match Self::channel_mask(channels) {
+            Ok(m) => Ok(Some(m)),
+            Err(bad) => {
+                let m = "channels must be \"quotes\" and/or \"trades\"".to_string();
+                self.error(ws, ErrorCode::InvalidChannel, m, bad, id.clone())
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
     fn subscriptions(&self) -> BTreeMap<String, Vec<Topic>> {
         self.subs
             .iter()
@@ -369,12 +387,8 @@ impl Conn {
         channels: Option<Vec<String>>,
         id: Option<serde_json::Value>,
     ) -> Result<(), axum::Error> {
-        let mask = match Self::channel_mask(channels) {
-            Ok(m) => m,
-            Err(bad) => {
-                let m = "channels must be \"quotes\" and/or \"trades\"".to_string();
-                return self.error(ws, ErrorCode::InvalidChannel, m, bad, id).await;
-            }
+        let Some(mask) = self.mask_or_error(ws, channels, &id).await? else {
+            return Ok(());
         };
         for s in symbols {
             let Ok(sym) = Symbol::new(&s) else { continue };
@@ -407,12 +421,8 @@ impl Conn {
         resume: Option<Resume>,
         id: Option<serde_json::Value>,
     ) -> Result<(), axum::Error> {
-        let mask = match Self::channel_mask(channels) {
-            Ok(m) => m,
-            Err(bad) => {
-                let m = "channels must be \"quotes\" and/or \"trades\"".to_string();
-                return self.error(ws, ErrorCode::InvalidChannel, m, bad, id).await;
-            }
+        let Some(mask) = self.mask_or_error(ws, channels, &id).await? else {
+            return Ok(());
         };
         if symbols.is_empty() {
             return self

@@ -65,21 +65,16 @@ pub struct FanoutArgs {
 
 /// Entry point.
 pub fn main(args: BenchArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let Scenario::Fanout(f) = args.scenario;
-    match rt.block_on(fanout(f)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+    super::block_on(true, async {
+        match fanout(f).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }
 
 /// A hub started for the benchmark; stopped on drop.
@@ -90,7 +85,9 @@ struct Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -142,12 +139,21 @@ fn start_hub(a: &FanoutArgs) -> anyhow::Result<(Child, String)> {
         .and_then(|r| r.split_whitespace().next())
         .with_context(|| format!("unexpected output from mdhub run: {line:?}"))?
         .to_string();
-    Ok((Child { child, _dir: tempfile_dir::TempDir(dir) }, addr))
+    Ok((
+        Child {
+            child,
+            _dir: tempfile_dir::TempDir(dir),
+        },
+        addr,
+    ))
 }
 
 async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut raw = String::new();
     s.read_to_string(&mut raw).await?;
     let (_, body) = raw.split_once("\r\n\r\n").context("bad HTTP response")?;
@@ -156,19 +162,26 @@ async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
         .unwrap_or(0.0) as u64
 }
 
 /// `ts_received` of a data frame, read from its text without a full parse.
 fn ts_received(text: &str) -> Option<i64> {
     let i = text.find("\"ts_received\":")? + "\"ts_received\":".len();
-    let digits: &str = &text[i..text[i..].find(|c: char| !c.is_ascii_digit()).map_or(text.len(), |e| i + e)];
+    let digits: &str = &text[i..text[i..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(text.len(), |e| i + e)];
     digits.parse().ok()
 }
 
@@ -178,7 +191,12 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     }
     let (hub, addr, pid) = match &a.url {
         Some(u) => {
-            let addr = u.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_string();
+            let addr = u
+                .trim_start_matches("ws://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             (None, addr, a.hub_pid)
         }
         None => {
@@ -187,7 +205,10 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
             (Some(child), addr, Some(pid))
         }
     };
-    let url = a.url.clone().unwrap_or_else(|| format!("ws://{addr}/v1/ws"));
+    let url = a
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("ws://{addr}/v1/ws"));
     // Wait for the symbol directory to fill.
     let mut symbols: Vec<String> = Vec::new();
     let t0 = Instant::now();
@@ -196,7 +217,11 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             symbols = v["symbols"]
                 .as_array()
-                .map(|l| l.iter().filter_map(|s| s["symbol"].as_str().map(str::to_string)).collect())
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|s| s["symbol"].as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             if a.url.is_some() || symbols.len() >= a.symbols {
                 break;
@@ -208,13 +233,19 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         bail!("the hub at {addr} lists no symbols");
     }
     let per = a.per_client.min(symbols.len());
-    eprintln!("hub {addr}: {} symbols; connecting {} clients × {per} symbols", symbols.len(), a.clients);
+    eprintln!(
+        "hub {addr}: {} symbols; connecting {} clients × {per} symbols",
+        symbols.len(),
+        a.clients
+    );
 
     // Idle connections first, for the memory figure.
     let rss_before = pid.and_then(rss_kib);
     let mut conns = Vec::with_capacity(a.clients);
     for i in 0..a.clients {
-        let (ws, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("client {i}: connect"))?;
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .with_context(|| format!("client {i}: connect"))?;
         conns.push(ws);
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -226,9 +257,16 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     let closed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(a.clients);
     for (i, mut ws) in conns.into_iter().enumerate() {
-        let mine: Vec<&String> = (0..per).map(|k| &symbols[(i * per + k) % symbols.len()]).collect();
+        let mine: Vec<&String> = (0..per)
+            .map(|k| &symbols[(i * per + k) % symbols.len()])
+            .collect();
         let sub = serde_json::json!({"action":"subscribe","symbols":mine});
-        let (counting, stop, delivered, closed) = (counting.clone(), stop.clone(), delivered.clone(), closed.clone());
+        let (counting, stop, delivered, closed) = (
+            counting.clone(),
+            stop.clone(),
+            delivered.clone(),
+            closed.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat: Vec<u32> = Vec::new();
             if ws.send(Message::text(sub.to_string())).await.is_err() {
@@ -244,7 +282,9 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
                     }
                 };
                 let Message::Text(t) = msg else { continue };
-                if !counting.load(Ordering::Relaxed) || !t.as_str().starts_with("{\"type\":\"update\"") {
+                if !counting.load(Ordering::Relaxed)
+                    || !t.as_str().starts_with("{\"type\":\"update\"")
+                {
                     continue;
                 }
                 if let Some(ts) = ts_received(t.as_str()) {
@@ -271,14 +311,32 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         lat.extend(t.await.unwrap_or_default());
     }
     lat.sort_unstable();
-    let q = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
+    let q = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let n = delivered.load(Ordering::Relaxed);
-    let updates_in = metric(&m1, "mdhub_gateway_updates_total ") - metric(&m0, "mdhub_gateway_updates_total ");
+    let updates_in =
+        metric(&m1, "mdhub_gateway_updates_total ") - metric(&m0, "mdhub_gateway_updates_total ");
     let lagged = metric(&m1, "mdhub_gateway_lagged_disconnects_total ");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "fanout: {} clients × {per} of {} symbols, {elapsed:.1} s measured", a.clients, symbols.len())?;
-    writeln!(out, "  updates into the gateway   {:>12.0} /s", updates_in as f64 / elapsed)?;
-    writeln!(out, "  deliveries to clients      {:>12.0} /s", n as f64 / elapsed)?;
+    writeln!(
+        out,
+        "fanout: {} clients × {per} of {} symbols, {elapsed:.1} s measured",
+        a.clients,
+        symbols.len()
+    )?;
+    writeln!(
+        out,
+        "  updates into the gateway   {:>12.0} /s",
+        updates_in as f64 / elapsed
+    )?;
+    writeln!(
+        out,
+        "  deliveries to clients      {:>12.0} /s",
+        n as f64 / elapsed
+    )?;
     writeln!(
         out,
         "  latency ts_received→client p50 {} µs  p99 {} µs  p99.9 {} µs  max {} µs  ({} samples)",
@@ -290,7 +348,11 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     )?;
     if let (Some(b), Some(af)) = (rss_before, rss_after) {
         let per_conn = (af.saturating_sub(b)) as f64 * 1024.0 / a.clients as f64;
-        writeln!(out, "  hub RSS {b} KiB -> {af} KiB with {} idle connections: {per_conn:.0} bytes per connection", a.clients)?;
+        writeln!(
+            out,
+            "  hub RSS {b} KiB -> {af} KiB with {} idle connections: {per_conn:.0} bytes per connection",
+            a.clients
+        )?;
     }
     writeln!(
         out,
@@ -309,4 +371,3 @@ mod tests {
         assert_eq!(super::ts_received(t), Some(1_795_699_162_807_908_185));
     }
 }
-

@@ -46,17 +46,7 @@ pub fn main(cfg: Config, args: TailArgs) -> ExitCode {
         }
         format!("ws://{a}/v1/ws")
     });
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async {
+    super::block_on(false, async {
         tokio::select! {
             code = tail(&url, &args) => code,
             _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
