@@ -34,8 +34,30 @@ fi
 export MDHUB_TEST_PYTHON="$root/.venv/bin/python"
 "$MDHUB_TEST_PYTHON" -c "import fastavro, jsonschema, kafka" || die "python test modules missing after install"
 
+say "Kafka-protocol broker (tansu)"
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tansu >/dev/null || ! tansu --version 2>/dev/null | grep -q "0.6.0"; then
+  echo "installing tansu 0.6.0 from crates.io (first time only; about 25 minutes on 2 cores)"
+  cargo install tansu --version 0.6.0 --locked --features dynostore \
+    || die "cargo install tansu failed: the Kafka tests need a real broker"
+fi
+free_port() { "$MDHUB_TEST_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+kport=$(free_port)
+mkdir -p target
+tansu broker --listener-url "tcp://127.0.0.1:$kport" --advertised-listener-url "tcp://127.0.0.1:$kport" \
+  --storage-engine memory://tansu/ > target/tansu.log 2>&1 &
+tansu_pid=$!
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'rm -f "$out"; kill "$tansu_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$kport") 2>/dev/null; then break; fi
+  kill -0 "$tansu_pid" 2>/dev/null || die "tansu exited at start: $(tail -5 target/tansu.log)"
+  sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$kport") 2>/dev/null || die "tansu does not accept connections on 127.0.0.1:$kport"
+export MDHUB_TEST_KAFKA="127.0.0.1:$kport"
+echo "tansu on $MDHUB_TEST_KAFKA (log: target/tansu.log)"
+
 say "cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked 2>&1 | tee -a "$out"
 say "cargo test (doc tests)"

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use mdhub_bus::KafkaConfig;
 use mdhub_feeds::sim::SimConfig;
 use mdhub_gateway::GatewayConfig;
 use mdhub_log::LogConfig;
@@ -33,6 +34,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// How events are written to the log.
     pub bus: BusConfig,
+    /// Kafka, used as the log when `kafka.url` (`$KAFKA_URL`) is set.
+    pub kafka: KafkaConfig,
     /// The embedded log, used when `KAFKA_URL` is not set.
     pub log: LogConfig,
     /// The ingest stage between the feeds and the log.
@@ -48,6 +51,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             gateway: GatewayConfig::default(),
             bus: BusConfig::default(),
+            kafka: KafkaConfig::default(),
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
             sim: SimConfig::default(),
@@ -107,7 +111,7 @@ impl Default for IngestConfig {
             channel_capacity: 65_536,
             max_batch: 4096,
             cache_warm_records: 10_000,
-            status_interval_secs: 10,
+            status_interval_secs: 5,
         }
     }
 }
@@ -167,6 +171,18 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
         set_path(&mut root, &path, literal(value))
             .map_err(|why| ConfigError(format!("{name}: {why}")))?;
         origin.insert(path.join("."), (name.clone(), value.clone()));
+    }
+    // The Heroku Kafka add-on's variables, honoured as they are.
+    for (var, key) in mdhub_bus::kafka::HEROKU_VARIABLES {
+        if let Some(value) = sources.env.get(var) {
+            set_path(
+                &mut root,
+                &["kafka".into(), key.into()],
+                toml::Value::String(value.clone()),
+            )
+            .map_err(|why| ConfigError(format!("{var}: {why}")))?;
+            origin.insert(format!("kafka.{key}"), (var.to_string(), value.clone()));
+        }
     }
     if let Some(port) = sources.env.get("PORT") {
         let port: u16 = port
@@ -309,9 +325,16 @@ impl Config {
         if self.ingest.max_batch == 0 {
             return Err(ConfigError("ingest.max_batch: must be at least 1".into()));
         }
-        self.log
+        self.log.validate().map_err(|e| match e {
+            mdhub_log::Error::InvalidConfig { field, reason } => {
+                ConfigError(format!("log.{field}: {reason}"))
+            }
+            other => ConfigError(format!("log: {other}")),
+        })?;
+        self.gateway.validate().map_err(ConfigError)?;
+        self.kafka
             .validate()
-            .map_err(|e| ConfigError(format!("log.{e}")))?;
+            .map_err(|e| ConfigError(e.to_string()))?;
         self.sim
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
@@ -386,6 +409,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("partitions"), "{e}");
+    }
+
+    #[test]
+    fn heroku_kafka_variables_are_read() {
+        let c = load(&env(&[
+            ("KAFKA_URL", "kafka+ssl://a:9096,kafka+ssl://b:9096"),
+            ("KAFKA_PREFIX", "tenant-1."),
+        ]))
+        .unwrap();
+        assert!(c.kafka.enabled());
+        assert_eq!(c.kafka.prefix, "tenant-1.");
+        let e = load(&env(&[("KAFKA_URL", "http://a:1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafka.url"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mdhub_bus::{Bus, Start, SubscribeSpec};
+use mdhub_bus::{Bus, Start, SubscribeSpec, Subscription};
 use mdhub_cache::Cache;
 use mdhub_types::{Event, Position, Positioned, Topic};
 use tokio::sync::mpsc;
@@ -126,15 +126,13 @@ fn zip(events: &[Event], positions: Vec<Position>) -> Vec<Positioned> {
 }
 
 /// Refill the cache from the newest `per_partition` records of every
-/// partition. Returns how many records were read.
+/// partition. Returns how many records were read, and the subscription,
+/// positioned at the end of what was read, for [`follow_into_cache`].
 pub async fn warm_cache(
     bus: &dyn Bus,
     cache: &dyn Cache,
     per_partition: u64,
-) -> Result<u64, mdhub_bus::Error> {
-    if per_partition == 0 {
-        return Ok(0);
-    }
+) -> Result<(u64, Box<dyn Subscription>), mdhub_bus::Error> {
     let mut sub = bus
         .subscribe(SubscribeSpec::Direct {
             topics: Topic::ALL.to_vec(),
@@ -164,18 +162,37 @@ pub async fn warm_cache(
             ends.iter()
                 .any(|e| e.topic == p.topic && e.partition == p.partition && p.offset >= e.offset)
         });
-        if done {
-            return Ok(read);
+        if done || per_partition == 0 {
+            return Ok((read, sub));
         }
-        let batch = sub.next_batch(8192, Duration::from_millis(100)).await?;
+        let batch = sub.next_batch(8192, Duration::from_millis(500)).await?;
         if batch.is_empty() {
-            return Ok(read);
+            return Ok((read, sub));
         }
         read += batch.len() as u64;
-        let stamped: Vec<Positioned> = batch.iter().filter_map(|d| d.positioned().ok()).collect();
-        if let Err(e) = cache.put(&stamped).await {
-            tracing::warn!(error = %e, "cache warm-up failed");
-            return Ok(read);
-        }
+        put_deliveries(cache, &batch).await;
+    }
+}
+
+async fn put_deliveries(cache: &dyn Cache, batch: &[mdhub_bus::Delivery]) {
+    let stamped: Vec<Positioned> = batch.iter().filter_map(|d| d.positioned().ok()).collect();
+    if let Err(e) = cache.put(&stamped).await {
+        tracing::warn!(error = %e, "cache update failed");
+    }
+}
+
+/// Keep the cache current from the log (a process without its own ingest
+/// stage: `mdhub serve`). Runs until `stop`.
+pub async fn follow_into_cache(
+    mut sub: Box<dyn Subscription>,
+    cache: Arc<dyn Cache>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), IngestError> {
+    loop {
+        let batch = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            b = sub.next_batch(4096, Duration::from_millis(500)) => b?,
+        };
+        put_deliveries(&*cache, &batch).await;
     }
 }

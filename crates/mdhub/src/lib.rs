@@ -49,10 +49,10 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Print the live stream of some symbols (a WebSocket client with resume).
     Tail(commands::tail::TailArgs),
-    /// Feed handlers: exchange connections -> normalize -> publish (not built yet).
-    Ingest,
-    /// Distribution gateway alone: log -> WebSocket/REST clients (not built yet as a separate role; `run` includes it).
-    Serve,
+    /// Feed handlers alone: exchange connections -> normalize -> publish to the log (Heroku worker).
+    Ingest(commands::roles::IngestArgs),
+    /// Distribution gateway alone: log -> WebSocket/REST clients (Heroku web dyno, binds $PORT).
+    Serve(commands::roles::ServeArgs),
     /// Archiver: log -> hot tier and Parquet data lake (not built yet).
     Archive,
     /// SQL and bar queries over history (not built yet).
@@ -91,11 +91,8 @@ pub fn main() -> ExitCode {
         }
         Command::Run(args) => commands::run::main(cfg, args),
         Command::Tail(args) => commands::tail::main(cfg, args),
-        Command::Ingest => not_built(
-            "ingest",
-            "real venues and standalone roles come with the connector and Kafka work",
-        ),
-        Command::Serve => not_built("serve", "the distribution gateway is the next milestone"),
+        Command::Ingest(args) => commands::roles::ingest(cfg, args),
+        Command::Serve(args) => commands::roles::serve(cfg, args),
         Command::Archive => not_built(
             "archive",
             "history and the Parquet lake are a later milestone",

@@ -18,17 +18,45 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Run every check against `bus`.
 pub async fn run_all(bus: Arc<dyn Bus>) {
+    run_except(bus, &[]).await;
+}
+
+/// The names of the checks, in the order they run.
+pub const CHECKS: [&str; 10] = [
+    "partitioner",
+    "direct_reads",
+    "per_symbol_order",
+    "latest",
+    "seek_and_offset",
+    "time_start",
+    "groups",
+    "out_of_range",
+    "empty_wait",
+    "concurrent_publishers",
+];
+
+/// Run every check but those named in `skip` — only for a stand-in that
+/// lacks a feature by design (librdkafka's mock cluster has no time index);
+/// every real implementation runs [`run_all`].
+pub async fn run_except(bus: Arc<dyn Bus>, skip: &[&str]) {
     let run = unique_tag();
-    positions_follow_the_java_partitioner(&*bus, &run).await;
-    direct_reads_return_what_was_published(&*bus, &run).await;
-    per_symbol_order_is_kept(&*bus, &run).await;
-    latest_sees_only_new_records(&*bus, &run).await;
-    seek_and_offset_start_replay_exactly(&*bus, &run).await;
-    time_start_finds_first_record_at_or_after(&*bus, &run).await;
-    groups_resume_after_commit(&*bus, &run).await;
-    out_of_range_offsets_are_reported(&*bus).await;
-    empty_wait_times_out(&*bus).await;
-    concurrent_publishers_get_distinct_positions(bus.clone(), &run).await;
+    for name in CHECKS {
+        if skip.contains(&name) {
+            continue;
+        }
+        match name {
+            "partitioner" => positions_follow_the_java_partitioner(&*bus, &run).await,
+            "direct_reads" => direct_reads_return_what_was_published(&*bus, &run).await,
+            "per_symbol_order" => per_symbol_order_is_kept(&*bus, &run).await,
+            "latest" => latest_sees_only_new_records(&*bus, &run).await,
+            "seek_and_offset" => seek_and_offset_start_replay_exactly(&*bus, &run).await,
+            "time_start" => time_start_finds_first_record_at_or_after(&*bus, &run).await,
+            "groups" => groups_resume_after_commit(&*bus, &run).await,
+            "out_of_range" => out_of_range_offsets_are_reported(&*bus).await,
+            "empty_wait" => empty_wait_times_out(&*bus).await,
+            _ => concurrent_publishers_get_distinct_positions(bus.clone(), &run).await,
+        }
+    }
     bus.sync().await.expect("sync");
 }
 

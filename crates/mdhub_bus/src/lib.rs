@@ -9,11 +9,12 @@
 //! work on any gateway instance.
 //!
 //! Implementations: [`EmbeddedBus`] over `mdhub_log` (the single-machine
-//! default); Kafka implements the same trait when `KAFKA_URL` is set. Every
-//! implementation passes [`conformance::run_all`].
+//! default) and [`KafkaBus`] (when `KAFKA_URL` is set). Both pass
+//! [`conformance::run_all`].
 
 pub mod conformance;
 mod embedded;
+pub mod kafka;
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use mdhub_types::{CodecError, Encoding, Event, Position, Positioned, Symbol, Timestamp, Topic};
 
 pub use embedded::{EmbeddedBus, EmbeddedBusConfig};
+pub use kafka::{KafkaBus, KafkaConfig};
 pub use mdhub_log::partition_for_key;
 
 /// Why a bus operation failed.

@@ -82,6 +82,47 @@ pub fn main(mut cfg: Config, args: RunArgs) -> ExitCode {
     })
 }
 
+/// Which parts of the pipeline a process runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Roles {
+    /// Feeds → ingest → log (`run`, `ingest`).
+    pub(crate) feeds: bool,
+    /// Log → WebSocket/REST clients (`run`, `serve`).
+    pub(crate) gateway: bool,
+}
+
+/// Open the log: Kafka when `kafka.url` is set, the embedded log otherwise.
+pub(crate) async fn open_bus(cfg: &Config) -> anyhow::Result<(Arc<dyn Bus>, String)> {
+    if cfg.kafka.enabled() {
+        let bus = mdhub_bus::KafkaBus::connect(cfg.kafka.clone(), cfg.bus.encoding)
+            .await
+            .with_context(|| format!("connecting to Kafka at {}", cfg.kafka.url))?;
+        let what = format!(
+            "Kafka topics {} at {}",
+            bus.topic_names().join(", "),
+            cfg.kafka.url
+        );
+        return Ok((Arc::new(bus), what));
+    }
+    let log_dir = cfg.log.dir.clone();
+    let log = tokio::task::spawn_blocking({
+        let c = cfg.log.clone();
+        move || Log::open(c)
+    })
+    .await?
+    .with_context(|| format!("opening the embedded log at {}", log_dir.display()))?;
+    let bus = EmbeddedBus::new(
+        Arc::new(log),
+        EmbeddedBusConfig {
+            encoding: cfg.bus.encoding,
+        },
+    )?;
+    Ok((
+        Arc::new(bus),
+        format!("embedded log at {}", log_dir.display()),
+    ))
+}
+
 async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -91,51 +132,68 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
                 cfg.server.listen
             )
         })?;
-    let addr = listener.local_addr()?;
-    let log_dir = cfg.log.dir.clone();
-    let log = tokio::task::spawn_blocking({
-        let c = cfg.log.clone();
-        move || Log::open(c)
-    })
-    .await?
-    .with_context(|| format!("opening the embedded log at {}", log_dir.display()))?;
-    let log = Arc::new(log);
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new(
-        log.clone(),
-        EmbeddedBusConfig {
-            encoding: cfg.bus.encoding,
+    run_roles(
+        cfg,
+        Roles {
+            feeds: true,
+            gateway: true,
         },
-    )?);
-    let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new());
-    let warmed = ingest::warm_cache(&*bus, &*cache, cfg.ingest.cache_warm_records).await?;
-    let symbols = cache.symbols().await.map(|s| s.len()).unwrap_or(0);
-    tracing::info!(dir = %log_dir.display(), epoch = %bus.epoch(), records = warmed, symbols, "log open; cache warmed");
+        Some(listener),
+        exit_after,
+    )
+    .await
+}
 
-    let feeds = mdhub_feeds::sim::sim_feeds(&cfg.sim).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// Run the chosen roles until a signal (or `exit_after`), then shut down in
+/// order: feeds, ingest drain, log sync, client sockets.
+pub(crate) async fn run_roles(
+    cfg: Config,
+    roles: Roles,
+    listener: Option<tokio::net::TcpListener>,
+    exit_after: Option<Duration>,
+) -> anyhow::Result<()> {
+    let (bus, log_desc) = open_bus(&cfg).await?;
+    let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new());
+    let (warmed, follower) =
+        ingest::warm_cache(&*bus, &*cache, cfg.ingest.cache_warm_records).await?;
+    let symbols = cache.symbols().await.map(|s| s.len()).unwrap_or(0);
+    tracing::info!(log = %log_desc, epoch = %bus.epoch(), records = warmed, symbols, "log open; cache warmed");
+
     let feed_stop = CancellationToken::new();
-    let (tx, rx) = mpsc::channel(cfg.ingest.channel_capacity);
     let mut feed_tasks = Vec::new();
     let mut statuses = Vec::new();
-    for feed in feeds {
-        let status = FeedStatus::new(feed.venue().clone());
-        statuses.push(status.clone());
-        let ctx = FeedContext {
-            out: tx.clone(),
-            shutdown: feed_stop.clone(),
-            status,
-        };
-        tracing::info!(venue = %feed.venue(), symbols = feed.symbols().len(), "starting feed");
-        feed_tasks.push(tokio::spawn(async move { feed.run(ctx).await }));
-    }
-    drop(tx);
     let stats = Arc::new(IngestStats::default());
-    let mut ingest_task = tokio::spawn(ingest::run(
-        rx,
-        bus.clone(),
-        cache.clone(),
-        cfg.ingest.clone(),
-        stats.clone(),
-    ));
+    let follow_stop = CancellationToken::new();
+    let mut ingest_task = if roles.feeds {
+        let feeds = mdhub_feeds::sim::sim_feeds(&cfg.sim).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (tx, rx) = mpsc::channel(cfg.ingest.channel_capacity);
+        for feed in feeds {
+            let status = FeedStatus::new(feed.venue().clone());
+            statuses.push(status.clone());
+            let ctx = FeedContext {
+                out: tx.clone(),
+                shutdown: feed_stop.clone(),
+                status,
+            };
+            tracing::info!(venue = %feed.venue(), symbols = feed.symbols().len(), "starting feed");
+            feed_tasks.push(tokio::spawn(async move { feed.run(ctx).await }));
+        }
+        drop(tx);
+        tokio::spawn(ingest::run(
+            rx,
+            bus.clone(),
+            cache.clone(),
+            cfg.ingest.clone(),
+            stats.clone(),
+        ))
+    } else {
+        // No ingest here: keep the cache current by following the log.
+        tokio::spawn(ingest::follow_into_cache(
+            follower,
+            cache.clone(),
+            follow_stop.clone(),
+        ))
+    };
     let reporter = tokio::spawn(report(
         bus.clone(),
         cache.clone(),
@@ -143,27 +201,46 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
         cfg.ingest.status_interval_secs,
     ));
     let gateway_stop = CancellationToken::new();
-    let feeds_status = Arc::new(crate::status::Feeds(statuses.clone()));
-    let ingest_status = Arc::new(crate::status::Ingest(stats.clone()));
-    let gateway = mdhub_gateway::Gateway::new(bus.clone(), cache.clone(), cfg.gateway.clone())
-        .with_status(feeds_status.clone())
-        .with_metrics(feeds_status)
-        .with_status(ingest_status.clone())
-        .with_metrics(ingest_status);
-    let mut gateway_task = tokio::spawn(gateway.serve(listener, gateway_stop.clone()));
-    println!(
-        "mdhub running: http://{addr} (WebSocket ws://{addr}/v1/ws); simulated venues -> embedded log at {}",
-        log_dir.display()
-    );
-    println!(
-        "watch prices: mdhub tail --url ws://{addr}/v1/ws AAPL BTC-USDT EUR-USD   (Ctrl-C stops mdhub)"
-    );
+    let mut gateway_task = match (roles.gateway, listener) {
+        (true, Some(listener)) => {
+            let addr = listener.local_addr()?;
+            let feeds_status = Arc::new(crate::status::Feeds(statuses.clone()));
+            let ingest_status = Arc::new(crate::status::Ingest(stats.clone()));
+            let gateway =
+                mdhub_gateway::Gateway::new(bus.clone(), cache.clone(), cfg.gateway.clone())
+                    .with_status(feeds_status.clone())
+                    .with_metrics(feeds_status)
+                    .with_status(ingest_status.clone())
+                    .with_metrics(ingest_status);
+            let source = if roles.feeds {
+                "simulated venues -> "
+            } else {
+                ""
+            };
+            println!(
+                "mdhub running: http://{addr} (WebSocket ws://{addr}/v1/ws); {source}{log_desc}"
+            );
+            println!(
+                "watch prices: mdhub tail --url ws://{addr}/v1/ws AAPL BTC-USDT EUR-USD   (Ctrl-C stops mdhub)"
+            );
+            tokio::spawn(gateway.serve(listener, gateway_stop.clone()))
+        }
+        _ => {
+            println!("mdhub running: simulated venues -> {log_desc}");
+            let stop = gateway_stop.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                Ok::<(), std::io::Error>(())
+            })
+        }
+    };
 
     let stop_reason = tokio::select! {
         r = signal() => r,
         _ = sleep_opt(exit_after) => "--exit-after elapsed",
         r = &mut gateway_task => {
             feed_stop.cancel();
+            follow_stop.cancel();
             reporter.abort();
             return Err(match r {
                 Ok(Ok(())) => anyhow::anyhow!("the gateway stopped unexpectedly"),
@@ -185,6 +262,7 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
     tracing::info!(reason = stop_reason, "shutting down: stopping feeds");
     let shutdown = async {
         feed_stop.cancel();
+        follow_stop.cancel();
         for t in feed_tasks {
             match t.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "feed stopped with an error"),
@@ -200,8 +278,8 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
         gateway_stop.cancel();
         match gateway_task.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "gateway stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "gateway task failed"),
-            Ok(Ok(())) => {}
+            Err(e) if !e.is_cancelled() => tracing::warn!(error = %e, "gateway task failed"),
+            _ => {}
         }
         match r {
             Ok(r) => r.map_err(anyhow::Error::from),

@@ -1,0 +1,186 @@
+//! The Kafka bus against the conformance suite: on librdkafka's in-process
+//! mock cluster, and on a real Kafka-protocol broker (`$MDHUB_TEST_KAFKA`,
+//! started by scripts/test.sh).
+
+use std::sync::Arc;
+
+use mdhub_bus::{Bus, KafkaBus, KafkaConfig, conformance};
+use mdhub_types::{Encoding, Timestamp};
+use rdkafka::mocking::MockCluster;
+
+fn unique_prefix() -> String {
+    format!(
+        "t{}.",
+        Timestamp::now().as_nanos() as u64 % 1_000_000_000_000
+    )
+}
+
+async fn bus(url: &str, prefix: &str, encoding: Encoding) -> Arc<KafkaBus> {
+    let cfg = KafkaConfig {
+        url: url.to_string(),
+        prefix: prefix.to_string(),
+        partitions: 4,
+        ..KafkaConfig::default()
+    };
+    Arc::new(
+        KafkaBus::connect(cfg, encoding)
+            .await
+            .expect("connect to Kafka"),
+    )
+}
+
+/// The broker scripts/test.sh starts; a missing broker is a failure, not a skip.
+fn real_broker() -> String {
+    std::env::var("MDHUB_TEST_KAFKA").unwrap_or_else(|_| {
+        panic!("MDHUB_TEST_KAFKA is not set: run scripts/test.sh, which installs and starts a Kafka-protocol broker (tansu)")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_the_mock_cluster() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let prefix = unique_prefix();
+    // The mock cluster has no CreateTopics; its own API creates them.
+    for t in ["price-quotes", "price-trades"] {
+        cluster
+            .create_topic(&format!("{prefix}{t}"), 4, 1)
+            .expect("mock topic");
+    }
+    let b = bus(&cluster.bootstrap_servers(), &prefix, Encoding::Json).await;
+    assert_eq!(b.partitions(mdhub_types::Topic::Quotes), 4);
+    // The mock cluster answers ListOffsets-by-time with the end offset.
+    conformance::run_except(b, &["time_start"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_a_real_broker_json() {
+    let b = bus(&real_broker(), &unique_prefix(), Encoding::Json).await;
+    conformance::run_all(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_a_real_broker_avro() {
+    let b = bus(&real_broker(), &unique_prefix(), Encoding::Avro).await;
+    conformance::run_all(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_topics_are_verified_not_recreated() {
+    let url = real_broker();
+    let prefix = unique_prefix();
+    let first = bus(&url, &prefix, Encoding::Json).await;
+    let cfg = KafkaConfig {
+        url,
+        prefix,
+        partitions: 12,
+        create_topics: false,
+        ..KafkaConfig::default()
+    };
+    let second = KafkaBus::connect(cfg, Encoding::Json)
+        .await
+        .expect("existing topics");
+    assert_eq!(
+        second.partitions(mdhub_types::Topic::Trades),
+        first.partitions(mdhub_types::Topic::Trades)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_topics_without_creation_name_the_fix() {
+    let cfg = KafkaConfig {
+        url: real_broker(),
+        prefix: unique_prefix(),
+        create_topics: false,
+        ..KafkaConfig::default()
+    };
+    let err = KafkaBus::connect(cfg, Encoding::Json)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("price-quotes") && err.contains("heroku kafka:topics:create"),
+        "{err}"
+    );
+}
+
+/// A broker outage mid-stream: publishing blocks and retries, nothing is
+/// lost or duplicated, and a consumer ends with every trade exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_loses_nothing() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use mdhub_bus::{Start, SubscribeSpec};
+    use mdhub_types::{Event, Symbol, Topic};
+
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let prefix = unique_prefix();
+    for t in ["price-quotes", "price-trades"] {
+        cluster
+            .create_topic(&format!("{prefix}{t}"), 4, 1)
+            .expect("mock topic");
+    }
+    let b = bus(&cluster.bootstrap_servers(), &prefix, Encoding::Json).await;
+    let mut reader = b
+        .subscribe(SubscribeSpec::Direct {
+            topics: vec![Topic::Trades],
+            start: Start::Latest,
+        })
+        .await
+        .expect("subscribe");
+    let symbols: Vec<Symbol> = ["AAPL", "BTC-USDT", "EUR-USD"]
+        .iter()
+        .map(|s| Symbol::new(s).unwrap())
+        .collect();
+    let producer = {
+        let b = b.clone();
+        let symbols = symbols.clone();
+        tokio::spawn(async move {
+            let mut sent = 0i64;
+            for round in 0..60i64 {
+                let batch: Vec<Event> = (0..10)
+                    .map(|k| conformance::trade(&symbols[(k % 3) as usize], round * 10 + k))
+                    .collect();
+                // What the ingest stage does: retry a failed batch until it lands.
+                loop {
+                    match b.publish(&batch).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            assert!(e.is_retryable(), "an outage is retryable: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                sent += 10;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            sent
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    cluster.broker_down(1).expect("broker down");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cluster.broker_up(1).expect("broker up");
+    let sent = tokio::time::timeout(Duration::from_secs(120), producer)
+        .await
+        .expect("producer finishes")
+        .unwrap();
+    let mut seen: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < sent as usize && tokio::time::Instant::now() < deadline {
+        for d in reader
+            .next_batch(1000, Duration::from_millis(500))
+            .await
+            .expect("read")
+        {
+            let Event::Trade(t) = d.decode().unwrap() else {
+                panic!("trade expected")
+            };
+            *seen
+                .entry((t.venue.to_string(), t.trade_id.unwrap()))
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len() as i64, sent, "every trade arrives");
+    assert!(seen.values().all(|&n| n == 1), "no trade arrives twice");
+}
