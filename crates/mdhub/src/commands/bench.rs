@@ -32,6 +32,8 @@ pub struct BenchArgs {
 pub enum Scenario {
     /// N WebSocket clients × K symbols each against a hub: deliveries/s, latency, RSS per connection.
     Fanout(FanoutArgs),
+    /// Produce/consume throughput and latency of the embedded log and Kafka (`--kafka`), side by side.
+    Bus(super::bench_bus::BusArgs),
 }
 
 /// Flags of `mdhub bench fanout`.
@@ -65,9 +67,12 @@ pub struct FanoutArgs {
 
 /// Entry point.
 pub fn main(args: BenchArgs) -> ExitCode {
-    let Scenario::Fanout(f) = args.scenario;
     super::block_on(true, async {
-        match fanout(f).await {
+        let r = match args.scenario {
+            Scenario::Fanout(f) => fanout(f).await,
+            Scenario::Bus(b) => super::bench_bus::run(b).await,
+        };
+        match r {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_bus;
 pub mod roles;
 pub mod run;
 pub mod tail;

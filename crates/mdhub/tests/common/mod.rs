@@ -31,10 +31,22 @@ pub struct Hub {
 impl Hub {
     /// Start `mdhub run` on a free port with its data in `dir`.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Hub {
+        let mut all = vec![
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        Hub::start_role(dir, &all, env)
+    }
+
+    /// Start any role (`run`, `serve`, `ingest` …) with `args`; a role without
+    /// a listener gets an empty `addr`.
+    pub fn start_role(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Hub {
         let mut cmd = mdhub();
-        cmd.args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args(args)
+        cmd.args(args)
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -46,13 +58,13 @@ impl Hub {
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         assert!(
-            line.starts_with("mdhub running: http://"),
+            line.starts_with("mdhub running: "),
             "unexpected first line: {line:?}"
         );
-        let addr = line["mdhub running: http://".len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
+        let addr = line
+            .strip_prefix("mdhub running: http://")
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default()
             .to_string();
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || {
