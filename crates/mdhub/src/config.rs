@@ -144,11 +144,14 @@ impl Sources {
     }
 }
 
+/// Environment-sourced keys: dotted key → (variable, raw text, key path).
+type Origins = HashMap<String, (String, String, Vec<String>)>;
+
 /// Load, layer and validate.
 pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
     let mut root = toml::Table::new();
     // key path -> (variable name, raw text)
-    let mut origin: HashMap<String, (String, String)> = HashMap::new();
+    let mut origin: Origins = HashMap::new();
     if let Some(path) = &sources.file {
         root = read_file(path)?;
     }
@@ -170,7 +173,7 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
         }
         set_path(&mut root, &path, literal(value))
             .map_err(|why| ConfigError(format!("{name}: {why}")))?;
-        origin.insert(path.join("."), (name.clone(), value.clone()));
+        origin.insert(path.join("."), (name.clone(), value.clone(), path.clone()));
     }
     // The Heroku Kafka add-on's variables, honoured as they are.
     for (var, key) in mdhub_bus::kafka::HEROKU_VARIABLES {
@@ -181,7 +184,14 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
                 toml::Value::String(value.clone()),
             )
             .map_err(|why| ConfigError(format!("{var}: {why}")))?;
-            origin.insert(format!("kafka.{key}"), (var.to_string(), value.clone()));
+            origin.insert(
+                format!("kafka.{key}"),
+                (
+                    var.to_string(),
+                    value.clone(),
+                    vec!["kafka".into(), key.into()],
+                ),
+            );
         }
     }
     if let Some(port) = sources.env.get("PORT") {
@@ -205,7 +215,14 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
             toml::Value::String(SocketAddr::new(listen.ip(), port).to_string()),
         )
         .map_err(|why| ConfigError(format!("PORT: {why}")))?;
-        origin.insert("server.listen".into(), ("PORT".into(), port.to_string()));
+        origin.insert(
+            "server.listen".into(),
+            (
+                "PORT".into(),
+                port.to_string(),
+                vec!["server".into(), "listen".into()],
+            ),
+        );
     }
     let log_dir_set = root.get("log").and_then(|l| l.get("dir")).is_some();
     let mut cfg = deserialize(root, &origin, sources.file.as_deref())?;
@@ -266,7 +283,7 @@ fn set_path(root: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
 
 fn deserialize(
     mut root: toml::Table,
-    origin: &HashMap<String, (String, String)>,
+    origin: &Origins,
     file: Option<&Path>,
 ) -> Result<Config, ConfigError> {
     // At most one retry per environment-sourced key.
@@ -276,16 +293,15 @@ fn deserialize(
             Ok(cfg) => return Ok(cfg),
             Err(err) => {
                 let key = err.path().to_string();
-                if let Some((_, raw)) = origin.get(&key) {
-                    let path: Vec<String> = key.split('.').map(str::to_string).collect();
-                    if !matches!(get_path(&root, &path), Some(toml::Value::String(_))) {
-                        set_path(&mut root, &path, toml::Value::String(raw.clone()))
+                if let Some((_, raw, path)) = origin.get(&key) {
+                    if !matches!(get_path(&root, path), Some(toml::Value::String(_))) {
+                        set_path(&mut root, path, toml::Value::String(raw.clone()))
                             .map_err(ConfigError)?;
                         continue;
                     }
                 }
                 let from = match origin.get(&key) {
-                    Some((var, _)) => format!(" (from {var})"),
+                    Some((var, _, _)) => format!(" (from {var})"),
                     None => file
                         .map(|f| format!(" (in {})", f.display()))
                         .unwrap_or_default(),

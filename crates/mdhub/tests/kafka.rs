@@ -34,6 +34,12 @@ fn kafka_env(prefix: &str) -> Vec<(&'static str, String)> {
     vec![
         ("KAFKA_URL", format!("kafka://{}", broker())),
         ("KAFKA_PREFIX", prefix.to_string()),
+        // tansu 0.6.0 reports the high watermark as the last batch's base
+        // offset + 1; one record per batch keeps watermarks right.
+        (
+            "MDHUB_KAFKA__PROPERTIES__BATCH.NUM.MESSAGES",
+            "1".to_string(),
+        ),
     ]
 }
 
@@ -68,6 +74,7 @@ async fn kafka_records(prefix: &str, topic: Topic, symbol: &str) -> BTreeMap<u64
         url: broker(),
         prefix: prefix.to_string(),
         create_topics: false,
+        properties: [("batch.num.messages".to_string(), "1".to_string())].into(),
         ..KafkaConfig::default()
     };
     let bus = KafkaBus::connect(cfg, Encoding::Json)
