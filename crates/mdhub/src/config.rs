@@ -293,12 +293,12 @@ fn deserialize(
             Ok(cfg) => return Ok(cfg),
             Err(err) => {
                 let key = err.path().to_string();
-                if let Some((_, raw, path)) = origin.get(&key) {
-                    if !matches!(get_path(&root, path), Some(toml::Value::String(_))) {
-                        set_path(&mut root, path, toml::Value::String(raw.clone()))
-                            .map_err(ConfigError)?;
-                        continue;
-                    }
+                if let Some((_, raw, path)) = origin.get(&key)
+                    && !matches!(get_path(&root, path), Some(toml::Value::String(_)))
+                {
+                    set_path(&mut root, path, toml::Value::String(raw.clone()))
+                        .map_err(ConfigError)?;
+                    continue;
                 }
                 let from = match origin.get(&key) {
                     Some((var, _, _)) => format!(" (from {var})"),
