@@ -122,3 +122,36 @@ impl MetricsSource for Ingest {
         }
     }
 }
+
+/// The Kafka producer's counters (`mdhub_kafka_*` metrics).
+#[derive(Debug)]
+pub(crate) struct Kafka(pub(crate) Arc<mdhub_bus::kafka::KafkaStats>);
+
+impl MetricsSource for Kafka {
+    fn render(&self, out: &mut String) {
+        let rows = [
+            (
+                "mdhub_kafka_delivered_total",
+                "Records acknowledged by the brokers.",
+                &self.0.delivered,
+            ),
+            (
+                "mdhub_kafka_delivery_failures_total",
+                "Records whose delivery failed (their batch is published again).",
+                &self.0.failed,
+            ),
+            (
+                "mdhub_kafka_buffer_full_waits_total",
+                "Times publishing waited on a full producer buffer.",
+                &self.0.buffer_full_waits,
+            ),
+        ];
+        for (name, help, v) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+}

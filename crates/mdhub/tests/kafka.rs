@@ -129,6 +129,16 @@ async fn run_with_kafka_url_streams_to_websocket_clients() {
         "updates through the broker"
     );
     assert!(frames.iter().all(|f| f.data.symbol().as_str() == "AAPL"));
+    let addr = hub.addr.clone();
+    let (_, metrics) = tokio::task::spawn_blocking(move || common::http_get(&addr, "/metrics"))
+        .await
+        .unwrap();
+    let delivered: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mdhub_kafka_delivered_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("mdhub_kafka_delivered_total in /metrics");
+    assert!(delivered > 100, "delivery reports are counted: {delivered}");
     assert!(hub.stop().success());
     assert!(
         !dir.path().join("log").exists(),

@@ -92,7 +92,7 @@ pub(crate) struct Roles {
 }
 
 /// Open the log: Kafka when `kafka.url` is set, the embedded log otherwise.
-pub(crate) async fn open_bus(cfg: &Config) -> anyhow::Result<(Arc<dyn Bus>, String)> {
+pub(crate) async fn open_bus(cfg: &Config) -> anyhow::Result<OpenBus> {
     if cfg.kafka.enabled() {
         let bus = mdhub_bus::KafkaBus::connect(cfg.kafka.clone(), cfg.bus.encoding)
             .await
@@ -102,7 +102,8 @@ pub(crate) async fn open_bus(cfg: &Config) -> anyhow::Result<(Arc<dyn Bus>, Stri
             bus.topic_names().join(", "),
             cfg.kafka.url
         );
-        return Ok((Arc::new(bus), what));
+        let stats = bus.stats();
+        return Ok((Arc::new(bus), what, Some(stats)));
     }
     let log_dir = cfg.log.dir.clone();
     let log = tokio::task::spawn_blocking({
@@ -120,8 +121,16 @@ pub(crate) async fn open_bus(cfg: &Config) -> anyhow::Result<(Arc<dyn Bus>, Stri
     Ok((
         Arc::new(bus),
         format!("embedded log at {}", log_dir.display()),
+        None,
     ))
 }
+
+/// The log, a description for the start-up line, and Kafka's counters.
+pub(crate) type OpenBus = (
+    Arc<dyn Bus>,
+    String,
+    Option<Arc<mdhub_bus::kafka::KafkaStats>>,
+);
 
 async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
@@ -152,7 +161,7 @@ pub(crate) async fn run_roles(
     listener: Option<tokio::net::TcpListener>,
     exit_after: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let (bus, log_desc) = open_bus(&cfg).await?;
+    let (bus, log_desc, kafka_stats) = open_bus(&cfg).await?;
     let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new());
     let (warmed, follower) =
         ingest::warm_cache(&*bus, &*cache, cfg.ingest.cache_warm_records).await?;
@@ -212,6 +221,10 @@ pub(crate) async fn run_roles(
                     .with_metrics(feeds_status)
                     .with_status(ingest_status.clone())
                     .with_metrics(ingest_status);
+            let gateway = match kafka_stats {
+                Some(k) => gateway.with_metrics(Arc::new(crate::status::Kafka(k))),
+                None => gateway,
+            };
             let source = if roles.feeds {
                 "simulated venues -> "
             } else {
