@@ -21,6 +21,7 @@ use mdhub_types::{
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use crate::cursor::{Cursor, check_partition, highest_per_partition, idx, set_cursor};
 use crate::{Bus, Delivery, Error, Result, Start, SubscribeSpec, Subscription, partition_for_key};
 
 /// Settings of the embedded bus (the log itself is configured by `LogConfig`).
@@ -38,13 +39,6 @@ pub struct EmbeddedBus {
     partitions: [u32; 2],
     committed: watch::Sender<u64>,
     groups: Arc<Mutex<HashSet<String>>>,
-}
-
-fn idx(t: Topic) -> usize {
-    match t {
-        Topic::Quotes => 0,
-        Topic::Trades => 1,
-    }
 }
 
 impl EmbeddedBus {
@@ -93,18 +87,6 @@ impl EmbeddedBus {
             Start::Offset(o) => check_offset(&self.log, topic, partition, o)?,
         })
     }
-}
-
-fn check_partition(partitions: [u32; 2], topic: Topic, partition: u32) -> Result<()> {
-    let partitions = partitions[idx(topic)];
-    if partition >= partitions {
-        return Err(Error::NoSuchPartition {
-            topic,
-            partition,
-            partitions,
-        });
-    }
-    Ok(())
 }
 
 /// `offset` if it lies within `[start, end]` of the partition.
@@ -291,13 +273,6 @@ impl Bus for EmbeddedBus {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Cursor {
-    topic: Topic,
-    partition: u32,
-    next: u64,
-}
-
 #[derive(Debug)]
 struct EmbeddedSubscription {
     log: Arc<Log>,
@@ -399,11 +374,7 @@ impl Subscription for EmbeddedSubscription {
         };
         let log = self.log.clone();
         // Only the highest position per partition matters.
-        let mut upto: std::collections::BTreeMap<(Topic, u32), u64> = Default::default();
-        for p in positions {
-            let e = upto.entry((p.topic, p.partition)).or_insert(p.offset);
-            *e = (*e).max(p.offset);
-        }
+        let upto = highest_per_partition(positions);
         tokio::task::spawn_blocking(move || -> Result<()> {
             for ((topic, partition), offset) in upto {
                 log.commit(&group, topic.log_name(), partition, offset + 1)?;
@@ -417,29 +388,11 @@ impl Subscription for EmbeddedSubscription {
     async fn seek(&mut self, topic: Topic, partition: u32, offset: u64) -> Result<()> {
         check_partition(self.partitions, topic, partition)?;
         check_offset(&self.log, topic, partition, offset)?;
-        match self
-            .cursors
-            .iter_mut()
-            .find(|c| c.topic == topic && c.partition == partition)
-        {
-            Some(c) => c.next = offset,
-            None => self.cursors.push(Cursor {
-                topic,
-                partition,
-                next: offset,
-            }),
-        }
+        set_cursor(&mut self.cursors, topic, partition, offset);
         Ok(())
     }
 
     fn positions(&self) -> Vec<Position> {
-        self.cursors
-            .iter()
-            .map(|c| Position {
-                topic: c.topic,
-                partition: c.partition,
-                offset: c.next,
-            })
-            .collect()
+        crate::cursor::positions(&self.cursors)
     }
 }

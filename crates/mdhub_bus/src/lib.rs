@@ -13,6 +13,7 @@
 //! [`conformance::run_all`].
 
 pub mod conformance;
+mod cursor;
 mod embedded;
 pub mod kafka;
 

@@ -1,6 +1,5 @@
 //! Kafka subscriptions: explicit assignment (Direct, Assign) or a consumer group.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{KafkaBus, TS_HEADER, kafka_err, watermarks};
+use crate::cursor::{Cursor, check_partition, highest_per_partition, idx, set_cursor};
 use crate::{Bus, Delivery, Error, Result, Start, SubscribeSpec, Subscription};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,13 +43,6 @@ pub(super) async fn offset_for_time(
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Cursor {
-    topic: Topic,
-    partition: u32,
-    next: u64,
-}
-
 pub(super) struct KafkaSubscription {
     consumer: Arc<StreamConsumer>,
     topics: [String; 2],
@@ -65,13 +58,6 @@ impl std::fmt::Debug for KafkaSubscription {
             .field("group", &self.group)
             .field("cursors", &self.cursors)
             .finish()
-    }
-}
-
-fn idx(t: Topic) -> usize {
-    match t {
-        Topic::Quotes => 0,
-        Topic::Trades => 1,
     }
 }
 
@@ -332,11 +318,7 @@ impl Subscription for KafkaSubscription {
         if !self.group {
             return Err(Error::NotAGroup);
         }
-        let mut upto: BTreeMap<(Topic, u32), u64> = BTreeMap::new();
-        for p in positions {
-            let e = upto.entry((p.topic, p.partition)).or_insert(p.offset);
-            *e = (*e).max(p.offset);
-        }
+        let upto = highest_per_partition(positions);
         let mut tpl = TopicPartitionList::new();
         for ((t, p), o) in upto {
             tpl.add_partition_offset(&self.topics[idx(t)], p as i32, Offset::Offset(o as i64 + 1))
@@ -350,14 +332,7 @@ impl Subscription for KafkaSubscription {
     }
 
     async fn seek(&mut self, topic: Topic, partition: u32, offset: u64) -> Result<()> {
-        let partitions = self.partitions[idx(topic)];
-        if partition >= partitions {
-            return Err(Error::NoSuchPartition {
-                topic,
-                partition,
-                partitions,
-            });
-        }
+        check_partition(self.partitions, topic, partition)?;
         let (lo, hi) = watermarks(&self.meta, &self.topics[idx(topic)], partition).await?;
         if offset < lo || offset > hi {
             return Err(Error::OffsetOutOfRange {
@@ -368,18 +343,7 @@ impl Subscription for KafkaSubscription {
                 end: hi,
             });
         }
-        match self
-            .cursors
-            .iter_mut()
-            .find(|c| c.topic == topic && c.partition == partition)
-        {
-            Some(c) => c.next = offset,
-            None => self.cursors.push(Cursor {
-                topic,
-                partition,
-                next: offset,
-            }),
-        }
+        set_cursor(&mut self.cursors, topic, partition, offset);
         if self.group {
             let c = self.consumer.clone();
             let t = self.topics[idx(topic)].clone();
@@ -394,13 +358,6 @@ impl Subscription for KafkaSubscription {
     }
 
     fn positions(&self) -> Vec<Position> {
-        self.cursors
-            .iter()
-            .map(|c| Position {
-                topic: c.topic,
-                partition: c.partition,
-                offset: c.next,
-            })
-            .collect()
+        crate::cursor::positions(&self.cursors)
     }
 }

@@ -363,15 +363,7 @@ impl Bus for KafkaBus {
 
 impl KafkaBus {
     pub(crate) fn check_partition(&self, topic: Topic, partition: u32) -> Result<()> {
-        let partitions = self.partitions[idx(topic)];
-        if partition >= partitions {
-            return Err(Error::NoSuchPartition {
-                topic,
-                partition,
-                partitions,
-            });
-        }
-        Ok(())
+        crate::cursor::check_partition(self.partitions, topic, partition)
     }
 
     pub(crate) fn config(&self) -> &KafkaConfig {
