@@ -26,13 +26,22 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(Error::io("open lock file", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::Locked {
-            dir: dir.to_owned(),
-        }),
-        Err(TryLockError::Error(e)) => Err(Error::io("lock", &path)(e)),
+    // A lock can be held for a moment by a process that is exiting, or by a
+    // child forked by a process of ours between fork and exec (the descriptor
+    // is inherited until exec closes it). Wait up to a second before giving up.
+    for attempt in 0..20 {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if attempt < 19 => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(TryLockError::WouldBlock) => break,
+            Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path)(e)),
+        }
     }
+    Err(Error::Locked {
+        dir: dir.to_owned(),
+    })
 }
 
 /// Writes `text` to `path` atomically and durably: temp file, fsync, rename,

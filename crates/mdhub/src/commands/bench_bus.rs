@@ -18,8 +18,9 @@ use mdhub_types::{
 /// Flags of `mdhub bench bus`.
 #[derive(Debug, Args)]
 pub struct BusArgs {
-    /// Also measure Kafka at this broker (host:port).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Also measure Kafka at this broker (host:port), or `mock` for
+    /// librdkafka's in-process mock cluster (separates client from broker costs).
+    #[arg(long, value_name = "HOST:PORT|mock")]
     pub kafka: Option<String>,
     /// Messages for the throughput runs.
     #[arg(long, default_value_t = 500_000)]
@@ -58,6 +59,8 @@ struct Figures {
     produce: f64,
     consume: f64,
     latency: [u64; 4],
+    /// p50, p99 of one 1 ms batch's `publish` call, in µs.
+    publish_rtt: [u64; 2],
 }
 
 async fn measure(bus: Arc<dyn Bus>, a: &BusArgs) -> anyhow::Result<Figures> {
@@ -134,6 +137,7 @@ async fn measure(bus: Arc<dyn Bus>, a: &BusArgs) -> anyhow::Result<Figures> {
     let per_ms = (a.rate / 1000).max(1) as usize;
     let ticks = (a.duration * 1000.0) as u64;
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let mut publish_us: Vec<u64> = Vec::with_capacity(ticks as usize);
     for _ in 0..ticks {
         ticker.tick().await;
         let mut b = events(per_ms, &symbols);
@@ -142,8 +146,18 @@ async fn measure(bus: Arc<dyn Bus>, a: &BusArgs) -> anyhow::Result<Figures> {
                 t.ts_received = Timestamp::now();
             }
         }
+        let t = Instant::now();
         bus.publish(&b).await?;
+        publish_us.push(t.elapsed().as_micros() as u64);
     }
+    publish_us.sort_unstable();
+    let pq = |p: f64| {
+        publish_us
+            .get(((publish_us.len() as f64 * p) as usize).min(publish_us.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let publish_rtt = [pq(0.5), pq(0.99)];
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut lat = reader.await?;
@@ -157,6 +171,7 @@ async fn measure(bus: Arc<dyn Bus>, a: &BusArgs) -> anyhow::Result<Figures> {
         produce,
         consume,
         latency: [q(0.5), q(0.99), q(0.999), lat.len() as u64],
+        publish_rtt,
     })
 }
 
@@ -209,8 +224,24 @@ pub(crate) async fn run(a: BusArgs) -> anyhow::Result<()> {
     )?);
     let mut rows = vec![("embedded log", measure(embedded, &a).await?)];
     let mut kcat = None;
-    if let Some(broker) = &a.kafka {
+    let mut mock = None;
+    if let Some(target) = &a.kafka {
         let prefix = format!("bench{}.", std::process::id());
+        let broker = if target == "mock" {
+            let cluster =
+                rdkafka::mocking::MockCluster::new(1).context("starting the mock cluster")?;
+            for t in ["price-quotes", "price-trades"] {
+                cluster
+                    .create_topic(&format!("{prefix}{t}"), 8, 1)
+                    .context("mock topic")?;
+            }
+            let b = cluster.bootstrap_servers();
+            mock = Some(cluster);
+            b
+        } else {
+            target.clone()
+        };
+        let broker = &broker;
         let cfg = KafkaConfig {
             url: broker.clone(),
             prefix: prefix.clone(),
@@ -222,7 +253,9 @@ pub(crate) async fn run(a: BusArgs) -> anyhow::Result<()> {
                 .context("connecting to Kafka")?,
         );
         rows.push(("kafka", measure(kafka, &a).await?));
-        kcat = kcat_produce(broker, &format!("{prefix}price-trades"), a.messages);
+        if mock.is_none() {
+            kcat = kcat_produce(broker, &format!("{prefix}price-trades"), a.messages);
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     let mut out = std::io::stdout().lock();
@@ -233,14 +266,21 @@ pub(crate) async fn run(a: BusArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "{:<14} {:>14} {:>14}   latency p50 / p99 / p99.9 (µs)",
+        "{:<14} {:>14} {:>14}   latency p50 / p99 / p99.9 (µs); publish call p50 / p99 (µs)",
         "log", "produce/s", "consume/s"
     )?;
     for (name, f) in rows {
         writeln!(
             out,
-            "{name:<14} {:>14.0} {:>14.0}   {} / {} / {}  ({} samples)",
-            f.produce, f.consume, f.latency[0], f.latency[1], f.latency[2], f.latency[3]
+            "{name:<14} {:>14.0} {:>14.0}   {} / {} / {}  ({} samples); {} / {}",
+            f.produce,
+            f.consume,
+            f.latency[0],
+            f.latency[1],
+            f.latency[2],
+            f.latency[3],
+            f.publish_rtt[0],
+            f.publish_rtt[1]
         )?;
     }
     match (a.kafka.is_some(), kcat) {
