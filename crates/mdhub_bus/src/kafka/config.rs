@@ -61,6 +61,12 @@ pub struct KafkaConfig {
     /// (`message.timeout.ms`); the ingest stage then publishes it again.
     /// Default 300000 (5 minutes).
     pub message_timeout_ms: u32,
+    /// Longest time, in milliseconds, a broker may hold a consumer's fetch
+    /// when it has no new data (`fetch.wait.max.ms`). Kafka answers as soon
+    /// as data arrives; brokers that wait the full time (librdkafka's mock)
+    /// add up to this much latency. Lower = lower latency, more idle
+    /// requests. Default 5.
+    pub fetch_wait_ms: u32,
     /// Any librdkafka property, applied last (e.g. `"sasl.mechanism" = "PLAIN"`).
     pub properties: BTreeMap<String, String>,
 }
@@ -82,6 +88,7 @@ impl Default for KafkaConfig {
             linger_ms: 1,
             buffer_max_messages: 1_000_000,
             message_timeout_ms: 300_000,
+            fetch_wait_ms: 5,
             properties: BTreeMap::new(),
         }
     }

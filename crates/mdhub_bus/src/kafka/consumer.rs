@@ -95,7 +95,7 @@ pub(super) async fn subscribe(
     cc.set("enable.auto.commit", "false");
     cc.set("enable.auto.offset.store", "false");
     cc.set("enable.partition.eof", "false");
-    cc.set("fetch.wait.max.ms", "10");
+    cc.set("fetch.wait.max.ms", cfg.fetch_wait_ms.to_string());
     let topics = [
         bus.topic_name(Topic::Quotes).to_string(),
         bus.topic_name(Topic::Trades).to_string(),
@@ -145,6 +145,10 @@ pub(super) async fn subscribe(
                 });
             }
         }
+    }
+    // The user's properties win over mdhub's consumer defaults.
+    for (k, v) in &cfg.properties {
+        cc.set(k, v);
     }
     let consumer: StreamConsumer = cc.create().map_err(kafka_err)?;
     let sub = KafkaSubscription {
