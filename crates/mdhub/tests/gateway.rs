@@ -348,11 +348,9 @@ async fn resume_across_a_restart_of_mdhub_run() {
     .await;
     expect_type(&mut ws, "ack").await;
     let (first, _) = collect(&mut ws, Duration::from_millis(700)).await;
-    assert!(
-        hub.stop().success(),
-        "clean shutdown with a client connected"
-    );
-    // The client sees the server go away with 1001.
+    // Stop the hub while the client keeps reading, as a live client does:
+    // it sees the server go away with 1001.
+    let stopper = tokio::task::spawn_blocking(move || hub.stop());
     let closed = loop {
         match ws.next().await {
             Some(Ok(Message::Close(Some(f)))) => break Some(u16::from(f.code)),
@@ -360,6 +358,10 @@ async fn resume_across_a_restart_of_mdhub_run() {
             _ => break None,
         }
     };
+    assert!(
+        stopper.await.unwrap().success(),
+        "clean shutdown with a client connected"
+    );
     assert_eq!(closed, Some(1001));
     let hub = start(dir.path(), &[]);
     let (mut ws, epoch2) = connect(&hub).await;
