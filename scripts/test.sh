@@ -12,6 +12,10 @@ die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
 command -v cargo >/dev/null || die "cargo is not installed (install Rust with rustup, then rerun)"
 command -v python3 >/dev/null || die "python3 is not installed (apt-get install -y python3 python3-venv)"
+if ! command -v openssl >/dev/null; then
+  say "openssl (generates test certificates)"
+  { apt-get update -qq && apt-get install -y -qq openssl; } >/dev/null 2>&1 || die "openssl is not installed and apt-get could not install it"
+fi
 
 say "Python test dependencies (.venv)"
 if [ ! -x .venv/bin/python ]; then

@@ -191,3 +191,76 @@ async fn broker_outage_loses_nothing() {
     assert_eq!(seen.len() as i64, sent, "every trade arrives");
     assert!(seen.values().all(|&n| n == 1), "no trade arrives twice");
 }
+
+/// Heroku's variables with real, freshly generated PEMs (two CAs, a client
+/// certificate and key) give a client configuration librdkafka accepts —
+/// it parses every certificate and the key when the client is created — and
+/// a broken PEM is refused.
+#[test]
+fn heroku_tls_variables_with_generated_pems_build_a_client() {
+    use std::collections::HashMap;
+    use std::process::Command;
+
+    use rdkafka::producer::FutureProducer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let generate = |name: &str| {
+        let key = dir.path().join(format!("{name}.key"));
+        let crt = dir.path().join(format!("{name}.pem"));
+        let ok = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            ])
+            .arg(format!("/CN={name}"))
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .expect("openssl (Debian package openssl) generates the test certificates");
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        (
+            std::fs::read_to_string(crt).unwrap(),
+            std::fs::read_to_string(key).unwrap(),
+        )
+    };
+    let (ca1, _) = generate("ca-old");
+    let (ca2, _) = generate("ca-new");
+    let (client, client_key) = generate("client");
+    let env: HashMap<String, String> = [
+        (
+            "KAFKA_URL",
+            "kafka+ssl://127.0.0.1:9096,kafka+ssl://127.0.0.1:9097".to_string(),
+        ),
+        ("KAFKA_TRUSTED_CERT", format!("{ca1}{ca2}")),
+        ("KAFKA_CLIENT_CERT", client),
+        ("KAFKA_CLIENT_CERT_KEY", client_key.clone()),
+        ("KAFKA_PREFIX", "tenant-7.".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut cfg = KafkaConfig::default();
+    cfg.apply_env(&env);
+    let producer: Result<FutureProducer, _> = cfg.producer_config().unwrap().create();
+    assert!(
+        producer.is_ok(),
+        "librdkafka accepts the generated PEMs: {:?}",
+        producer.err()
+    );
+
+    let mut broken = cfg.clone();
+    // Keep the PEM armour, corrupt the base64 body.
+    let mut lines: Vec<String> = client_key.lines().map(str::to_string).collect();
+    lines[1] = "!".repeat(lines[1].len());
+    broken.client_cert_key = Some(lines.join("\n"));
+    let producer: Result<FutureProducer, _> = broken.producer_config().unwrap().create();
+    assert!(
+        producer.is_err(),
+        "a corrupted key must be refused at start-up"
+    );
+}
