@@ -27,6 +27,26 @@ pub(crate) fn check_partition(partitions: [u32; 2], topic: Topic, partition: u32
     Ok(())
 }
 
+/// `offset` if it lies within `[start, end]`, else `OffsetOutOfRange`.
+pub(crate) fn in_range(
+    topic: Topic,
+    partition: u32,
+    offset: u64,
+    start: u64,
+    end: u64,
+) -> Result<u64> {
+    if offset < start || offset > end {
+        return Err(Error::OffsetOutOfRange {
+            topic,
+            partition,
+            requested: offset,
+            start,
+            end,
+        });
+    }
+    Ok(offset)
+}
+
 /// The next offset a subscription reads in one partition.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cursor {

@@ -21,7 +21,7 @@ use mdhub_types::{
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::cursor::{Cursor, check_partition, highest_per_partition, idx, set_cursor};
+use crate::cursor::{Cursor, check_partition, highest_per_partition, idx, in_range, set_cursor};
 use crate::{Bus, Delivery, Error, Result, Start, SubscribeSpec, Subscription, partition_for_key};
 
 /// Settings of the embedded bus (the log itself is configured by `LogConfig`).
@@ -96,16 +96,7 @@ fn check_offset(log: &Log, topic: Topic, partition: u32, offset: u64) -> Result<
         log.start_offset(name, partition)?,
         log.high_watermark(name, partition)?,
     );
-    if offset < start || offset > end {
-        return Err(Error::OffsetOutOfRange {
-            topic,
-            partition,
-            requested: offset,
-            start,
-            end,
-        });
-    }
-    Ok(offset)
+    in_range(topic, partition, offset, start, end)
 }
 
 fn map_log_err(topic: Topic, e: mdhub_log::Error) -> Error {

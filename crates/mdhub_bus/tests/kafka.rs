@@ -43,8 +43,11 @@ fn real_broker() -> String {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_on_the_mock_cluster() {
+/// A bus on librdkafka's in-process mock cluster (kept alive by the caller).
+async fn mock_bus() -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    Arc<KafkaBus>,
+) {
     let cluster = MockCluster::new(1).expect("mock cluster");
     let prefix = unique_prefix();
     // The mock cluster has no CreateTopics; its own API creates them.
@@ -54,6 +57,12 @@ async fn conformance_on_the_mock_cluster() {
             .expect("mock topic");
     }
     let b = bus(&cluster.bootstrap_servers(), &prefix, Encoding::Json).await;
+    (cluster, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_the_mock_cluster() {
+    let (_cluster, b) = mock_bus().await;
     assert_eq!(b.partitions(mdhub_types::Topic::Quotes), 4);
     // The mock cluster answers ListOffsets-by-time with the end offset.
     conformance::run_except(b, &["time_start"]).await;
@@ -120,14 +129,7 @@ async fn broker_outage_loses_nothing() {
     use mdhub_bus::{Start, SubscribeSpec};
     use mdhub_types::{Event, Symbol, Topic};
 
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let prefix = unique_prefix();
-    for t in ["price-quotes", "price-trades"] {
-        cluster
-            .create_topic(&format!("{prefix}{t}"), 4, 1)
-            .expect("mock topic");
-    }
-    let b = bus(&cluster.bootstrap_servers(), &prefix, Encoding::Json).await;
+    let (cluster, b) = mock_bus().await;
     let mut reader = b
         .subscribe(SubscribeSpec::Direct {
             topics: vec![Topic::Trades],

@@ -12,7 +12,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{KafkaBus, TS_HEADER, kafka_err, watermarks};
-use crate::cursor::{Cursor, check_partition, highest_per_partition, idx, set_cursor};
+use crate::cursor::{Cursor, check_partition, highest_per_partition, idx, in_range, set_cursor};
 use crate::{Bus, Delivery, Error, Result, Start, SubscribeSpec, Subscription};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,18 +69,7 @@ async fn resolve(bus: &KafkaBus, topic: Topic, partition: u32, start: Start) -> 
         Start::Time(ts) => {
             offset_for_time(bus.meta(), bus.topic_name(topic), partition, ts).await?
         }
-        Start::Offset(o) => {
-            if o < lo || o > hi {
-                return Err(Error::OffsetOutOfRange {
-                    topic,
-                    partition,
-                    requested: o,
-                    start: lo,
-                    end: hi,
-                });
-            }
-            o
-        }
+        Start::Offset(o) => in_range(topic, partition, o, lo, hi)?,
     })
 }
 
@@ -338,15 +327,7 @@ impl Subscription for KafkaSubscription {
     async fn seek(&mut self, topic: Topic, partition: u32, offset: u64) -> Result<()> {
         check_partition(self.partitions, topic, partition)?;
         let (lo, hi) = watermarks(&self.meta, &self.topics[idx(topic)], partition).await?;
-        if offset < lo || offset > hi {
-            return Err(Error::OffsetOutOfRange {
-                topic,
-                partition,
-                requested: offset,
-                start: lo,
-                end: hi,
-            });
-        }
+        in_range(topic, partition, offset, lo, hi)?;
         set_cursor(&mut self.cursors, topic, partition, offset);
         if self.group {
             let c = self.consumer.clone();
