@@ -12,10 +12,16 @@ die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
 command -v cargo >/dev/null || die "cargo is not installed (install Rust with rustup, then rerun)"
 command -v python3 >/dev/null || die "python3 is not installed (apt-get install -y python3 python3-venv)"
-if ! command -v openssl >/dev/null; then
-  say "openssl (generates test certificates)"
-  { apt-get update -qq && apt-get install -y -qq openssl; } >/dev/null 2>&1 || die "openssl is not installed and apt-get could not install it"
-fi
+# Debian packages: openssl makes test certificates, socat puts a TLS front on
+# the test broker, redis-server runs a second Redis the tests stop and start.
+for pkg in openssl:openssl socat:socat redis-server:redis-server; do
+  cmd=${pkg%%:*}
+  if ! command -v "$cmd" >/dev/null; then
+    say "installing ${pkg#*:} (Debian)"
+    { apt-get update -qq && apt-get install -y -qq "${pkg#*:}"; } >/dev/null 2>&1 \
+      || die "$cmd is not installed and apt-get could not install ${pkg#*:}"
+  fi
+done
 
 say "Python test dependencies (.venv)"
 if [ ! -x .venv/bin/python ]; then
@@ -40,11 +46,23 @@ export MDHUB_TEST_PYTHON="$root/.venv/bin/python"
 
 say "Kafka-protocol broker (tansu)"
 export PATH="$HOME/.cargo/bin:$PATH"
-if ! command -v tansu >/dev/null || ! tansu --version 2>/dev/null | grep -q "0.6.0"; then
-  echo "installing tansu 0.6.0 from crates.io (first time only; about 25 minutes on 2 cores)"
+# dynostore: the memory:// engine. cargo records an install's features.
+tansu_ok() {
+  command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q "0.6.0" &&
+    python3 - "$HOME/.cargo/.crates2.json" <<'PY'
+import json, sys
+installs = json.load(open(sys.argv[1]))["installs"]
+sys.exit(0 if any(k.startswith("tansu 0.6.0 ") and {"dynostore"} <= set(v.get("features", []))
+                  for k, v in installs.items()) else 1)
+PY
+}
+if ! tansu_ok; then
+  echo "installing tansu 0.6.0 from crates.io (first time only; about 30 minutes on 2 cores)"
   cargo install tansu --version 0.6.0 --locked --features dynostore \
     || die "cargo install tansu failed: the Kafka tests need a real broker"
 fi
+export MDHUB_TEST_TANSU
+MDHUB_TEST_TANSU=$(command -v tansu)
 free_port() { "$MDHUB_TEST_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kport=$(free_port)
 mkdir -p target
@@ -62,10 +80,22 @@ done
 export MDHUB_TEST_KAFKA="127.0.0.1:$kport"
 echo "tansu on $MDHUB_TEST_KAFKA (log: target/tansu.log)"
 
+say "Redis"
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+if ! redis_up; then
+  echo "starting redis-server on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --logfile "$root/target/redis.log" || die "redis-server would not start"
+  for _ in $(seq 1 50); do redis_up && break; sleep 0.1; done
+fi
+redis_up || die "Redis does not answer on 127.0.0.1:6379: the cache tests need it"
+export MDHUB_TEST_REDIS="redis://127.0.0.1:6379"
+echo "Redis on $MDHUB_TEST_REDIS"
+
 say "cargo test (workspace, all targets)"
-cargo test --workspace --all-targets --locked 2>&1 | tee -a "$out"
+cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee -a "$out"
 say "cargo test (doc tests)"
-cargo test --workspace --doc --locked 2>&1 | tee -a "$out"
+cargo test --workspace --doc --locked --no-fail-fast 2>&1 | tee -a "$out"
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
      END { printf "\ntests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$out"

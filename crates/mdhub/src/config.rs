@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use mdhub_bus::KafkaConfig;
+use mdhub_cache::RedisConfig;
 use mdhub_feeds::sim::SimConfig;
 use mdhub_gateway::GatewayConfig;
 use mdhub_log::LogConfig;
@@ -38,6 +39,11 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The embedded log, used when `KAFKA_URL` is not set.
     pub log: LogConfig,
+    /// Redis, the shared latest-price cache, used when `redis.url`
+    /// (`$REDIS_URL`) is set.
+    pub redis: RedisConfig,
+    /// How the processes use the latest-price cache.
+    pub cache: CacheConfig,
     /// The ingest stage between the feeds and the log.
     pub ingest: IngestConfig,
     /// The simulated exchanges: the feed used when no real venue is configured.
@@ -53,6 +59,8 @@ impl Default for Config {
             bus: BusConfig::default(),
             kafka: KafkaConfig::default(),
             log: LogConfig::default(),
+            redis: RedisConfig::default(),
+            cache: CacheConfig::default(),
             ingest: IngestConfig::default(),
             sim: SimConfig::default(),
         }
@@ -116,6 +124,34 @@ impl Default for IngestConfig {
     }
 }
 
+/// `[cache]`: how processes use the latest-price cache. Without Redis each
+/// process keeps its own in-memory cache, refilled from the log; with Redis the
+/// cache writer fills Redis and gateways read it over their own view.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Run the cache writer (log → Redis, consumer group `mdhub-cache`) inside
+    /// `mdhub ingest` and `mdhub run` when Redis is configured. Turn off when
+    /// `mdhub cache-writer` runs as its own process. Default true.
+    pub writer: bool,
+    /// Most records the cache writer reads and writes to Redis in one
+    /// pipelined call. Default 1000.
+    pub writer_batch: usize,
+    /// After a failed Redis read, gateways answer from their own view alone
+    /// for this long before trying Redis again, in milliseconds. Default 1000.
+    pub retry_after_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            writer: true,
+            writer_batch: 1000,
+            retry_after_ms: 1000,
+        }
+    }
+}
+
 /// A configuration problem, reported as one line.
 #[derive(Debug, thiserror::Error)]
 #[error("config: {0}")]
@@ -175,22 +211,23 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
             .map_err(|why| ConfigError(format!("{name}: {why}")))?;
         origin.insert(path.join("."), (name.clone(), value.clone(), path.clone()));
     }
-    // The Heroku Kafka add-on's variables, honoured as they are.
-    for (var, key) in mdhub_bus::kafka::HEROKU_VARIABLES {
+    // The Heroku Kafka and Redis add-ons' variables, honoured as they are.
+    let heroku = mdhub_bus::kafka::HEROKU_VARIABLES
+        .iter()
+        .map(|(var, key)| ("kafka", *var, *key))
+        .chain(
+            mdhub_cache::redis::HEROKU_VARIABLES
+                .iter()
+                .map(|(var, key)| ("redis", *var, *key)),
+        );
+    for (section, var, key) in heroku {
         if let Some(value) = sources.env.get(var) {
-            set_path(
-                &mut root,
-                &["kafka".into(), key.into()],
-                toml::Value::String(value.clone()),
-            )
-            .map_err(|why| ConfigError(format!("{var}: {why}")))?;
+            let path = vec![section.to_string(), key.to_string()];
+            set_path(&mut root, &path, toml::Value::String(value.clone()))
+                .map_err(|why| ConfigError(format!("{var}: {why}")))?;
             origin.insert(
-                format!("kafka.{key}"),
-                (
-                    var.to_string(),
-                    value.clone(),
-                    vec!["kafka".into(), key.into()],
-                ),
+                format!("{section}.{key}"),
+                (var.to_string(), value.clone(), path),
             );
         }
     }
@@ -354,6 +391,14 @@ impl Config {
         self.sim
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
+        if self.redis.enabled() {
+            self.redis
+                .validate()
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        if self.cache.writer_batch == 0 {
+            return Err(ConfigError("cache.writer_batch: must be at least 1".into()));
+        }
         Ok(())
     }
 

@@ -6,9 +6,11 @@
 //! consumers. Each role lives in `commands/`; roles not built yet say so and
 //! exit non-zero.
 
+pub mod cache_writer;
 pub mod commands;
 pub mod config;
 pub mod ingest;
+mod shared_cache;
 mod status;
 mod telemetry;
 
@@ -53,6 +55,8 @@ pub enum Command {
     Ingest(commands::roles::IngestArgs),
     /// Distribution gateway alone: log -> WebSocket/REST clients (Heroku web dyno, binds $PORT).
     Serve(commands::roles::ServeArgs),
+    /// Cache writer alone: log -> Redis latest prices, consumer group mdhub-cache (needs REDIS_URL).
+    CacheWriter(commands::roles::CacheWriterArgs),
     /// Archiver: log -> hot tier and Parquet data lake (not built yet).
     Archive,
     /// SQL and bar queries over history (not built yet).
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Tail(args) => commands::tail::main(cfg, args),
         Command::Ingest(args) => commands::roles::ingest(cfg, args),
         Command::Serve(args) => commands::roles::serve(cfg, args),
+        Command::CacheWriter(args) => commands::roles::cache_writer(cfg, args),
         Command::Archive => not_built(
             "archive",
             "history and the Parquet lake are a later milestone",

@@ -113,13 +113,7 @@ impl MetricsSource for Ingest {
                 &self.0.cache_errors,
             ),
         ];
-        for (name, help, v) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
+        counters(out, &rows);
     }
 }
 
@@ -146,12 +140,66 @@ impl MetricsSource for Kafka {
                 &self.0.buffer_full_waits,
             ),
         ];
-        for (name, help, v) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
+        counters(out, &rows);
+    }
+}
+
+/// Render `(name, help, value)` rows as Prometheus counters.
+fn counters(out: &mut String, rows: &[(&str, &str, &std::sync::atomic::AtomicU64)]) {
+    for (name, help, v) in rows {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// The cache writer (`cache_writer` in `/v1/status`, `mdhub_cache_writer_*` metrics).
+#[derive(Debug)]
+pub(crate) struct CacheWriter(pub(crate) Arc<crate::cache_writer::CacheWriterStats>);
+
+impl StatusSource for CacheWriter {
+    fn section(&self) -> &str {
+        "cache_writer"
+    }
+    fn status(&self) -> serde_json::Value {
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "written": l(&self.0.written),
+            "batches": l(&self.0.batches),
+            "errors": l(&self.0.errors),
+            "undecodable": l(&self.0.undecodable),
+        })
+    }
+}
+
+impl MetricsSource for CacheWriter {
+    fn render(&self, out: &mut String) {
+        counters(
+            out,
+            &[
+                (
+                    "mdhub_cache_writer_written_total",
+                    "Events written to the shared cache.",
+                    &self.0.written,
+                ),
+                (
+                    "mdhub_cache_writer_batches_total",
+                    "Pipelined writes to the shared cache.",
+                    &self.0.batches,
+                ),
+                (
+                    "mdhub_cache_writer_errors_total",
+                    "Shared-cache writes that failed and were retried.",
+                    &self.0.errors,
+                ),
+                (
+                    "mdhub_cache_writer_undecodable_total",
+                    "Log records the cache writer skipped because they did not decode.",
+                    &self.0.undecodable,
+                ),
+            ],
+        );
     }
 }

@@ -1,24 +1,33 @@
 //! The latest-price cache: the newest quote and trade of every symbol, and a
 //! directory of symbols with their venue and last update.
 //!
-//! Data comes in from a cache writer that consumes the log (in `mdhub run`,
-//! the ingest stage writes it directly) and goes out to gateways, which send
+//! Data comes in from the log — the ingest stage or a log follower writes each
+//! process's own [`MemoryCache`], the cache writer (consumer group
+//! `mdhub-cache`) writes Redis — and goes out to gateways, which send
 //! it as the snapshot a client receives on subscribe, and to `/v1/snapshot`.
-//! Every entry keeps its log [`Position`], so a gateway can continue a
-//! snapshot from the stream without a gap or a duplicate.
+//! Every entry keeps its log [`Position`](mdhub_types::Position), so a
+//! gateway can continue a snapshot from the stream without a gap or a
+//! duplicate.
 //!
-//! [`MemoryCache`] is the embedded default; Redis implements the same
-//! [`Cache`] trait when `REDIS_URL` is set. [`conformance`] is the suite every
-//! implementation runs.
+//! [`MemoryCache`] is the embedded default; [`RedisCache`] implements the same
+//! [`Cache`] trait in a Redis server shared by every instance when `REDIS_URL`
+//! is set (key layout: the [`redis`] module docs and the crate README).
+//! [`LayeredCache`] is how a gateway reads Redis over its own view (newest
+//! entry wins; its own view alone while Redis is down). [`conformance`] is the
+//! suite every implementation runs.
 
 pub mod conformance;
+mod layered;
 mod memory;
+pub mod redis;
 
 use std::fmt::Debug;
 
 use mdhub_types::{Positioned, Symbol, Timestamp, Venue};
 use serde::Serialize;
 
+pub use self::redis::{RedisCache, RedisConfig, RedisConfigError};
+pub use layered::LayeredCache;
 pub use memory::MemoryCache;
 
 /// Why a cache operation failed.
@@ -27,6 +36,9 @@ pub enum Error {
     /// The cache server cannot be reached or refused the operation.
     #[error("cache unavailable: {0}")]
     Unavailable(String),
+    /// The cache is configured wrongly (a bad Redis URL, …); not retryable.
+    #[error("cache configuration: {0}")]
+    Config(#[from] RedisConfigError),
     /// Stored data could not be decoded.
     #[error("cache entry for {symbol} is corrupt: {reason}")]
     Corrupt {
@@ -100,4 +112,9 @@ pub trait Cache: Send + Sync + Debug {
     async fn clear(&self) -> Result<()>;
     /// Check that the backing store answers.
     async fn health(&self) -> Result<()>;
+    /// `Some(reason)` when the cache answers but from a fallback (a shared
+    /// layer is down), `None` when it is whole. Default `None`.
+    async fn degraded(&self) -> Option<String> {
+        None
+    }
 }

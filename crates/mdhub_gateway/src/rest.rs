@@ -5,7 +5,9 @@
 //! - `GET /v1/status` — log epoch and watermarks, clients, and the sections
 //!   other parts add (feeds, ingest)
 //! - `GET /healthz` — the process is up
-//! - `GET /readyz` — 200 when the gateway follows the log and the cache answers, else 503
+//! - `GET /readyz` — 200 when the gateway follows the log and the cache answers, else 503;
+//!   `"degraded": true` while the shared cache (Redis) is down and snapshots come from
+//!   the gateway's own view
 //! - `GET /metrics` — Prometheus text
 
 use std::collections::HashMap;
@@ -142,11 +144,22 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let cache = s.cache.health().await;
+    // A degraded cache (Redis down, snapshots from this gateway's own view)
+    // still serves: ready, and says so.
+    let degraded = match &cache {
+        Ok(()) => s.cache.degraded().await,
+        Err(_) => None,
+    };
     let ready = s.hub.is_ready() && cache.is_ok();
     let body = json!({
         "ready": ready,
+        "degraded": degraded.is_some(),
         "log": if s.hub.is_ready() { "following" } else { "not following" },
-        "cache": match &cache { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+        "cache": match (&cache, &degraded) {
+            (Err(e), _) => e.to_string(),
+            (Ok(()), Some(why)) => format!("degraded: {why}"),
+            (Ok(()), None) => "ok".to_string(),
+        },
     });
     let code = if ready {
         StatusCode::OK

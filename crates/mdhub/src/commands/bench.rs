@@ -34,6 +34,8 @@ pub enum Scenario {
     Fanout(FanoutArgs),
     /// Produce/consume throughput and latency of the embedded log and Kafka (`--kafka`), side by side.
     Bus(super::bench_bus::BusArgs),
+    /// Redis cache: cache-writer and put throughput, 100-symbol snapshot latency.
+    Cache(super::bench_cache::CacheArgs),
 }
 
 /// Flags of `mdhub bench fanout`.
@@ -71,6 +73,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
         let r = match args.scenario {
             Scenario::Fanout(f) => fanout(f).await,
             Scenario::Bus(b) => super::bench_bus::run(b).await,
+            Scenario::Cache(c) => super::bench_cache::run(c).await,
         };
         match r {
             Ok(()) => ExitCode::SUCCESS,

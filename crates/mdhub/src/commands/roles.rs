@@ -55,6 +55,41 @@ fn warn_embedded(cfg: &Config, role: &str) {
     }
 }
 
+/// Flags of `mdhub cache-writer`.
+#[derive(Debug, Args)]
+pub struct CacheWriterArgs {
+    /// Stop by itself after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+}
+
+/// `mdhub cache-writer`: log → Redis, as consumer group `mdhub-cache`. For
+/// deployments that scale it apart from `mdhub ingest` (then set
+/// `cache.writer = false` for the ingest processes).
+pub fn cache_writer(cfg: Config, args: CacheWriterArgs) -> ExitCode {
+    if !cfg.redis.enabled() {
+        eprintln!(
+            "error: `mdhub cache-writer` needs Redis: set REDIS_URL (or redis.url), e.g. REDIS_URL=redis://127.0.0.1:6379"
+        );
+        return ExitCode::from(2);
+    }
+    warn_embedded(&cfg, "cache-writer");
+    let roles = Roles {
+        feeds: false,
+        gateway: false,
+        cache_writer: true,
+    };
+    headless(cfg, roles, args.exit_after)
+}
+
+/// Run roles that need no listener until a signal or `exit_after`.
+fn headless(cfg: Config, roles: Roles, exit_after: Option<f64>) -> ExitCode {
+    let exit_after = exit_after.map(Duration::from_secs_f64);
+    super::block_on(true, async move {
+        finish(run_roles(cfg, roles, None, exit_after).await)
+    })
+}
+
 /// `mdhub ingest`: feeds → normalize → publish, no listener.
 pub fn ingest(mut cfg: Config, args: IngestArgs) -> ExitCode {
     if let Some(r) = args.sim_rate {
@@ -68,21 +103,12 @@ pub fn ingest(mut cfg: Config, args: IngestArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     warn_embedded(&cfg, "ingest");
-    let exit_after = args.exit_after.map(Duration::from_secs_f64);
-    super::block_on(true, async move {
-        finish(
-            run_roles(
-                cfg,
-                Roles {
-                    feeds: true,
-                    gateway: false,
-                },
-                None,
-                exit_after,
-            )
-            .await,
-        )
-    })
+    let roles = Roles {
+        feeds: true,
+        gateway: false,
+        cache_writer: cfg.cache.writer,
+    };
+    headless(cfg, roles, args.exit_after)
 }
 
 /// `mdhub serve`: log → WebSocket/REST clients. Binds before connecting to
@@ -111,6 +137,7 @@ pub fn serve(mut cfg: Config, args: ServeArgs) -> ExitCode {
                 Roles {
                     feeds: false,
                     gateway: true,
+                    cache_writer: false,
                 },
                 Some(listener),
                 exit_after,

@@ -18,13 +18,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use mdhub_bus::{Bus, EmbeddedBus, EmbeddedBusConfig};
-use mdhub_cache::{Cache, MemoryCache};
+use mdhub_cache::{Cache, LayeredCache, MemoryCache};
 use mdhub_feeds::{FeedContext, FeedStatus};
 use mdhub_log::Log;
 use mdhub_types::Topic;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache_writer::{self, CacheWriterStats};
 use crate::config::Config;
 use crate::ingest::{self, IngestStats};
 
@@ -89,6 +90,9 @@ pub(crate) struct Roles {
     pub(crate) feeds: bool,
     /// Log → WebSocket/REST clients (`run`, `serve`).
     pub(crate) gateway: bool,
+    /// Log → Redis, when Redis is configured (`cache-writer`; `run` and
+    /// `ingest` unless `cache.writer` is off).
+    pub(crate) cache_writer: bool,
 }
 
 /// Open the log: Kafka when `kafka.url` is set, the embedded log otherwise.
@@ -133,6 +137,7 @@ pub(crate) type OpenBus = (
 );
 
 async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
+    let writer = cfg.cache.writer;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| {
@@ -146,6 +151,7 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
         Roles {
             feeds: true,
             gateway: true,
+            cache_writer: writer,
         },
         Some(listener),
         exit_after,
@@ -162,11 +168,44 @@ pub(crate) async fn run_roles(
     exit_after: Option<Duration>,
 ) -> anyhow::Result<()> {
     let (bus, log_desc, kafka_stats) = open_bus(&cfg).await?;
-    let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new());
-    let (warmed, follower) =
-        ingest::warm_cache(&*bus, &*cache, cfg.ingest.cache_warm_records).await?;
-    let symbols = cache.symbols().await.map(|s| s.len()).unwrap_or(0);
-    tracing::info!(log = %log_desc, epoch = %bus.epoch(), records = warmed, symbols, "log open; cache warmed");
+    // This process's own view of the latest prices, kept from the log; with
+    // Redis, gateways read Redis over it (newest entry wins, own view alone
+    // while Redis is down).
+    let local: Arc<dyn Cache> = Arc::new(MemoryCache::new());
+    let shared = crate::shared_cache::open(&cfg.redis).await?;
+    let cache: Arc<dyn Cache> = match &shared {
+        Some(shared) => Arc::new(LayeredCache::new(
+            shared.clone(),
+            local.clone(),
+            Duration::from_millis(cfg.cache.retry_after_ms),
+        )),
+        None => local.clone(),
+    };
+    let follower = if roles.gateway || roles.feeds {
+        let (warmed, follower) =
+            ingest::warm_cache(&*bus, &*local, cfg.ingest.cache_warm_records).await?;
+        let symbols = local.symbols().await.map(|s| s.len()).unwrap_or(0);
+        tracing::info!(log = %log_desc, epoch = %bus.epoch(), records = warmed, symbols, "log open; cache warmed");
+        Some(follower)
+    } else {
+        tracing::info!(log = %log_desc, epoch = %bus.epoch(), "log open");
+        None
+    };
+    let writer_stats = Arc::new(CacheWriterStats::default());
+    let writer_stop = CancellationToken::new();
+    let mut writer_task = match &shared {
+        Some(shared) if roles.cache_writer => {
+            tracing::info!(redis = %cfg.redis.redacted(), group = cache_writer::GROUP, "starting the cache writer");
+            Some(tokio::spawn(cache_writer::run(
+                bus.clone(),
+                shared.clone(),
+                cfg.cache.writer_batch,
+                writer_stats.clone(),
+                writer_stop.clone(),
+            )))
+        }
+        _ => None,
+    };
 
     let feed_stop = CancellationToken::new();
     let mut feed_tasks = Vec::new();
@@ -191,17 +230,23 @@ pub(crate) async fn run_roles(
         tokio::spawn(ingest::run(
             rx,
             bus.clone(),
-            cache.clone(),
+            local.clone(),
             cfg.ingest.clone(),
             stats.clone(),
         ))
-    } else {
+    } else if let Some(follower) = follower {
         // No ingest here: keep the cache current by following the log.
         tokio::spawn(ingest::follow_into_cache(
             follower,
-            cache.clone(),
+            local.clone(),
             follow_stop.clone(),
         ))
+    } else {
+        let stop = follow_stop.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            Ok(())
+        })
     };
     let reporter = tokio::spawn(report(
         bus.clone(),
@@ -221,6 +266,12 @@ pub(crate) async fn run_roles(
                     .with_metrics(feeds_status)
                     .with_status(ingest_status.clone())
                     .with_metrics(ingest_status);
+            let gateway = if writer_task.is_some() {
+                let w = Arc::new(crate::status::CacheWriter(writer_stats.clone()));
+                gateway.with_status(w.clone()).with_metrics(w)
+            } else {
+                gateway
+            };
             let gateway = match kafka_stats {
                 Some(k) => gateway.with_metrics(Arc::new(crate::status::Kafka(k))),
                 None => gateway,
@@ -239,7 +290,14 @@ pub(crate) async fn run_roles(
             tokio::spawn(gateway.serve(listener, gateway_stop.clone()))
         }
         _ => {
-            println!("mdhub running: simulated venues -> {log_desc}");
+            if roles.feeds {
+                println!("mdhub running: simulated venues -> {log_desc}");
+            } else {
+                println!(
+                    "mdhub running: {log_desc} -> Redis {} (cache writer)",
+                    cfg.redis.redacted()
+                );
+            }
             let stop = gateway_stop.clone();
             tokio::spawn(async move {
                 stop.cancelled().await;
@@ -264,11 +322,23 @@ pub(crate) async fn run_roles(
         r = &mut ingest_task => {
             feed_stop.cancel();
             gateway_stop.cancel();
+            writer_stop.cancel();
             reporter.abort();
             return match r {
                 Ok(Ok(())) => Err(anyhow::anyhow!("the ingest stage stopped unexpectedly")),
                 Ok(Err(e)) => Err(e.into()),
                 Err(e) => Err(anyhow::anyhow!("the ingest stage panicked: {e}")),
+            };
+        }
+        r = async { writer_task.as_mut().expect("guarded").await }, if writer_task.is_some() => {
+            feed_stop.cancel();
+            follow_stop.cancel();
+            gateway_stop.cancel();
+            reporter.abort();
+            return match r {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the cache writer stopped unexpectedly")),
+                Ok(Err(e)) => Err(anyhow::anyhow!("the cache writer stopped: {e}")),
+                Err(e) => Err(anyhow::anyhow!("the cache writer panicked: {e}")),
             };
         }
     };
@@ -287,6 +357,14 @@ pub(crate) async fn run_roles(
         let r = ingest_task.await;
         tracing::info!("ingest drained; syncing the log");
         bus.sync().await?;
+        writer_stop.cancel();
+        if let Some(t) = writer_task {
+            match t.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "cache writer stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "cache writer task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         tracing::info!("log synced; closing client connections");
         gateway_stop.cancel();
         match gateway_task.await {

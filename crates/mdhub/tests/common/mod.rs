@@ -153,3 +153,4 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+pub mod kafka;

@@ -1,0 +1,284 @@
+//! A gateway's view of the cache: a shared layer (Redis, written by the cache
+//! writer) over a local layer (this process's own [`MemoryCache`], kept current
+//! from the log).
+//!
+//! Reads merge both layers slot by slot (quote, trade) and keep the entry with
+//! the higher log offset, so a gateway that just started answers from Redis at
+//! once, and one whose local view is ahead of the cache writer answers from
+//! memory. When the shared layer fails, reads answer from the local layer alone
+//! and the shared layer is left alone for `retry_after` before it is tried
+//! again — a Redis outage never slows a subscribe down by more than one
+//! timeout per `retry_after`. [`Cache::degraded`] then says why.
+//!
+//! [`MemoryCache`]: crate::MemoryCache
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mdhub_types::{Positioned, Symbol};
+use parking_lot::Mutex;
+
+use crate::{Cache, Latest, Result, SymbolInfo};
+
+/// Two caches read as one; see the module docs.
+///
+/// Contract, beyond [`Cache`]'s: `put` writes the local layer only (the shared
+/// layer has its own writer); `clear` clears the local layer only; `health`
+/// is the local layer's (the gateway can serve without the shared layer), and
+/// `degraded` reports a failing shared layer.
+#[derive(Debug)]
+pub struct LayeredCache {
+    shared: Arc<dyn Cache>,
+    local: Arc<dyn Cache>,
+    retry_after: Duration,
+    down: Mutex<Option<(Instant, String)>>,
+    fallbacks: AtomicU64,
+}
+
+impl LayeredCache {
+    /// `shared` over `local`; after a failure of `shared`, reads skip it for
+    /// `retry_after`.
+    pub fn new(shared: Arc<dyn Cache>, local: Arc<dyn Cache>, retry_after: Duration) -> Self {
+        Self {
+            shared,
+            local,
+            retry_after,
+            down: Mutex::new(None),
+            fallbacks: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads answered from the local layer alone because the shared one failed
+    /// or was resting after a failure.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    fn shared_resting(&self) -> bool {
+        matches!(&*self.down.lock(), Some((until, _)) if Instant::now() < *until)
+    }
+
+    fn shared_failed(&self, e: &crate::Error) {
+        *self.down.lock() = Some((Instant::now() + self.retry_after, e.to_string()));
+    }
+
+    /// The shared layer's answer, or `None` when it failed or is resting.
+    async fn ask_shared<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Option<T> {
+        if self.shared_resting() {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        match f.await {
+            Ok(v) => {
+                *self.down.lock() = None;
+                Some(v)
+            }
+            Err(e) => {
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_in_ms = self.retry_after.as_millis() as u64,
+                    "shared cache failed; answering from this gateway's own view");
+                self.shared_failed(&e);
+                None
+            }
+        }
+    }
+}
+
+fn newer(a: Option<Positioned>, b: Option<Positioned>) -> Option<Positioned> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.position.offset > a.position.offset {
+            b
+        } else {
+            a
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn merge(a: Option<Latest>, b: Option<Latest>) -> Option<Latest> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Latest {
+            symbol: a.symbol,
+            quote: newer(a.quote, b.quote),
+            trade: newer(a.trade, b.trade),
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+#[async_trait::async_trait]
+impl Cache for LayeredCache {
+    async fn put(&self, entries: &[Positioned]) -> Result<()> {
+        self.local.put(entries).await
+    }
+
+    async fn get(&self, symbol: &Symbol) -> Result<Option<Latest>> {
+        let mut v = self.get_many(std::slice::from_ref(symbol)).await?;
+        Ok(v.pop().flatten())
+    }
+
+    async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Option<Latest>>> {
+        let local = self.local.get_many(symbols).await?;
+        let Some(shared) = self.ask_shared(self.shared.get_many(symbols)).await else {
+            return Ok(local);
+        };
+        Ok(local
+            .into_iter()
+            .zip(shared)
+            .map(|(l, s)| merge(s, l))
+            .collect())
+    }
+
+    async fn symbols(&self) -> Result<Vec<SymbolInfo>> {
+        let mut all = self.local.symbols().await?;
+        if let Some(shared) = self.ask_shared(self.shared.symbols()).await {
+            all.extend(shared);
+            // Newest first within a symbol, then keep one line per symbol.
+            all.sort_by(|a, b| {
+                a.symbol
+                    .cmp(&b.symbol)
+                    .then(b.last_update.cmp(&a.last_update))
+            });
+            all.dedup_by(|later, first| later.symbol == first.symbol);
+        }
+        Ok(all)
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.local.clear().await
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.local.health().await
+    }
+
+    async fn degraded(&self) -> Option<String> {
+        match self.shared.health().await {
+            Ok(()) => {
+                *self.down.lock() = None;
+                None
+            }
+            Err(e) => {
+                self.shared_failed(&e);
+                Some(format!(
+                    "shared cache unavailable, serving this gateway's own view: {e}"
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryCache;
+    use crate::conformance::{quote, trade};
+
+    /// A shared layer that is down: every call fails as an unreachable server does.
+    #[derive(Debug)]
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl Cache for Down {
+        async fn put(&self, _: &[Positioned]) -> Result<()> {
+            Err(crate::Error::Unavailable("connection refused".into()))
+        }
+        async fn get(&self, _: &Symbol) -> Result<Option<Latest>> {
+            Err(crate::Error::Unavailable("connection refused".into()))
+        }
+        async fn symbols(&self) -> Result<Vec<SymbolInfo>> {
+            Err(crate::Error::Unavailable("connection refused".into()))
+        }
+        async fn clear(&self) -> Result<()> {
+            Err(crate::Error::Unavailable("connection refused".into()))
+        }
+        async fn health(&self) -> Result<()> {
+            Err(crate::Error::Unavailable("connection refused".into()))
+        }
+    }
+
+    fn layered(shared: Arc<dyn Cache>) -> (LayeredCache, Arc<MemoryCache>) {
+        let local = Arc::new(MemoryCache::new());
+        (
+            LayeredCache::new(shared, local.clone(), Duration::from_secs(60)),
+            local,
+        )
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite_over_an_empty_shared_layer() {
+        let (c, _) = layered(Arc::new(MemoryCache::new()));
+        crate::conformance::run_all(&c).await;
+        assert_eq!(c.degraded().await, None);
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite_with_the_shared_layer_down() {
+        let (c, _) = layered(Arc::new(Down));
+        crate::conformance::run_all(&c).await;
+        assert!(c.degraded().await.unwrap().contains("connection refused"));
+        assert!(c.fallbacks() > 0);
+    }
+
+    #[tokio::test]
+    async fn reads_keep_the_newer_entry_of_each_slot() {
+        let shared = Arc::new(MemoryCache::new());
+        let (c, local) = layered(shared.clone());
+        // Shared is ahead on quotes, the local view ahead on trades.
+        shared
+            .put(&[
+                quote("AAPL", "sim-nasdaq", 10, 1),
+                trade("AAPL", "sim-nasdaq", 3, 1),
+            ])
+            .await
+            .unwrap();
+        local
+            .put(&[
+                quote("AAPL", "sim-nasdaq", 7, 2),
+                trade("AAPL", "sim-nasdaq", 9, 2),
+            ])
+            .await
+            .unwrap();
+        // Only the shared layer knows MSFT.
+        shared
+            .put(&[quote("MSFT", "sim-nasdaq", 4, 3)])
+            .await
+            .unwrap();
+        let aapl = c.get(&Symbol::new("AAPL").unwrap()).await.unwrap().unwrap();
+        assert_eq!(aapl.quote.unwrap().position.offset, 10);
+        assert_eq!(aapl.trade.unwrap().position.offset, 9);
+        assert!(
+            c.get(&Symbol::new("MSFT").unwrap())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let names: Vec<String> = c
+            .symbols()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.symbol.to_string())
+            .collect();
+        assert_eq!(names, ["AAPL", "MSFT"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_shared_layer_rests_then_is_tried_again() {
+        let (mut c, local) = layered(Arc::new(Down));
+        c.retry_after = Duration::from_millis(50);
+        local
+            .put(&[quote("AAPL", "sim-nasdaq", 1, 1)])
+            .await
+            .unwrap();
+        let aapl = Symbol::new("AAPL").unwrap();
+        assert!(c.get(&aapl).await.unwrap().is_some());
+        let after_first = c.fallbacks();
+        assert!(c.shared_resting(), "a failure rests the shared layer");
+        assert!(c.get(&aapl).await.unwrap().is_some());
+        assert_eq!(c.fallbacks(), after_first + 1);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(!c.shared_resting(), "after retry_after it is tried again");
+    }
+}
