@@ -19,6 +19,7 @@ pub async fn run_all(cache: &dyn Cache) {
     batches_apply_in_order(cache).await;
     directory_lists_venue_and_last_update(cache).await;
     get_many_keeps_order(cache).await;
+    offsets_match_entries(cache).await;
     exact_values_survive(cache).await;
     clear_forgets_everything(cache).await;
 }
@@ -180,6 +181,28 @@ async fn get_many_keeps_order(cache: &dyn Cache) {
     assert_eq!(got[0].as_ref().map(|l| l.symbol.as_str()), Some("NVDA"));
     assert!(got[1].is_none());
     assert_eq!(got[2].as_ref().map(|l| l.symbol.as_str()), Some("AAPL"));
+    cache.clear().await.expect("clear");
+}
+
+async fn offsets_match_entries(cache: &dyn Cache) {
+    cache
+        .put(&[
+            quote("AAPL", "sim-nasdaq", 7, 1),
+            trade("AAPL", "sim-nasdaq", 9, 2),
+            trade("MSFT", "sim-nasdaq", 4, 3),
+            quote("AAPL", "sim-nasdaq", 3, 4),
+        ])
+        .await
+        .expect("put");
+    let got = cache
+        .offsets(&[sym("MSFT"), sym("ZZZ"), sym("AAPL")])
+        .await
+        .expect("offsets");
+    assert_eq!(
+        got,
+        vec![[None, Some(4)], [None, None], [Some(7), Some(9)]],
+        "offsets are those of the entries kept, in the order asked"
+    );
     cache.clear().await.expect("clear");
 }
 

@@ -118,16 +118,52 @@ impl Cache for LayeredCache {
         Ok(v.pop().flatten())
     }
 
+    /// Offsets first: symbols the local view lacks are fetched whole, and
+    /// for the others only their offsets are asked (both in one round trip);
+    /// entries are fetched and decoded only where the shared layer is newer.
+    /// A gateway that follows the log is usually as new as the cache writer,
+    /// so a snapshot costs one small round trip.
     async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Option<Latest>>> {
-        let local = self.local.get_many(symbols).await?;
-        let Some(shared) = self.ask_shared(self.shared.get_many(symbols)).await else {
+        let mut local = self.local.get_many(symbols).await?;
+        let (missing, present): (Vec<usize>, Vec<usize>) =
+            (0..symbols.len()).partition(|&i| local[i].is_none());
+        let pick = |idx: &[usize]| idx.iter().map(|&i| symbols[i].clone()).collect::<Vec<_>>();
+        let (missing_syms, present_syms) = (pick(&missing), pick(&present));
+        let both = async {
+            let (whole, offsets) = tokio::join!(
+                self.shared.get_many(&missing_syms),
+                self.shared.offsets(&present_syms)
+            );
+            Ok::<_, crate::Error>((whole?, offsets?))
+        };
+        let Some((whole, offsets)) = self.ask_shared(both).await else {
             return Ok(local);
         };
-        Ok(local
+        for (i, s) in missing.into_iter().zip(whole) {
+            local[i] = s;
+        }
+        let stale: Vec<usize> = present
             .into_iter()
-            .zip(shared)
-            .map(|(l, s)| merge(s, l))
-            .collect())
+            .zip(offsets)
+            .filter(|&(i, shared)| {
+                let mine = |slot: &Option<Positioned>| slot.as_ref().map(|p| p.position.offset);
+                let have = local[i]
+                    .as_ref()
+                    .map_or([None, None], |l| [mine(&l.quote), mine(&l.trade)]);
+                shared.iter().zip(have).any(|(s, h)| *s > h)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if stale.is_empty() {
+            return Ok(local);
+        }
+        let Some(fetched) = self.ask_shared(self.shared.get_many(&pick(&stale))).await else {
+            return Ok(local);
+        };
+        for (i, s) in stale.into_iter().zip(fetched) {
+            local[i] = merge(s, local[i].take());
+        }
+        Ok(local)
     }
 
     async fn symbols(&self) -> Result<Vec<SymbolInfo>> {

@@ -106,6 +106,23 @@ pub trait Cache: Send + Sync + Debug {
         }
         Ok(out)
     }
+    /// The log offsets of the entries [`Cache::get_many`] would return, as
+    /// `[quote, trade]` per symbol in the order asked — a cheap way to learn
+    /// whether this cache holds anything newer than another view.
+    async fn offsets(&self, symbols: &[Symbol]) -> Result<Vec<[Option<u64>; 2]>> {
+        Ok(self
+            .get_many(symbols)
+            .await?
+            .into_iter()
+            .map(|l| match l {
+                Some(l) => [
+                    l.quote.map(|p| p.position.offset),
+                    l.trade.map(|p| p.position.offset),
+                ],
+                None => [None, None],
+            })
+            .collect())
+    }
     /// The symbol directory, sorted by symbol.
     async fn symbols(&self) -> Result<Vec<SymbolInfo>>;
     /// Forget everything (used when the log's epoch changes).

@@ -284,6 +284,39 @@ impl Cache for RedisCache {
             .collect()
     }
 
+    async fn offsets(&self, symbols: &[Symbol]) -> Result<Vec<[Option<u64>; 2]>> {
+        if symbols.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for s in symbols {
+            pipe.cmd("HMGET")
+                .arg(self.keys.latest(s))
+                .arg(codec::QUOTE_OFF)
+                .arg(codec::TRADE_OFF);
+        }
+        pipe.ignore_errors();
+        let replies: Vec<Value> = self
+            .run(
+                "offsets",
+                |mut c| async move { pipe.query_async(&mut c).await },
+            )
+            .await?;
+        if replies.len() != symbols.len() {
+            return Err(Error::Unavailable(format!(
+                "redis offsets at {}: {} replies to {} commands",
+                self.url,
+                replies.len(),
+                symbols.len()
+            )));
+        }
+        symbols
+            .iter()
+            .zip(&replies)
+            .map(|(s, v)| offsets_from_reply(s, v))
+            .collect()
+    }
+
     async fn symbols(&self) -> Result<Vec<SymbolInfo>> {
         let key = self.keys.symbols().to_string();
         let reply: Value = self
@@ -408,6 +441,39 @@ fn latest_from_reply(symbol: &Symbol, reply: &Value) -> Result<Option<Latest>> {
         }
         Value::ServerError(e) => Err(Error::Unavailable(format!(
             "redis get of {}: {e}",
+            symbol.as_str()
+        ))),
+        other => Err(corrupt(format!("unexpected HMGET reply {other:?}"))),
+    }
+}
+
+fn offsets_from_reply(symbol: &Symbol, reply: &Value) -> Result<[Option<u64>; 2]> {
+    let corrupt = |reason: String| Error::Corrupt {
+        symbol: symbol.as_str().to_string(),
+        reason,
+    };
+    let offset = |v: &Value| -> Result<Option<u64>> {
+        match bulk(v).map_err(corrupt)? {
+            None => Ok(None),
+            Some(b) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "offset {:?} is not a number",
+                        String::from_utf8_lossy(b)
+                    ))
+                }),
+        }
+    };
+    match reply {
+        Value::Array(items) if items.len() == 2 => Ok([offset(&items[0])?, offset(&items[1])?]),
+        Value::ServerError(e) if e.code() == "WRONGTYPE" => {
+            Err(corrupt(format!("its latest key is not a hash: {e}")))
+        }
+        Value::ServerError(e) => Err(Error::Unavailable(format!(
+            "redis offsets of {}: {e}",
             symbol.as_str()
         ))),
         other => Err(corrupt(format!("unexpected HMGET reply {other:?}"))),

@@ -64,6 +64,9 @@ impl Keys {
 /// `{field}_venue` for the put script.
 pub(crate) const QUOTE: &str = "quote";
 pub(crate) const TRADE: &str = "trade";
+/// The offset fields of the two slots (decimal text).
+pub(crate) const QUOTE_OFF: &str = "quote_off";
+pub(crate) const TRADE_OFF: &str = "trade_off";
 
 /// Append the stored form of `p`: `{"position":"quotes:1:10","event":{…}}`,
 /// byte for byte what `serde_json` writes for [`Positioned`], with the event
