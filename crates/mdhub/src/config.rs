@@ -488,6 +488,42 @@ mod tests {
     }
 
     #[test]
+    fn heroku_redis_url_is_read() {
+        // Heroku Redis with TLS: a self-signed certificate, so verification
+        // off through the URL fragment or the explicit setting.
+        let c = load(&env(&[(
+            "REDIS_URL",
+            "rediss://:s3cret@ec2-1-2-3-4.compute-1.amazonaws.com:25070#insecure",
+        )]))
+        .unwrap();
+        assert!(c.redis.enabled() && c.redis.tls());
+        assert!(!c.redis.verifies_certificate());
+        let printed = c.to_toml();
+        assert!(
+            !printed.contains("s3cret"),
+            "the password is never printed: {printed}"
+        );
+        let c = load(&env(&[
+            ("REDIS_URL", "rediss://:pw@host:6380"),
+            ("MDHUB_REDIS__INSECURE_TLS", "true"),
+        ]))
+        .unwrap();
+        assert!(!c.redis.verifies_certificate());
+        let c = load(&env(&[("REDIS_URL", "rediss://:pw@host:6380")])).unwrap();
+        assert!(
+            c.redis.verifies_certificate(),
+            "verification stays on unless asked"
+        );
+        let c = load(&env(&[("REDIS_URL", "redis://127.0.0.1:6379/2")])).unwrap();
+        assert!(c.redis.enabled() && !c.redis.tls());
+        let e = load(&env(&[("REDIS_URL", "http://a:1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("redis.url") && !e.contains('\n'), "{e}");
+        assert!(!load(&env(&[])).unwrap().redis.enabled());
+    }
+
+    #[test]
     fn bad_toml_names_line_and_key() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.toml");

@@ -34,6 +34,17 @@ pub struct BusArgs {
     /// Record encoding.
     #[arg(long, default_value = "json", value_parser = ["json", "avro"])]
     pub encoding: String,
+    /// A librdkafka property for the Kafka client, applied last (repeatable),
+    /// e.g. `--kafka-property linger.ms=0 --kafka-property fetch.wait.max.ms=1`.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub kafka_property: Vec<(String, String)>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.trim().is_empty())
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 fn events(n: usize, symbols: &[Symbol]) -> Vec<Event> {
@@ -245,6 +256,7 @@ pub(crate) async fn run(a: BusArgs) -> anyhow::Result<()> {
         let cfg = KafkaConfig {
             url: broker.clone(),
             prefix: prefix.clone(),
+            properties: a.kafka_property.iter().cloned().collect(),
             ..KafkaConfig::default()
         };
         let kafka: Arc<dyn Bus> = Arc::new(
