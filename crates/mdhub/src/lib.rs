@@ -63,6 +63,8 @@ pub enum Command {
     Query,
     /// Replay a recorded raw capture through the pipeline (not built yet).
     Replay,
+    /// Raw venue frames (one per line on stdin) -> normalized events as JSON lines on stdout.
+    Normalize(commands::normalize::NormalizeArgs),
     /// Load generators and measurements against a hub (e.g. `mdhub bench fanout`).
     Bench(commands::bench::BenchArgs),
     /// Print the effective configuration (defaults, file and environment merged) as TOML.
@@ -105,5 +107,6 @@ pub fn main() -> ExitCode {
         Command::Query => not_built("query", "history queries are a later milestone"),
         Command::Replay => not_built("replay", "capture replay is a later milestone"),
         Command::Bench(args) => commands::bench::main(args),
+        Command::Normalize(args) => commands::normalize::main(args),
     }
 }

@@ -239,3 +239,103 @@ fn configuration_doc_example_works() {
     );
     assert!(String::from_utf8(out.stdout).unwrap().contains("sim-lse"));
 }
+
+/// `mdhub normalize` turns every Binance fixture into the events the decoder
+/// promises, reports each unusable line with its number and reason, and
+/// exits 0.
+#[test]
+fn normalize_turns_venue_frames_into_events() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../mdhub_feeds/src/venues/binance/fixtures");
+    let mut input = String::new();
+    for name in [
+        "trade.json",
+        "book_ticker.json",
+        "combined_trade.json",
+        "combined_book_ticker.json",
+        "subscribe_ack.json",
+        "error.json",
+        "agg_trade.json",
+        "edge_cases.jsonl",
+    ] {
+        input.push_str(&std::fs::read_to_string(dir.join(name)).unwrap());
+    }
+    let mut child = mdhub()
+        .args([
+            "normalize",
+            "--venue",
+            "binance",
+            "--received-at",
+            "2026-11-26T12:00:00.000000001Z",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // trade, bookTicker, the two combined ones, and two good edge cases.
+    assert_eq!(events.len(), 6, "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains(r#""price":"0.001""#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""bid_price":"25.35190000""#),
+        "the venue's text is kept: {stdout}"
+    );
+    assert!(
+        stdout.contains("91234.567890123456789"),
+        "exact beyond f64: {stdout}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["ts_received"] == serde_json::json!(1_795_694_400_000_000_001_i64))
+    );
+    for (line, why) in [
+        (5, "subscription acknowledged"),
+        (6, "the venue refused a request"),
+        (7, "aggTrade event, not used"),
+        (8, "field `p`"),
+        (10, "missing field `p`"),
+        (14, "malformed frame"),
+        (16, "unknown symbol"),
+    ] {
+        assert!(
+            stderr.contains(&format!("line {line}: skipped: {why}")),
+            "line {line} ({why}) in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("16 frames read, 6 events written, 10 frames skipped"),
+        "{stderr}"
+    );
+
+    let unknown = mdhub()
+        .args(["normalize", "--venue", "nyse"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("known: binance"));
+}

@@ -1,0 +1,90 @@
+//! Real venues, one folder each: the venue's wire format decoded into
+//! [`Event`]s, its symbols mapped both ways, and its documented payloads kept
+//! as fixtures beside the code.
+//!
+//! Every venue implements [`VenueDecoder`]: one raw frame in, zero or more
+//! events out, or a [`DecodeError`] that says what was wrong. Decoding never
+//! panics and never reads a clock: `ts_received` is passed in, taken where the
+//! frame came off the socket (or, for `mdhub normalize`, when the line was
+//! read).
+
+pub mod binance;
+
+use mdhub_types::{Decimal, Event, Timestamp};
+
+/// What a frame was, besides the events it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Market data; the events were appended.
+    Data,
+    /// The venue acknowledged a request (a subscription), by request id.
+    Ack(String),
+    /// The venue refused a request.
+    Refused(String),
+    /// A frame that carries nothing mdhub uses (another stream's data, a
+    /// heartbeat), with what it was.
+    Ignored(String),
+}
+
+/// Why a frame could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or not the shape the venue documents.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A field the event needs is absent.
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    /// A price or size that is not an exact decimal mdhub can hold.
+    #[error("field `{field}`: {reason}")]
+    BadNumber {
+        /// The venue's field name.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A venue symbol with no canonical mapping.
+    #[error("unknown symbol {0:?} (add it to the venue's symbol map)")]
+    UnknownSymbol(String),
+}
+
+/// One venue's wire format.
+pub trait VenueDecoder: Send {
+    /// The venue id events carry (`binance`).
+    fn venue(&self) -> &str;
+    /// Decode one frame, appending its events to `out`.
+    fn decode(
+        &mut self,
+        frame: &[u8],
+        ts_received: Timestamp,
+        out: &mut Vec<Event>,
+    ) -> Result<Frame, DecodeError>;
+}
+
+/// The decoder of a venue by id, with default settings (`mdhub normalize`).
+pub fn decoder(venue: &str) -> Option<Box<dyn VenueDecoder>> {
+    match venue {
+        "binance" => Some(Box::new(binance::Decoder::default())),
+        _ => None,
+    }
+}
+
+/// Venue ids [`decoder`] knows.
+pub const VENUES: &[&str] = &["binance"];
+
+/// An exact decimal from a JSON value's raw text: a string (`"0.001"`, how
+/// most venues send prices) or a number (`0.001`, `1e-8`), never through f64.
+pub(crate) fn decimal(
+    field: &'static str,
+    raw: &serde_json::value::RawValue,
+) -> Result<Decimal, DecodeError> {
+    let text = raw.get();
+    let inner = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    Decimal::parse(inner).map_err(|e| DecodeError::BadNumber {
+        field,
+        reason: e.to_string(),
+    })
+}
