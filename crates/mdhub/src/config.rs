@@ -48,6 +48,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The simulated exchanges: the feed used when no real venue is configured.
     pub sim: SimConfig,
+    /// Real venues. When any is configured, the simulator is off.
+    pub venues: VenuesConfig,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             ingest: IngestConfig::default(),
             sim: SimConfig::default(),
+            venues: VenuesConfig::default(),
         }
     }
 }
@@ -149,6 +152,83 @@ impl Default for CacheConfig {
             writer_batch: 1000,
             retry_after_ms: 1000,
         }
+    }
+}
+
+/// `[venues]`: real exchange connections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VenuesConfig {
+    /// Binance spot (`[venues.binance]`); absent = not connected.
+    pub binance: Option<BinanceSection>,
+}
+
+impl VenuesConfig {
+    /// Is any real venue configured?
+    pub fn any(&self) -> bool {
+        self.binance.is_some()
+    }
+}
+
+/// `[venues.binance]`: Binance spot over combined WebSocket streams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BinanceSection {
+    /// Canonical symbols (`BTC-USDT`); each streams trades and best bid/ask.
+    pub symbols: Vec<String>,
+    /// Base URL. Default `wss://stream.binance.com:9443`.
+    pub url: String,
+    /// Streams per connection (Binance allows 1024). Default 1024.
+    pub max_streams_per_connection: usize,
+    /// Seconds between the feed's own pings. Default 20.
+    pub ping_secs: u64,
+    /// A connection silent this long is dropped and reopened. Default 60.
+    pub stale_secs: u64,
+}
+
+impl Default for BinanceSection {
+    fn default() -> Self {
+        let d = mdhub_feeds::venues::binance::BinanceConfig::default();
+        BinanceSection {
+            symbols: Vec::new(),
+            url: d.url,
+            max_streams_per_connection: d.max_streams_per_connection,
+            ping_secs: d.ping_secs,
+            stale_secs: d.stale_secs,
+        }
+    }
+}
+
+impl BinanceSection {
+    /// The feed's settings, or the one-line problem.
+    pub fn feed_config(&self) -> Result<mdhub_feeds::venues::binance::BinanceConfig, ConfigError> {
+        if self.symbols.is_empty() {
+            return Err(ConfigError(
+                "venues.binance.symbols: list at least one symbol, e.g. [\"BTC-USDT\"]".into(),
+            ));
+        }
+        let symbols = self
+            .symbols
+            .iter()
+            .map(|s| {
+                mdhub_types::Symbol::new(s)
+                    .map_err(|e| ConfigError(format!("venues.binance.symbols: {s:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !(self.url.starts_with("wss://") || self.url.starts_with("ws://")) {
+            return Err(ConfigError(format!(
+                "venues.binance.url: {:?} is not a ws:// or wss:// URL",
+                self.url
+            )));
+        }
+        Ok(mdhub_feeds::venues::binance::BinanceConfig {
+            url: self.url.clone(),
+            symbols,
+            max_streams_per_connection: self.max_streams_per_connection.max(2),
+            ping_secs: self.ping_secs,
+            stale_secs: self.stale_secs,
+            ..Default::default()
+        })
     }
 }
 
@@ -396,6 +476,9 @@ impl Config {
                 .validate()
                 .map_err(|e| ConfigError(e.to_string()))?;
         }
+        if let Some(b) = &self.venues.binance {
+            b.feed_config()?;
+        }
         if self.cache.writer_batch == 0 {
             return Err(ConfigError("cache.writer_batch: must be at least 1".into()));
         }
@@ -485,6 +568,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("kafka.url"), "{e}");
+    }
+
+    #[test]
+    fn the_crypto_example_configures_binance() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/crypto.toml");
+        let c = load(&Sources {
+            file: Some(path),
+            env: HashMap::new(),
+        })
+        .unwrap();
+        let b = c.venues.binance.as_ref().expect("binance configured");
+        let feed = b.feed_config().unwrap();
+        assert!(feed.symbols.iter().any(|s| s.as_str() == "BTC-USDT"));
+        assert!(feed.url.starts_with("wss://"));
+        let e = load(&env(&[("MDHUB_VENUES__BINANCE__SYMBOLS", "[\"btcusdt\"]")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("venues.binance.symbols") && e.contains("btcusdt"),
+            "{e}"
+        );
+        let e = load(&env(&[("MDHUB_VENUES__BINANCE__SYMBOLS", "[]")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least one symbol"), "{e}");
     }
 
     #[test]

@@ -213,7 +213,7 @@ pub(crate) async fn run_roles(
     let stats = Arc::new(IngestStats::default());
     let follow_stop = CancellationToken::new();
     let mut ingest_task = if roles.feeds {
-        let feeds = mdhub_feeds::sim::sim_feeds(&cfg.sim).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let feeds = feeds(&cfg)?;
         let (tx, rx) = mpsc::channel(cfg.ingest.channel_capacity);
         for feed in feeds {
             let status = FeedStatus::new(feed.venue().clone());
@@ -277,9 +277,9 @@ pub(crate) async fn run_roles(
                 None => gateway,
             };
             let source = if roles.feeds {
-                "simulated venues -> "
+                format!("{} -> ", feeds_desc(&cfg))
             } else {
-                ""
+                String::new()
             };
             println!(
                 "mdhub running: http://{addr} (WebSocket ws://{addr}/v1/ws); {source}{log_desc}"
@@ -291,7 +291,7 @@ pub(crate) async fn run_roles(
         }
         _ => {
             if roles.feeds {
-                println!("mdhub running: simulated venues -> {log_desc}");
+                println!("mdhub running: {} -> {log_desc}", feeds_desc(&cfg));
             } else {
                 println!(
                     "mdhub running: {log_desc} -> Redis {} (cache writer)",
@@ -393,6 +393,33 @@ pub(crate) async fn run_roles(
     }
     tracing::info!(published, "stopped");
     result
+}
+
+/// What the feeds are, for the start-up line.
+fn feeds_desc(cfg: &Config) -> String {
+    if cfg.venues.any() {
+        let mut v = Vec::new();
+        if let Some(b) = &cfg.venues.binance {
+            v.push(format!("binance ({} symbols)", b.symbols.len()));
+        }
+        v.join(", ")
+    } else {
+        "simulated venues".to_string()
+    }
+}
+
+/// The configured real venues, or the simulator when none is.
+fn feeds(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn mdhub_feeds::Feed>>> {
+    if !cfg.venues.any() {
+        return mdhub_feeds::sim::sim_feeds(&cfg.sim).map_err(|e| anyhow::anyhow!("{e}"));
+    }
+    let mut out: Vec<Arc<dyn mdhub_feeds::Feed>> = Vec::new();
+    if let Some(b) = &cfg.venues.binance {
+        out.push(Arc::new(mdhub_feeds::venues::binance::BinanceFeed::new(
+            b.feed_config()?,
+        )));
+    }
+    Ok(out)
 }
 
 async fn sleep_opt(d: Option<Duration>) {

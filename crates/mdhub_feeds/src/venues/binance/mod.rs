@@ -39,6 +39,9 @@ use serde_json::value::RawValue;
 
 use super::{DecodeError, Frame, VenueDecoder, decimal};
 
+mod feed;
+pub use feed::{BinanceConfig, BinanceFeed};
+
 /// Quote assets Binance spot lists, longest first so `FDUSD` wins over `USD`.
 const QUOTE_ASSETS: &[&str] = &[
     "FDUSD", "USDT", "USDC", "TUSD", "BUSD", "USDP", "DOGE", "BTC", "ETH", "BNB", "EUR", "TRY",
