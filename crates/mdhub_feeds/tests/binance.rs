@@ -3,6 +3,9 @@
 //! dropped connection mid-stream, a 429 with Retry-After on the reconnect,
 //! server pings that must be answered with the same payload, a bad frame.
 
+// tungstenite's handshake callback returns its own (large) error type.
+#![allow(clippy::result_large_err)]
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
