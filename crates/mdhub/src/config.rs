@@ -161,12 +161,14 @@ impl Default for CacheConfig {
 pub struct VenuesConfig {
     /// Binance spot (`[venues.binance]`); absent = not connected.
     pub binance: Option<BinanceSection>,
+    /// Coinbase Exchange (`[venues.coinbase]`); absent = not connected.
+    pub coinbase: Option<CoinbaseSection>,
 }
 
 impl VenuesConfig {
     /// Is any real venue configured?
     pub fn any(&self) -> bool {
-        self.binance.is_some()
+        self.binance.is_some() || self.coinbase.is_some()
     }
 }
 
@@ -202,25 +204,8 @@ impl Default for BinanceSection {
 impl BinanceSection {
     /// The feed's settings, or the one-line problem.
     pub fn feed_config(&self) -> Result<mdhub_feeds::venues::binance::BinanceConfig, ConfigError> {
-        if self.symbols.is_empty() {
-            return Err(ConfigError(
-                "venues.binance.symbols: list at least one symbol, e.g. [\"BTC-USDT\"]".into(),
-            ));
-        }
-        let symbols = self
-            .symbols
-            .iter()
-            .map(|s| {
-                mdhub_types::Symbol::new(s)
-                    .map_err(|e| ConfigError(format!("venues.binance.symbols: {s:?}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if !(self.url.starts_with("wss://") || self.url.starts_with("ws://")) {
-            return Err(ConfigError(format!(
-                "venues.binance.url: {:?} is not a ws:// or wss:// URL",
-                self.url
-            )));
-        }
+        let symbols = venue_symbols("binance", &self.symbols, "BTC-USDT")?;
+        ws_url("binance", &self.url)?;
         Ok(mdhub_feeds::venues::binance::BinanceConfig {
             url: self.url.clone(),
             symbols,
@@ -229,6 +214,78 @@ impl BinanceSection {
             stale_secs: self.stale_secs,
             ..Default::default()
         })
+    }
+}
+
+/// `[venues.coinbase]`: Coinbase Exchange's `matches`, `ticker` and
+/// `heartbeat` channels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoinbaseSection {
+    /// Product ids, which are canonical symbols (`BTC-USD`).
+    pub symbols: Vec<String>,
+    /// Feed URL. Default `wss://ws-feed.exchange.coinbase.com`.
+    pub url: String,
+    /// Seconds between the feed's own pings. Default 20.
+    pub ping_secs: u64,
+    /// A connection silent this long is dropped and reopened (heartbeats
+    /// arrive every second). Default 30.
+    pub stale_secs: u64,
+}
+
+impl Default for CoinbaseSection {
+    fn default() -> Self {
+        let d = mdhub_feeds::venues::coinbase::CoinbaseConfig::default();
+        CoinbaseSection {
+            symbols: Vec::new(),
+            url: d.url,
+            ping_secs: d.ping_secs,
+            stale_secs: d.stale_secs,
+        }
+    }
+}
+
+impl CoinbaseSection {
+    /// The feed's settings, or the one-line problem.
+    pub fn feed_config(
+        &self,
+    ) -> Result<mdhub_feeds::venues::coinbase::CoinbaseConfig, ConfigError> {
+        let symbols = venue_symbols("coinbase", &self.symbols, "BTC-USD")?;
+        ws_url("coinbase", &self.url)?;
+        Ok(mdhub_feeds::venues::coinbase::CoinbaseConfig {
+            url: self.url.clone(),
+            symbols,
+            ping_secs: self.ping_secs,
+            stale_secs: self.stale_secs,
+        })
+    }
+}
+
+fn venue_symbols(
+    venue: &str,
+    list: &[String],
+    example: &str,
+) -> Result<Vec<mdhub_types::Symbol>, ConfigError> {
+    if list.is_empty() {
+        return Err(ConfigError(format!(
+            "venues.{venue}.symbols: list at least one symbol, e.g. [\"{example}\"]"
+        )));
+    }
+    list.iter()
+        .map(|s| {
+            mdhub_types::Symbol::new(s)
+                .map_err(|e| ConfigError(format!("venues.{venue}.symbols: {s:?}: {e}")))
+        })
+        .collect()
+}
+
+fn ws_url(venue: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("wss://") || url.starts_with("ws://") {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "venues.{venue}.url: {url:?} is not a ws:// or wss:// URL"
+        )))
     }
 }
 
@@ -478,6 +535,9 @@ impl Config {
         }
         if let Some(b) = &self.venues.binance {
             b.feed_config()?;
+        }
+        if let Some(c) = &self.venues.coinbase {
+            c.feed_config()?;
         }
         if self.cache.writer_batch == 0 {
             return Err(ConfigError("cache.writer_batch: must be at least 1".into()));

@@ -56,6 +56,12 @@ impl MetricsSource for Feeds {
             &|s| s.reconnects,
         );
         family(
+            "mdhub_feed_gaps_total",
+            "counter",
+            "Gaps detected in the venue's stream (missed trades or sequence numbers).",
+            &|s| s.gaps,
+        );
+        family(
             "mdhub_feed_live",
             "gauge",
             "1 while the feed is connected and subscribed.",

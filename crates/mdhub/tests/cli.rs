@@ -339,3 +339,60 @@ fn normalize_turns_venue_frames_into_events() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("known: binance"));
 }
+
+/// `mdhub normalize --venue coinbase` on the documented payloads, with the
+/// maker-side rule and a gap report.
+#[test]
+fn normalize_coinbase_frames() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../mdhub_feeds/src/venues/coinbase/fixtures");
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+    let input = [
+        read("subscriptions.json"),
+        read("match.json"),
+        read("ticker.json"),
+        read("match.json").replace("\"trade_id\":10", "\"trade_id\":13"),
+        read("error.json"),
+    ]
+    .concat();
+    let mut child = mdhub()
+        .args(["normalize", "--venue", "coinbase"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}\n{stderr}");
+    assert!(
+        lines[0].contains(r#""side":"buy""#),
+        "maker sold: the taker bought: {}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(r#""bid_price":"1285.04""#),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        stderr.contains("line 4: gap: BTC-USD: trades 11..=12 missed (2 trades)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 5: skipped: the venue refused a request: Failed to subscribe"),
+        "{stderr}"
+    );
+}

@@ -58,6 +58,7 @@ pub struct FeedStatus {
     events: AtomicU64,
     dropped: AtomicU64,
     reconnects: AtomicU64,
+    gaps: AtomicU64,
     last_event_ns: AtomicU64,
 }
 
@@ -74,6 +75,8 @@ pub struct FeedStatusSnapshot {
     pub dropped: u64,
     /// Reconnections since start.
     pub reconnects: u64,
+    /// Gaps detected in the venue's stream (missed trades or sequence numbers).
+    pub gaps: u64,
     /// `ts_received` of the newest event, if any.
     pub last_event: Option<Timestamp>,
 }
@@ -87,6 +90,7 @@ impl FeedStatus {
             events: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
             last_event_ns: AtomicU64::new(0),
         })
     }
@@ -108,6 +112,10 @@ impl FeedStatus {
     pub fn record_reconnect(&self) {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
+    /// Count one gap in the venue's stream.
+    pub fn record_gap(&self) {
+        self.gaps.fetch_add(1, Ordering::Relaxed);
+    }
     /// A copy of the counters.
     pub fn snapshot(&self) -> FeedStatusSnapshot {
         let last = self.last_event_ns.load(Ordering::Relaxed);
@@ -117,6 +125,7 @@ impl FeedStatus {
             events: self.events.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            gaps: self.gaps.load(Ordering::Relaxed),
             last_event: (last > 0).then(|| Timestamp::from_nanos(last as i64)),
         }
     }

@@ -61,6 +61,10 @@ pub fn main(args: NormalizeArgs) -> ExitCode {
             Ok(Frame::Ack(id)) => Some(format!("subscription acknowledged (id {id}), no data")),
             Ok(Frame::Refused(m)) => Some(format!("the venue refused a request: {m}")),
             Ok(Frame::Ignored(what)) => Some(format!("{what}, not used")),
+            Ok(Frame::Gap(what)) => {
+                eprintln!("line {}: gap: {what}", n + 1);
+                None
+            }
             Err(e) => Some(e.to_string()),
         };
         for e in &events {

@@ -402,6 +402,9 @@ fn feeds_desc(cfg: &Config) -> String {
         if let Some(b) = &cfg.venues.binance {
             v.push(format!("binance ({} symbols)", b.symbols.len()));
         }
+        if let Some(c) = &cfg.venues.coinbase {
+            v.push(format!("coinbase ({} symbols)", c.symbols.len()));
+        }
         v.join(", ")
     } else {
         "simulated venues".to_string()
@@ -417,6 +420,11 @@ fn feeds(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn mdhub_feeds::Feed>>> {
     if let Some(b) = &cfg.venues.binance {
         out.push(Arc::new(mdhub_feeds::venues::binance::BinanceFeed::new(
             b.feed_config()?,
+        )));
+    }
+    if let Some(c) = &cfg.venues.coinbase {
+        out.push(Arc::new(mdhub_feeds::venues::coinbase::CoinbaseFeed::new(
+            c.feed_config()?,
         )));
     }
     Ok(out)

@@ -9,6 +9,8 @@
 //! read).
 
 pub mod binance;
+pub mod coinbase;
+pub(crate) mod ws;
 
 use mdhub_types::{Decimal, Event, Timestamp};
 
@@ -24,6 +26,9 @@ pub enum Frame {
     /// A frame that carries nothing mdhub uses (another stream's data, a
     /// heartbeat), with what it was.
     Ignored(String),
+    /// The frame shows that data was missed (its events, if any, were
+    /// appended): what is missing.
+    Gap(String),
 }
 
 /// Why a frame could not be used.
@@ -65,12 +70,13 @@ pub trait VenueDecoder: Send {
 pub fn decoder(venue: &str) -> Option<Box<dyn VenueDecoder>> {
     match venue {
         "binance" => Some(Box::new(binance::Decoder::default())),
+        "coinbase" => Some(Box::new(coinbase::Decoder::default())),
         _ => None,
     }
 }
 
 /// Venue ids [`decoder`] knows.
-pub const VENUES: &[&str] = &["binance"];
+pub const VENUES: &[&str] = &["binance", "coinbase"];
 
 /// An exact decimal from a JSON value's raw text: a string (`"0.001"`, how
 /// most venues send prices) or a number (`0.001`, `1e-8`), never through f64.

@@ -1,27 +1,14 @@
-//! The live Binance spot connection: combined streams over WebSocket.
-//!
-//! Rules from Binance's documentation and how this feed keeps them:
-//! - Streams are named in the URL (`/stream?streams=btcusdt@trade/…`), so no
-//!   subscribe messages are sent and the 5-messages-per-second inbound limit
-//!   is never at risk; at most 1,024 streams per connection
-//!   (`max_streams_per_connection`; more symbols are split over connections).
-//! - The server pings; tungstenite answers every ping with a pong carrying
-//!   its payload. The feed also pings every `ping_secs` itself, so a quiet
-//!   connection (illiquid symbols) still shows it is alive; a connection with
-//!   no frame at all for `stale_secs` is dropped and reopened (watchdog).
-//! - A connection lives at most 24 hours; the feed reconnects a little before.
-//! - Reconnects back off exponentially with full jitter (0.5 s doubling to
-//!   30 s); a 429 or 418 on the handshake waits at least its `Retry-After`.
+//! The live Binance spot feed: combined streams named in the URL
+//! (`/stream?streams=btcusdt@trade/…`), so no subscribe messages are sent and
+//! Binance's 5-messages-per-second inbound limit is never at risk; at most
+//! 1,024 streams per connection (more symbols open more connections). The
+//! connection keeping — pings, watchdog, the 24-hour renewal, backoff with
+//! jitter, Retry-After — is [`crate::venues::ws`].
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
-use mdhub_types::{Event, Symbol, Timestamp, Venue};
-use rand::Rng;
-use tokio_tungstenite::tungstenite::{self, Message};
+use mdhub_types::{Symbol, Venue};
 
 use super::Decoder;
-use crate::venues::{Frame, VenueDecoder};
+use crate::venues::ws::{self, WsJob, WsSettings};
 use crate::{Feed, FeedContext, FeedError, FeedState};
 
 /// Settings of a Binance feed.
@@ -95,141 +82,6 @@ impl BinanceFeed {
     }
 }
 
-/// How one connection ended.
-enum End {
-    Shutdown,
-    /// Reconnect after at least this long.
-    Retry(Duration, String),
-}
-
-async fn connection(url: &str, cfg: &BinanceConfig, ctx: &FeedContext) -> Result<End, FeedError> {
-    let venue = || "binance".to_string();
-    let connect = tokio::select! {
-        _ = ctx.shutdown.cancelled() => return Ok(End::Shutdown),
-        c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)) => c,
-    };
-    let mut ws = match connect {
-        Err(_) => return Ok(End::Retry(Duration::ZERO, "connect timed out".into())),
-        Ok(Err(tungstenite::Error::Http(resp))) => {
-            let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
-                .unwrap_or(Duration::ZERO);
-            let wait = if matches!(status, 418 | 429) {
-                retry_after.max(Duration::from_secs(1))
-            } else {
-                retry_after
-            };
-            return Ok(End::Retry(
-                wait,
-                format!("handshake refused with HTTP {status}"),
-            ));
-        }
-        Ok(Err(e)) => return Ok(End::Retry(Duration::ZERO, e.to_string())),
-        Ok(Ok((ws, _))) => ws,
-    };
-    ctx.status.set_state(FeedState::Live);
-    tracing::info!(url, "binance connected");
-    let mut decoder = Decoder::default();
-    let mut events: Vec<Event> = Vec::with_capacity(4);
-    let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_secs.max(1)));
-    ping.tick().await;
-    let stale = Duration::from_secs(cfg.stale_secs.max(1));
-    let expire = tokio::time::sleep(Duration::from_secs(cfg.max_connection_secs.max(1)));
-    tokio::pin!(expire);
-    loop {
-        let msg = tokio::select! {
-            _ = ctx.shutdown.cancelled() => {
-                let _ = ws.close(None).await;
-                return Ok(End::Shutdown);
-            }
-            _ = &mut expire => {
-                let _ = ws.close(None).await;
-                return Ok(End::Retry(Duration::ZERO, "planned reconnect before the 24-hour cut".into()));
-            }
-            _ = ping.tick() => {
-                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    return Ok(End::Retry(Duration::ZERO, "ping failed".into()));
-                }
-                continue;
-            }
-            m = tokio::time::timeout(stale, ws.next()) => m,
-        };
-        let ts_received = Timestamp::now();
-        let frame = match msg {
-            Err(_) => {
-                return Ok(End::Retry(
-                    Duration::ZERO,
-                    format!("no frame for {}s (stale)", stale.as_secs()),
-                ));
-            }
-            Ok(None) => return Ok(End::Retry(Duration::ZERO, "connection closed".into())),
-            Ok(Some(Err(e))) => return Ok(End::Retry(Duration::ZERO, e.to_string())),
-            Ok(Some(Ok(Message::Text(t)))) => t,
-            Ok(Some(Ok(Message::Close(c)))) => {
-                return Ok(End::Retry(
-                    Duration::ZERO,
-                    format!("closed by Binance: {c:?}"),
-                ));
-            }
-            // Pings are answered by tungstenite; pongs and binary frames only show liveness.
-            Ok(Some(Ok(_))) => continue,
-        };
-        events.clear();
-        match decoder.decode(frame.as_bytes(), ts_received, &mut events) {
-            Ok(Frame::Data) => {}
-            Ok(Frame::Refused(m)) => tracing::warn!(reason = %m, "binance refused a request"),
-            Ok(_) => {}
-            Err(e) => {
-                ctx.status.record_drop();
-                tracing::warn!(error = %e, "dropped a Binance frame");
-            }
-        }
-        for e in events.drain(..) {
-            ctx.status.record_event(ts_received);
-            if ctx.out.send(e).await.is_err() {
-                return Err(FeedError::PipelineClosed { venue: venue() });
-            }
-        }
-    }
-}
-
-/// One connection's lifetime, reconnecting until shutdown.
-async fn run_connection(
-    url: String,
-    cfg: BinanceConfig,
-    ctx: FeedContext,
-) -> Result<(), FeedError> {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let started = tokio::time::Instant::now();
-        ctx.status.set_state(FeedState::Connecting);
-        match connection(&url, &cfg, &ctx).await? {
-            End::Shutdown => return Ok(()),
-            End::Retry(at_least, why) => {
-                if started.elapsed() > Duration::from_secs(60) {
-                    backoff = Duration::from_millis(500);
-                }
-                // Full jitter: many connections reconnecting at once spread out.
-                let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
-                let wait = at_least.max(Duration::from_millis(jitter));
-                tracing::warn!(url, reason = %why, retry_in_ms = wait.as_millis() as u64, "binance disconnected");
-                ctx.status.set_state(FeedState::Backoff);
-                ctx.status.record_reconnect();
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
-}
-
 #[async_trait::async_trait]
 impl Feed for BinanceFeed {
     fn venue(&self) -> &Venue {
@@ -251,7 +103,18 @@ impl Feed for BinanceFeed {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut tasks = tokio::task::JoinSet::new();
         for url in self.urls() {
-            tasks.spawn(run_connection(url, self.cfg.clone(), ctx.clone()));
+            let job = WsJob {
+                venue: "binance",
+                url,
+                subscribe: Vec::new(),
+                decoder: Box::new(Decoder::default()),
+                settings: WsSettings {
+                    ping_secs: self.cfg.ping_secs,
+                    stale_secs: self.cfg.stale_secs,
+                    max_connection_secs: self.cfg.max_connection_secs,
+                },
+            };
+            tasks.spawn(ws::run(job, ctx.clone()));
         }
         while let Some(r) = tasks.join_next().await {
             match r {

@@ -1,0 +1,203 @@
+//! A venue's WebSocket connection, kept alive: connect, send the venue's
+//! subscribe messages, read frames into events, reconnect — the part every
+//! WebSocket venue shares. The venue supplies its URL, its subscribe
+//! messages and its decoder.
+//!
+//! - Every frame's `ts_received` is taken as it is read, before decoding.
+//! - Server pings are answered by tungstenite with their payload; the
+//!   connection also pings every `ping_secs`, so a quiet one (illiquid
+//!   symbols) still shows it is alive, and one with no frame at all for
+//!   `stale_secs` is dropped and reopened (watchdog).
+//! - A connection is renewed after `max_connection_secs` (Binance cuts at 24 h).
+//! - Reconnects back off exponentially with full jitter (0.5 s doubling to
+//!   30 s, reset after a minute connected); a 429 or 418 on the handshake
+//!   waits at least its `Retry-After`. After every reconnect the subscribe
+//!   messages are sent again; the decoder is kept, so gap detection spans
+//!   reconnects.
+//! - Undecodable frames are counted and logged; refusals and gaps are logged
+//!   and gaps counted.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use mdhub_types::{Event, Timestamp};
+use rand::Rng;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::venues::{Frame, VenueDecoder};
+use crate::{FeedContext, FeedError, FeedState};
+
+/// Connection-keeping settings.
+#[derive(Debug, Clone)]
+pub(crate) struct WsSettings {
+    /// Send a ping this often (seconds).
+    pub(crate) ping_secs: u64,
+    /// Drop a connection that sent nothing for this long (seconds).
+    pub(crate) stale_secs: u64,
+    /// Renew a connection after this long (seconds).
+    pub(crate) max_connection_secs: u64,
+}
+
+/// One connection's job: where, what to send after connecting, how to read.
+pub(crate) struct WsJob {
+    /// The venue id, for messages.
+    pub(crate) venue: &'static str,
+    /// The URL.
+    pub(crate) url: String,
+    /// Text messages sent after every (re)connect (subscriptions).
+    pub(crate) subscribe: Vec<String>,
+    /// The decoder, kept across reconnects so sequence state (gap
+    /// detection) spans them.
+    pub(crate) decoder: Box<dyn VenueDecoder>,
+    /// Keep-alive settings.
+    pub(crate) settings: WsSettings,
+}
+
+/// How one connection ended.
+enum End {
+    Shutdown,
+    /// Reconnect after at least this long.
+    Retry(Duration, String),
+}
+
+async fn connection(job: &mut WsJob, ctx: &FeedContext) -> Result<End, FeedError> {
+    let url = job.url.clone();
+    let url = url.as_str();
+    let cfg = job.settings.clone();
+    let venue = || job.venue.to_string();
+    let connect = tokio::select! {
+        _ = ctx.shutdown.cancelled() => return Ok(End::Shutdown),
+        c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)) => c,
+    };
+    let mut ws = match connect {
+        Err(_) => return Ok(End::Retry(Duration::ZERO, "connect timed out".into())),
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::ZERO);
+            let wait = if matches!(status, 418 | 429) {
+                retry_after.max(Duration::from_secs(1))
+            } else {
+                retry_after
+            };
+            return Ok(End::Retry(
+                wait,
+                format!("handshake refused with HTTP {status}"),
+            ));
+        }
+        Ok(Err(e)) => return Ok(End::Retry(Duration::ZERO, e.to_string())),
+        Ok(Ok((ws, _))) => ws,
+    };
+    for m in &job.subscribe {
+        if let Err(e) = ws.send(Message::text(m.clone())).await {
+            return Ok(End::Retry(Duration::ZERO, format!("subscribe failed: {e}")));
+        }
+    }
+    ctx.status.set_state(FeedState::Live);
+    tracing::info!(venue = job.venue, url, "connected");
+
+    let mut events: Vec<Event> = Vec::with_capacity(4);
+    let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_secs.max(1)));
+    ping.tick().await;
+    let stale = Duration::from_secs(cfg.stale_secs.max(1));
+    let expire = tokio::time::sleep(Duration::from_secs(cfg.max_connection_secs.max(1)));
+    tokio::pin!(expire);
+    loop {
+        let msg = tokio::select! {
+            _ = ctx.shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                return Ok(End::Shutdown);
+            }
+            _ = &mut expire => {
+                let _ = ws.close(None).await;
+                return Ok(End::Retry(Duration::ZERO, "planned reconnect before the 24-hour cut".into()));
+            }
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return Ok(End::Retry(Duration::ZERO, "ping failed".into()));
+                }
+                continue;
+            }
+            m = tokio::time::timeout(stale, ws.next()) => m,
+        };
+        let ts_received = Timestamp::now();
+        let frame = match msg {
+            Err(_) => {
+                return Ok(End::Retry(
+                    Duration::ZERO,
+                    format!("no frame for {}s (stale)", stale.as_secs()),
+                ));
+            }
+            Ok(None) => return Ok(End::Retry(Duration::ZERO, "connection closed".into())),
+            Ok(Some(Err(e))) => return Ok(End::Retry(Duration::ZERO, e.to_string())),
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(Message::Close(c)))) => {
+                return Ok(End::Retry(
+                    Duration::ZERO,
+                    format!("closed by the venue: {c:?}"),
+                ));
+            }
+            // Pings are answered by tungstenite; pongs and binary frames only show liveness.
+            Ok(Some(Ok(_))) => continue,
+        };
+        events.clear();
+        match job
+            .decoder
+            .decode(frame.as_bytes(), ts_received, &mut events)
+        {
+            Ok(Frame::Data) => {}
+            Ok(Frame::Refused(m)) => {
+                tracing::warn!(venue = job.venue, reason = %m, "the venue refused a request")
+            }
+            Ok(Frame::Gap(what)) => {
+                ctx.status.record_gap();
+                tracing::warn!(venue = job.venue, gap = %what, "the venue's stream has a gap");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                ctx.status.record_drop();
+                tracing::warn!(venue = job.venue, error = %e, "dropped a frame");
+            }
+        }
+        for e in events.drain(..) {
+            ctx.status.record_event(ts_received);
+            if ctx.out.send(e).await.is_err() {
+                return Err(FeedError::PipelineClosed { venue: venue() });
+            }
+        }
+    }
+}
+
+/// One connection's lifetime, reconnecting until shutdown.
+pub(crate) async fn run(mut job: WsJob, ctx: FeedContext) -> Result<(), FeedError> {
+    let url = job.url.clone();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let started = tokio::time::Instant::now();
+        ctx.status.set_state(FeedState::Connecting);
+        match connection(&mut job, &ctx).await? {
+            End::Shutdown => return Ok(()),
+            End::Retry(at_least, why) => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_millis(500);
+                }
+                // Full jitter: many connections reconnecting at once spread out.
+                let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
+                let wait = at_least.max(Duration::from_millis(jitter));
+                tracing::warn!(venue = job.venue, url, reason = %why, retry_in_ms = wait.as_millis() as u64, "disconnected");
+                ctx.status.set_state(FeedState::Backoff);
+                ctx.status.record_reconnect();
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
