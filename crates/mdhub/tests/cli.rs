@@ -245,9 +245,6 @@ fn configuration_doc_example_works() {
 /// exits 0.
 #[test]
 fn normalize_turns_venue_frames_into_events() {
-    use std::io::Write;
-    use std::process::Stdio;
-
     let dir =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../mdhub_feeds/src/venues/binance/fixtures");
     let mut input = String::new();
@@ -263,29 +260,16 @@ fn normalize_turns_venue_frames_into_events() {
     ] {
         input.push_str(&std::fs::read_to_string(dir.join(name)).unwrap());
     }
-    let mut child = mdhub()
-        .args([
-            "normalize",
+    let (ok, stdout, stderr) = normalize(
+        &[
             "--venue",
             "binance",
             "--received-at",
             "2026-11-26T12:00:00.000000001Z",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+        ],
+        &input,
+    );
+    assert!(ok, "{stderr}");
     let events: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -344,9 +328,6 @@ fn normalize_turns_venue_frames_into_events() {
 /// maker-side rule and a gap report.
 #[test]
 fn normalize_coinbase_frames() {
-    use std::io::Write;
-    use std::process::Stdio;
-
     let dir =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../mdhub_feeds/src/venues/coinbase/fixtures");
     let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
@@ -358,23 +339,8 @@ fn normalize_coinbase_frames() {
         read("error.json"),
     ]
     .concat();
-    let mut child = mdhub()
-        .args(["normalize", "--venue", "coinbase"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let (ok, stdout, stderr) = normalize(&["--venue", "coinbase"], &input);
+    assert!(ok, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}\n{stderr}");
     assert!(
@@ -395,4 +361,31 @@ fn normalize_coinbase_frames() {
         stderr.contains("line 5: skipped: the venue refused a request: Failed to subscribe"),
         "{stderr}"
     );
+}
+
+/// Run `mdhub normalize` with `args` on `input`: (success, stdout, stderr).
+fn normalize(args: &[&str], input: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let mut child = mdhub()
+        .arg("normalize")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }

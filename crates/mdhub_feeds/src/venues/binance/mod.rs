@@ -267,10 +267,7 @@ impl VenueDecoder for Decoder {
         ts_received: Timestamp,
         out: &mut Vec<Event>,
     ) -> Result<Frame, DecodeError> {
-        // One UTF-8 check of the whole frame (SIMD-fast in std), then a
-        // parse that borrows every string without checking each again.
-        let text = std::str::from_utf8(frame)
-            .map_err(|e| DecodeError::Malformed(format!("not UTF-8: {e}")))?;
+        let text = super::text(frame)?;
         // Combined streams start with the stream name (as Binance writes
         // them): parse wrapper and payload in one pass. Anything else, or a
         // wrapper with its keys in another order, takes the general path.

@@ -168,8 +168,7 @@ impl VenueDecoder for Decoder {
         ts_received: Timestamp,
         out: &mut Vec<Event>,
     ) -> Result<Frame, DecodeError> {
-        let text = std::str::from_utf8(frame)
-            .map_err(|e| DecodeError::Malformed(format!("not UTF-8: {e}")))?;
+        let text = super::text(frame)?;
         let m: Msg<'_> =
             serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
         match m.kind {
