@@ -162,13 +162,15 @@ pub struct VenuesConfig {
     /// Binance spot (`[venues.binance]`); absent = not connected.
     pub binance: Option<BinanceSection>,
     /// Coinbase Exchange (`[venues.coinbase]`); absent = not connected.
-    pub coinbase: Option<CoinbaseSection>,
+    pub coinbase: Option<VenueSection>,
+    /// Kraken spot, WebSocket v2 (`[venues.kraken]`); absent = not connected.
+    pub kraken: Option<VenueSection>,
 }
 
 impl VenuesConfig {
     /// Is any real venue configured?
     pub fn any(&self) -> bool {
-        self.binance.is_some() || self.coinbase.is_some()
+        self.binance.is_some() || self.coinbase.is_some() || self.kraken.is_some()
     }
 }
 
@@ -217,44 +219,56 @@ impl BinanceSection {
     }
 }
 
-/// `[venues.coinbase]`: Coinbase Exchange's `matches`, `ticker` and
-/// `heartbeat` channels.
+/// `[venues.coinbase]` and `[venues.kraken]`: a venue with one connection
+/// and subscribe messages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CoinbaseSection {
-    /// Product ids, which are canonical symbols (`BTC-USD`).
+pub struct VenueSection {
+    /// Canonical symbols (`BTC-USD`).
     pub symbols: Vec<String>,
-    /// Feed URL. Default `wss://ws-feed.exchange.coinbase.com`.
-    pub url: String,
+    /// Feed URL; unset = the venue's public endpoint
+    /// (`wss://ws-feed.exchange.coinbase.com`, `wss://ws.kraken.com/v2`).
+    pub url: Option<String>,
     /// Seconds between the feed's own pings. Default 20.
     pub ping_secs: u64,
-    /// A connection silent this long is dropped and reopened (heartbeats
-    /// arrive every second). Default 30.
+    /// A connection silent this long is dropped and reopened (both venues
+    /// send heartbeats every second). Default 30.
     pub stale_secs: u64,
 }
 
-impl Default for CoinbaseSection {
+impl Default for VenueSection {
     fn default() -> Self {
-        let d = mdhub_feeds::venues::coinbase::CoinbaseConfig::default();
-        CoinbaseSection {
+        VenueSection {
             symbols: Vec::new(),
-            url: d.url,
-            ping_secs: d.ping_secs,
-            stale_secs: d.stale_secs,
+            url: None,
+            ping_secs: 20,
+            stale_secs: 30,
         }
     }
 }
 
-impl CoinbaseSection {
-    /// The feed's settings, or the one-line problem.
-    pub fn feed_config(
-        &self,
-    ) -> Result<mdhub_feeds::venues::coinbase::CoinbaseConfig, ConfigError> {
-        let symbols = venue_symbols("coinbase", &self.symbols, "BTC-USD")?;
-        ws_url("coinbase", &self.url)?;
+impl VenueSection {
+    /// The Coinbase feed's settings, or the one-line problem.
+    pub fn coinbase(&self) -> Result<mdhub_feeds::venues::coinbase::CoinbaseConfig, ConfigError> {
+        let d = mdhub_feeds::venues::coinbase::CoinbaseConfig::default();
+        let url = self.url.clone().unwrap_or(d.url);
+        ws_url("coinbase", &url)?;
         Ok(mdhub_feeds::venues::coinbase::CoinbaseConfig {
-            url: self.url.clone(),
-            symbols,
+            url,
+            symbols: venue_symbols("coinbase", &self.symbols, "BTC-USD")?,
+            ping_secs: self.ping_secs,
+            stale_secs: self.stale_secs,
+        })
+    }
+
+    /// The Kraken feed's settings, or the one-line problem.
+    pub fn kraken(&self) -> Result<mdhub_feeds::venues::kraken::KrakenConfig, ConfigError> {
+        let d = mdhub_feeds::venues::kraken::KrakenConfig::default();
+        let url = self.url.clone().unwrap_or(d.url);
+        ws_url("kraken", &url)?;
+        Ok(mdhub_feeds::venues::kraken::KrakenConfig {
+            url,
+            symbols: venue_symbols("kraken", &self.symbols, "BTC-USD")?,
             ping_secs: self.ping_secs,
             stale_secs: self.stale_secs,
         })
@@ -537,7 +551,10 @@ impl Config {
             b.feed_config()?;
         }
         if let Some(c) = &self.venues.coinbase {
-            c.feed_config()?;
+            c.coinbase()?;
+        }
+        if let Some(k) = &self.venues.kraken {
+            k.kraken()?;
         }
         if self.cache.writer_batch == 0 {
             return Err(ConfigError("cache.writer_batch: must be at least 1".into()));
@@ -642,6 +659,11 @@ mod tests {
         let feed = b.feed_config().unwrap();
         assert!(feed.symbols.iter().any(|s| s.as_str() == "BTC-USDT"));
         assert!(feed.url.starts_with("wss://"));
+        let cb = c.venues.coinbase.as_ref().unwrap().coinbase().unwrap();
+        assert_eq!(cb.url, "wss://ws-feed.exchange.coinbase.com");
+        let kr = c.venues.kraken.as_ref().unwrap().kraken().unwrap();
+        assert_eq!(kr.url, "wss://ws.kraken.com/v2");
+        assert_eq!(kr.symbols[0].as_str(), "BTC-USD");
         let e = load(&env(&[("MDHUB_VENUES__BINANCE__SYMBOLS", "[\"btcusdt\"]")]))
             .unwrap_err()
             .to_string();

@@ -6,19 +6,19 @@
 // tungstenite's handshake callback returns its own (large) error type.
 #![allow(clippy::result_large_err)]
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use mdhub_feeds::Feed;
 use mdhub_feeds::venues::binance::{BinanceConfig, BinanceFeed};
-use mdhub_feeds::{Feed, FeedContext, FeedStatus};
-use mdhub_types::{Event, Symbol, Venue};
+use mdhub_types::{Event, Symbol};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_util::sync::CancellationToken;
 
 const TRADE: &str = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1732615200123,"s":"BTCUSDT","t":1,"p":"91234.56000000","q":"0.00012000","T":1732615200122,"m":false,"M":true}}"#;
 const BOOK: &str = r#"{"stream":"ethusdt@bookTicker","data":{"u":51842296101,"s":"ETHUSDT","b":"3345.67000000","B":"12.34560000","a":"3345.68000000","A":"0.00310000"}}"#;
@@ -95,14 +95,12 @@ async fn reconnects_honours_retry_after_and_answers_pings() {
         stale_secs: 5,
         ..BinanceConfig::default()
     });
-    let (tx, mut rx) = mpsc::channel(64);
-    let status = FeedStatus::new(Venue::new("binance").unwrap());
-    let shutdown = CancellationToken::new();
-    let ctx = FeedContext {
-        out: tx,
-        shutdown: shutdown.clone(),
-        status: status.clone(),
-    };
+    let support::Harness {
+        ctx,
+        events: mut rx,
+        status,
+        shutdown,
+    } = support::harness("binance");
     let run = tokio::spawn(async move { feed.run(ctx).await });
 
     let mut events = Vec::new();

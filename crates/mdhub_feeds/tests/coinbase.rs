@@ -4,18 +4,18 @@
 //! reconnect and a second subscribe the server's `last_match` shows trades
 //! were missed while disconnected — a gap, counted.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use mdhub_feeds::Feed;
 use mdhub_feeds::venues::coinbase::{CoinbaseConfig, CoinbaseFeed};
-use mdhub_feeds::{Feed, FeedContext, FeedStatus};
-use mdhub_types::{Event, Symbol, Venue};
+use mdhub_types::{Event, Symbol};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
 fn matched(kind: &str, id: u64) -> String {
     format!(
@@ -73,14 +73,12 @@ async fn subscribes_again_after_a_drop_and_reports_the_gap() {
         symbols: vec![Symbol::new("BTC-USD").unwrap()],
         ..CoinbaseConfig::default()
     });
-    let (tx, mut rx) = mpsc::channel(64);
-    let status = FeedStatus::new(Venue::new("coinbase").unwrap());
-    let shutdown = CancellationToken::new();
-    let ctx = FeedContext {
-        out: tx,
-        shutdown: shutdown.clone(),
-        status: status.clone(),
-    };
+    let support::Harness {
+        ctx,
+        events: mut rx,
+        status,
+        shutdown,
+    } = support::harness("coinbase");
     let run = tokio::spawn(async move { feed.run(ctx).await });
     let mut ids = Vec::new();
     while ids.len() < 5 {

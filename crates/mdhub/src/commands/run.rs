@@ -405,6 +405,9 @@ fn feeds_desc(cfg: &Config) -> String {
         if let Some(c) = &cfg.venues.coinbase {
             v.push(format!("coinbase ({} symbols)", c.symbols.len()));
         }
+        if let Some(k) = &cfg.venues.kraken {
+            v.push(format!("kraken ({} symbols)", k.symbols.len()));
+        }
         v.join(", ")
     } else {
         "simulated venues".to_string()
@@ -424,7 +427,12 @@ fn feeds(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn mdhub_feeds::Feed>>> {
     }
     if let Some(c) = &cfg.venues.coinbase {
         out.push(Arc::new(mdhub_feeds::venues::coinbase::CoinbaseFeed::new(
-            c.feed_config()?,
+            c.coinbase()?,
+        )));
+    }
+    if let Some(k) = &cfg.venues.kraken {
+        out.push(Arc::new(mdhub_feeds::venues::kraken::KrakenFeed::new(
+            k.kraken()?,
         )));
     }
     Ok(out)

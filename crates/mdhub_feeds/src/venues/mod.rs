@@ -10,7 +10,10 @@
 
 pub mod binance;
 pub mod coinbase;
+pub mod kraken;
 pub(crate) mod ws;
+
+use std::collections::HashMap;
 
 use mdhub_types::{Decimal, Event, Timestamp};
 
@@ -71,12 +74,50 @@ pub fn decoder(venue: &str) -> Option<Box<dyn VenueDecoder>> {
     match venue {
         "binance" => Some(Box::new(binance::Decoder::default())),
         "coinbase" => Some(Box::new(coinbase::Decoder::default())),
+        "kraken" => Some(Box::new(kraken::Decoder::default())),
         _ => None,
     }
 }
 
 /// Venue ids [`decoder`] knows.
-pub const VENUES: &[&str] = &["binance", "coinbase"];
+pub const VENUES: &[&str] = &["binance", "coinbase", "kraken"];
+
+/// The newest trade id per book, for venues whose trade ids are consecutive
+/// per symbol (Coinbase, Kraken): what was already sent, and what was skipped.
+#[derive(Debug, Default)]
+pub(crate) struct TradeIds(HashMap<String, u64>);
+
+impl TradeIds {
+    /// Record trade `id` of `book`: `None` when it was already seen (at or
+    /// below the newest), `Some(None)` when it is the next (or the first),
+    /// `Some(Some(gap))` when ids were skipped before it.
+    pub(crate) fn see(&mut self, book: &str, id: u64) -> Option<Option<String>> {
+        let last = self.0.get(book).copied();
+        if last.is_some_and(|l| id <= l) {
+            return None;
+        }
+        self.0.insert(book.to_string(), id);
+        Some(match last {
+            Some(l) if id > l + 1 => Some(format!(
+                "trades {}..={} missed ({} trades)",
+                l + 1,
+                id - 1,
+                id - 1 - l
+            )),
+            _ => None,
+        })
+    }
+
+    /// The newest id of `book`.
+    pub(crate) fn newest(&self, book: &str) -> Option<u64> {
+        self.0.get(book).copied()
+    }
+
+    /// Set the newest id of `book` (a heartbeat's `last_trade_id`).
+    pub(crate) fn set(&mut self, book: &str, id: u64) {
+        self.0.insert(book.to_string(), id);
+    }
+}
 
 /// A frame as text: one UTF-8 check of the whole frame (SIMD-fast in std),
 /// so the JSON parse can borrow every string without checking each again.
@@ -99,4 +140,34 @@ pub(crate) fn decimal(
         field,
         reason: e.to_string(),
     })
+}
+
+/// What the venues' fixture tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use mdhub_types::{Event, Timestamp};
+
+    use super::{DecodeError, Frame, VenueDecoder};
+
+    /// The receipt time every fixture test stamps.
+    pub(crate) const RECEIVED: Timestamp = Timestamp::from_nanos(1_700_000_000_123_456_789);
+
+    /// `src/venues/<venue>/fixtures/<name>`.
+    pub(crate) fn fixture(venue: &str, name: &str) -> String {
+        let path = format!(
+            "{}/src/venues/{venue}/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Decode one frame: the outcome and the events.
+    pub(crate) fn decode(
+        d: &mut dyn VenueDecoder,
+        frame: &str,
+    ) -> (Result<Frame, DecodeError>, Vec<Event>) {
+        let mut out = Vec::new();
+        let r = d.decode(frame.trim().as_bytes(), RECEIVED, &mut out);
+        (r, out)
+    }
 }

@@ -201,3 +201,34 @@ pub(crate) async fn run(mut job: WsJob, ctx: FeedContext) -> Result<(), FeedErro
         }
     }
 }
+
+/// Run a venue's connections until shutdown: one task per job, each
+/// reconnecting by itself. Fails at once when the venue has no symbols, and
+/// when the pipeline closes.
+pub(crate) async fn run_all(
+    venue: &'static str,
+    jobs: Vec<WsJob>,
+    ctx: FeedContext,
+) -> Result<(), FeedError> {
+    if jobs.is_empty() {
+        return Err(FeedError::Config {
+            venue: venue.into(),
+            message: "no symbols configured".into(),
+        });
+    }
+    // wss:// goes through rustls; give it its crypto provider once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for job in jobs {
+        tasks.spawn(run(job, ctx.clone()));
+    }
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => tracing::error!(venue, error = %e, "connection task failed"),
+        }
+    }
+    ctx.status.set_state(FeedState::Stopped);
+    Ok(())
+}

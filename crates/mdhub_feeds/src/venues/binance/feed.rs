@@ -9,7 +9,7 @@ use mdhub_types::{Symbol, Venue};
 
 use super::Decoder;
 use crate::venues::ws::{self, WsJob, WsSettings};
-use crate::{Feed, FeedContext, FeedError, FeedState};
+use crate::{Feed, FeedContext, FeedError};
 
 /// Settings of a Binance feed.
 #[derive(Debug, Clone)]
@@ -93,17 +93,14 @@ impl Feed for BinanceFeed {
     }
 
     async fn run(&self, ctx: FeedContext) -> Result<(), FeedError> {
-        if self.cfg.symbols.is_empty() {
-            return Err(FeedError::Config {
-                venue: "binance".into(),
-                message: "no symbols configured".into(),
-            });
-        }
-        // wss:// goes through rustls; give it its crypto provider once.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut tasks = tokio::task::JoinSet::new();
-        for url in self.urls() {
-            let job = WsJob {
+        let jobs = if self.cfg.symbols.is_empty() {
+            Vec::new()
+        } else {
+            self.urls()
+        };
+        let jobs = jobs
+            .into_iter()
+            .map(|url| WsJob {
                 venue: "binance",
                 url,
                 subscribe: Vec::new(),
@@ -113,17 +110,8 @@ impl Feed for BinanceFeed {
                     stale_secs: self.cfg.stale_secs,
                     max_connection_secs: self.cfg.max_connection_secs,
                 },
-            };
-            tasks.spawn(ws::run(job, ctx.clone()));
-        }
-        while let Some(r) = tasks.join_next().await {
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(e) => tracing::error!(error = %e, "binance connection task failed"),
-            }
-        }
-        ctx.status.set_state(FeedState::Stopped);
-        Ok(())
+            })
+            .collect();
+        ws::run_all("binance", jobs, ctx).await
     }
 }

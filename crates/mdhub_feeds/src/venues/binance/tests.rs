@@ -5,20 +5,14 @@ use mdhub_types::{Decimal, Event, Side, Symbol, Timestamp};
 use super::{Decoder, SymbolMap};
 use crate::venues::{DecodeError, Frame, VenueDecoder};
 
-const RECEIVED: Timestamp = Timestamp::from_nanos(1_700_000_000_123_456_789);
+use crate::venues::test_support::RECEIVED;
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/src/venues/binance/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    crate::venues::test_support::fixture("binance", name)
 }
 
 fn decode(frame: &str) -> (Result<Frame, DecodeError>, Vec<Event>) {
-    let mut out = Vec::new();
-    let r = Decoder::default().decode(frame.trim().as_bytes(), RECEIVED, &mut out);
-    (r, out)
+    crate::venues::test_support::decode(&mut Decoder::default(), frame)
 }
 
 fn dec(s: &str) -> Decimal {

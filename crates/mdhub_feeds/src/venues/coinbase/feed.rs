@@ -8,7 +8,7 @@ use mdhub_types::{Symbol, Venue};
 
 use super::Decoder;
 use crate::venues::ws::{self, WsJob, WsSettings};
-use crate::{Feed, FeedContext, FeedError, FeedState};
+use crate::{Feed, FeedContext, FeedError};
 
 /// Settings of a Coinbase feed.
 #[derive(Debug, Clone)]
@@ -72,26 +72,20 @@ impl Feed for CoinbaseFeed {
     }
 
     async fn run(&self, ctx: FeedContext) -> Result<(), FeedError> {
-        if self.cfg.symbols.is_empty() {
-            return Err(FeedError::Config {
-                venue: "coinbase".into(),
-                message: "no symbols configured".into(),
-            });
-        }
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let job = WsJob {
-            venue: "coinbase",
-            url: self.cfg.url.clone(),
-            subscribe: vec![self.subscribe_message()],
-            decoder: Box::new(Decoder::default()),
-            settings: WsSettings {
-                ping_secs: self.cfg.ping_secs,
-                stale_secs: self.cfg.stale_secs,
-                max_connection_secs: 24 * 3600,
-            },
-        };
-        let r = ws::run(job, ctx.clone()).await;
-        ctx.status.set_state(FeedState::Stopped);
-        r
+        let jobs = (!self.cfg.symbols.is_empty())
+            .then(|| WsJob {
+                venue: "coinbase",
+                url: self.cfg.url.clone(),
+                subscribe: vec![self.subscribe_message()],
+                decoder: Box::new(Decoder::default()),
+                settings: WsSettings {
+                    ping_secs: self.cfg.ping_secs,
+                    stale_secs: self.cfg.stale_secs,
+                    max_connection_secs: 24 * 3600,
+                },
+            })
+            .into_iter()
+            .collect();
+        ws::run_all("coinbase", jobs, ctx).await
     }
 }

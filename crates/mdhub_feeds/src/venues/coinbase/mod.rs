@@ -27,13 +27,12 @@
 //! - `subscriptions` acknowledges the subscribe; `error` refuses it.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use mdhub_types::{Event, Quote, Side, Symbol, Timestamp, Trade, Venue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{DecodeError, Frame, VenueDecoder, decimal};
+use super::{DecodeError, Frame, TradeIds, VenueDecoder, decimal};
 
 mod feed;
 pub use feed::{CoinbaseConfig, CoinbaseFeed};
@@ -42,14 +41,14 @@ pub use feed::{CoinbaseConfig, CoinbaseFeed};
 #[derive(Debug)]
 pub struct Decoder {
     venue: Venue,
-    last_trade: HashMap<String, u64>,
+    ids: TradeIds,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
         Decoder {
             venue: Venue::new("coinbase").unwrap_or_else(|_| unreachable!("valid venue id")),
-            last_trade: HashMap::new(),
+            ids: TradeIds::default(),
         }
     }
 }
@@ -102,18 +101,6 @@ impl Decoder {
         })
     }
 
-    /// Record `id` as seen for `product`; the missed ids before it, if any.
-    fn advance(&mut self, product: &str, id: u64) -> Option<(u64, u64)> {
-        let last = self.last_trade.get(product).copied();
-        if last.is_none_or(|l| id > l) {
-            self.last_trade.insert(product.to_string(), id);
-        }
-        match last {
-            Some(l) if id > l + 1 => Some((l + 1, id - 1)),
-            _ => None,
-        }
-    }
-
     fn trade(
         &mut self,
         m: &Msg<'_>,
@@ -139,19 +126,15 @@ impl Decoder {
             trade_id: Some(id.to_string()),
         };
         let product = m.product_id.unwrap_or_default();
-        if self.last_trade.get(product).is_some_and(|&l| id <= l) {
+        let Some(gap) = self.ids.see(product, id) else {
             return Ok(Frame::Ignored(format!(
                 "{} trade {id} already sent",
                 m.kind
             )));
-        }
-        let gap = self.advance(product, id);
+        };
         out.push(Event::Trade(trade));
         Ok(match gap {
-            Some((a, b)) => Frame::Gap(format!(
-                "{product}: trades {a}..={b} missed ({} trades)",
-                b - a + 1
-            )),
+            Some(gap) => Frame::Gap(format!("{product}: {gap}")),
             None => Frame::Data,
         })
     }
@@ -209,10 +192,9 @@ impl VenueDecoder for Decoder {
                 if last == 0 {
                     return Ok(Frame::Ignored("heartbeat".into()));
                 }
-                let known = self.last_trade.get(product).copied();
-                match known {
+                match self.ids.newest(product) {
                     Some(k) if last > k => {
-                        self.last_trade.insert(product.to_string(), last);
+                        self.ids.set(product, last);
                         Ok(Frame::Gap(format!(
                             "{product}: trades {}..={last} missed ({} trades, seen in a heartbeat)",
                             k + 1,
@@ -221,7 +203,7 @@ impl VenueDecoder for Decoder {
                     }
                     Some(_) => Ok(Frame::Ignored("heartbeat".into())),
                     None => {
-                        self.last_trade.insert(product.to_string(), last);
+                        self.ids.set(product, last);
                         Ok(Frame::Ignored("heartbeat".into()))
                     }
                 }

@@ -3,22 +3,12 @@
 use mdhub_types::{Event, Side, Timestamp};
 
 use super::Decoder;
-use crate::venues::{DecodeError, Frame, VenueDecoder};
+use crate::venues::Frame;
 
-const RECEIVED: Timestamp = Timestamp::from_nanos(1_700_000_000_000_000_000);
+use crate::venues::test_support::decode;
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/src/venues/coinbase/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn decode(d: &mut Decoder, frame: &str) -> (Result<Frame, DecodeError>, Vec<Event>) {
-    let mut out = Vec::new();
-    let r = d.decode(frame.trim().as_bytes(), RECEIVED, &mut out);
-    (r, out)
+    crate::venues::test_support::fixture("coinbase", name)
 }
 
 fn matched(id: u64) -> String {
