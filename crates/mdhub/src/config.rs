@@ -165,12 +165,17 @@ pub struct VenuesConfig {
     pub coinbase: Option<VenueSection>,
     /// Kraken spot, WebSocket v2 (`[venues.kraken]`); absent = not connected.
     pub kraken: Option<VenueSection>,
+    /// Alpaca US equities data (`[venues.alpaca]`); absent = not connected.
+    pub alpaca: Option<AlpacaSection>,
 }
 
 impl VenuesConfig {
     /// Is any real venue configured?
     pub fn any(&self) -> bool {
-        self.binance.is_some() || self.coinbase.is_some() || self.kraken.is_some()
+        self.binance.is_some()
+            || self.coinbase.is_some()
+            || self.kraken.is_some()
+            || self.alpaca.is_some()
     }
 }
 
@@ -269,6 +274,66 @@ impl VenueSection {
         Ok(mdhub_feeds::venues::kraken::KrakenConfig {
             url,
             symbols: venue_symbols("kraken", &self.symbols, "BTC-USD")?,
+            ping_secs: self.ping_secs,
+            stale_secs: self.stale_secs,
+        })
+    }
+}
+
+/// `[venues.alpaca]`: Alpaca's real-time US equities stream (authenticated).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlpacaSection {
+    /// Tickers (`AAPL`); each streams trades and quotes.
+    pub symbols: Vec<String>,
+    /// Stream URL. Default `wss://stream.data.alpaca.markets/v2/iex`
+    /// (`…/v2/sip` with a SIP subscription).
+    pub url: String,
+    /// API key id; `$APCA_API_KEY_ID` when unset.
+    pub key: String,
+    /// API secret; `$APCA_API_SECRET_KEY` when unset. Never printed.
+    #[serde(serialize_with = "hidden")]
+    pub secret: String,
+    /// Seconds between the feed's own pings (the stream is silent outside
+    /// market hours). Default 20.
+    pub ping_secs: u64,
+    /// A connection silent this long, pongs included, is reopened. Default 60.
+    pub stale_secs: u64,
+}
+
+fn hidden<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if v.is_empty() { "" } else { "***" })
+}
+
+impl Default for AlpacaSection {
+    fn default() -> Self {
+        let d = mdhub_feeds::venues::alpaca::AlpacaConfig::default();
+        AlpacaSection {
+            symbols: Vec::new(),
+            url: d.url,
+            key: String::new(),
+            secret: String::new(),
+            ping_secs: d.ping_secs,
+            stale_secs: d.stale_secs,
+        }
+    }
+}
+
+impl AlpacaSection {
+    /// The feed's settings, or the one-line problem.
+    pub fn feed_config(&self) -> Result<mdhub_feeds::venues::alpaca::AlpacaConfig, ConfigError> {
+        ws_url("alpaca", &self.url)?;
+        if self.key.is_empty() || self.secret.is_empty() {
+            return Err(ConfigError(
+                "venues.alpaca: set key and secret (or APCA_API_KEY_ID and APCA_API_SECRET_KEY)"
+                    .into(),
+            ));
+        }
+        Ok(mdhub_feeds::venues::alpaca::AlpacaConfig {
+            url: self.url.clone(),
+            key: self.key.clone(),
+            secret: self.secret.clone(),
+            symbols: venue_symbols("alpaca", &self.symbols, "AAPL")?,
             ping_secs: self.ping_secs,
             stale_secs: self.stale_secs,
         })
@@ -414,6 +479,19 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
     }
     let log_dir_set = root.get("log").and_then(|l| l.get("dir")).is_some();
     let mut cfg = deserialize(root, &origin, sources.file.as_deref())?;
+    // Alpaca's own variables fill keys the configuration leaves empty.
+    if let Some(a) = cfg.venues.alpaca.as_mut() {
+        for (var, slot) in [
+            ("APCA_API_KEY_ID", &mut a.key),
+            ("APCA_API_SECRET_KEY", &mut a.secret),
+        ] {
+            if slot.is_empty()
+                && let Some(v) = sources.env.get(var)
+            {
+                *slot = v.clone();
+            }
+        }
+    }
     if !log_dir_set {
         cfg.log.dir = cfg.data_dir.join("log");
     }
@@ -556,6 +634,9 @@ impl Config {
         if let Some(k) = &self.venues.kraken {
             k.kraken()?;
         }
+        if let Some(a) = &self.venues.alpaca {
+            a.feed_config()?;
+        }
         if self.cache.writer_batch == 0 {
             return Err(ConfigError("cache.writer_batch: must be at least 1".into()));
         }
@@ -675,6 +756,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("at least one symbol"), "{e}");
+    }
+
+    #[test]
+    fn the_equities_example_takes_alpaca_keys_from_the_environment() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/equities.toml");
+        let mut sources = Sources {
+            file: Some(path),
+            env: HashMap::new(),
+        };
+        let e = load(&sources).unwrap_err().to_string();
+        assert!(e.contains("APCA_API_KEY_ID"), "keys are required: {e}");
+        sources
+            .env
+            .insert("APCA_API_KEY_ID".into(), "PKTEST".into());
+        sources
+            .env
+            .insert("APCA_API_SECRET_KEY".into(), "s3cret".into());
+        let c = load(&sources).unwrap();
+        let a = c.venues.alpaca.as_ref().unwrap().feed_config().unwrap();
+        assert_eq!((a.key.as_str(), a.secret.as_str()), ("PKTEST", "s3cret"));
+        assert_eq!(a.symbols[0].as_str(), "AAPL");
+        let printed = c.to_toml();
+        assert!(
+            !printed.contains("s3cret") && printed.contains("***"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -408,6 +408,9 @@ fn feeds_desc(cfg: &Config) -> String {
         if let Some(k) = &cfg.venues.kraken {
             v.push(format!("kraken ({} symbols)", k.symbols.len()));
         }
+        if let Some(a) = &cfg.venues.alpaca {
+            v.push(format!("alpaca ({} symbols)", a.symbols.len()));
+        }
         v.join(", ")
     } else {
         "simulated venues".to_string()
@@ -433,6 +436,11 @@ fn feeds(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn mdhub_feeds::Feed>>> {
     if let Some(k) = &cfg.venues.kraken {
         out.push(Arc::new(mdhub_feeds::venues::kraken::KrakenFeed::new(
             k.kraken()?,
+        )));
+    }
+    if let Some(a) = &cfg.venues.alpaca {
+        out.push(Arc::new(mdhub_feeds::venues::alpaca::AlpacaFeed::new(
+            a.feed_config()?,
         )));
     }
     Ok(out)

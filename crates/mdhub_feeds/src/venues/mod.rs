@@ -8,6 +8,7 @@
 //! frame came off the socket (or, for `mdhub normalize`, when the line was
 //! read).
 
+pub mod alpaca;
 pub mod binance;
 pub mod coinbase;
 pub mod kraken;
@@ -72,6 +73,7 @@ pub trait VenueDecoder: Send {
 /// The decoder of a venue by id, with default settings (`mdhub normalize`).
 pub fn decoder(venue: &str) -> Option<Box<dyn VenueDecoder>> {
     match venue {
+        "alpaca" => Some(Box::new(alpaca::Decoder::default())),
         "binance" => Some(Box::new(binance::Decoder::default())),
         "coinbase" => Some(Box::new(coinbase::Decoder::default())),
         "kraken" => Some(Box::new(kraken::Decoder::default())),
@@ -80,7 +82,7 @@ pub fn decoder(venue: &str) -> Option<Box<dyn VenueDecoder>> {
 }
 
 /// Venue ids [`decoder`] knows.
-pub const VENUES: &[&str] = &["binance", "coinbase", "kraken"];
+pub const VENUES: &[&str] = &["alpaca", "binance", "coinbase", "kraken"];
 
 /// The newest trade id per book, for venues whose trade ids are consecutive
 /// per symbol (Coinbase, Kraken): what was already sent, and what was skipped.
