@@ -14,9 +14,12 @@
 //!   waits at least its `Retry-After`. After every reconnect the subscribe
 //!   messages are sent again; the decoder is kept, so gap detection spans
 //!   reconnects.
+//! - Connection attempts of all of a venue's connections draw on one
+//!   [`ConnectBudget`], so a mass reconnect stays within the venue's limits.
 //! - Undecodable frames are counted and logged; refusals and gaps are logged
 //!   and gaps counted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -53,6 +56,47 @@ pub(crate) struct WsJob {
     pub(crate) settings: WsSettings,
 }
 
+/// A venue's shared budget for connection attempts: a token bucket every
+/// connection of the venue draws from before it dials, so hundreds of
+/// connections that drop at once reconnect at the rate the venue tolerates
+/// instead of all at once (Binance bans IPs past 300 connection attempts per
+/// 5 minutes). Default: bursts of 10, then one per second.
+#[derive(Debug)]
+pub(crate) struct ConnectBudget {
+    burst: f64,
+    every: Duration,
+    state: parking_lot::Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl ConnectBudget {
+    pub(crate) fn new(burst: u32, every: Duration) -> Self {
+        ConnectBudget {
+            burst: f64::from(burst.max(1)),
+            every: every.max(Duration::from_millis(1)),
+            state: parking_lot::Mutex::new((f64::from(burst.max(1)), tokio::time::Instant::now())),
+        }
+    }
+
+    /// Wait for a token.
+    pub(crate) async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut st = self.state.lock();
+                let now = tokio::time::Instant::now();
+                let refill = now.duration_since(st.1).as_secs_f64() / self.every.as_secs_f64();
+                st.0 = (st.0 + refill).min(self.burst);
+                st.1 = now;
+                if st.0 >= 1.0 {
+                    st.0 -= 1.0;
+                    return;
+                }
+                self.every.mul_f64(1.0 - st.0)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 /// How one connection ended.
 enum End {
     Shutdown,
@@ -60,11 +104,19 @@ enum End {
     Retry(Duration, String),
 }
 
-async fn connection(job: &mut WsJob, ctx: &FeedContext) -> Result<End, FeedError> {
+async fn connection(
+    job: &mut WsJob,
+    budget: &ConnectBudget,
+    ctx: &FeedContext,
+) -> Result<End, FeedError> {
     let url = job.url.clone();
     let url = url.as_str();
     let cfg = job.settings.clone();
     let venue = || job.venue.to_string();
+    tokio::select! {
+        _ = ctx.shutdown.cancelled() => return Ok(End::Shutdown),
+        _ = budget.acquire() => {}
+    }
     let connect = tokio::select! {
         _ = ctx.shutdown.cancelled() => return Ok(End::Shutdown),
         c = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)) => c,
@@ -174,13 +226,17 @@ async fn connection(job: &mut WsJob, ctx: &FeedContext) -> Result<End, FeedError
 }
 
 /// One connection's lifetime, reconnecting until shutdown.
-pub(crate) async fn run(mut job: WsJob, ctx: FeedContext) -> Result<(), FeedError> {
+async fn run(
+    mut job: WsJob,
+    budget: Arc<ConnectBudget>,
+    ctx: FeedContext,
+) -> Result<(), FeedError> {
     let url = job.url.clone();
     let mut backoff = Duration::from_millis(500);
     loop {
         let started = tokio::time::Instant::now();
         ctx.status.set_state(FeedState::Connecting);
-        match connection(&mut job, &ctx).await? {
+        match connection(&mut job, &budget, &ctx).await? {
             End::Shutdown => return Ok(()),
             End::Retry(at_least, why) => {
                 if started.elapsed() > Duration::from_secs(60) {
@@ -218,9 +274,10 @@ pub(crate) async fn run_all(
     }
     // wss:// goes through rustls; give it its crypto provider once.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let budget = Arc::new(ConnectBudget::new(10, Duration::from_secs(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for job in jobs {
-        tasks.spawn(run(job, ctx.clone()));
+        tasks.spawn(run(job, budget.clone(), ctx.clone()));
     }
     while let Some(r) = tasks.join_next().await {
         match r {
@@ -231,4 +288,27 @@ pub(crate) async fn run_all(
     }
     ctx.status.set_state(FeedState::Stopped);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_connect_budget_spreads_a_burst_of_reconnects() {
+        let b = ConnectBudget::new(3, Duration::from_secs(1));
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..3 {
+            b.acquire().await;
+        }
+        assert_eq!(t0.elapsed(), Duration::ZERO, "the burst goes at once");
+        for _ in 0..4 {
+            b.acquire().await;
+        }
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(4) && waited < Duration::from_millis(4100),
+            "then one per second: {waited:?}"
+        );
+    }
 }
