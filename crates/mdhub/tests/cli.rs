@@ -321,7 +321,10 @@ fn normalize_turns_venue_frames_into_events() {
         .output()
         .unwrap();
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("known: binance"));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("known: alpaca, binance, coinbase, kraken")
+    );
 }
 
 /// `mdhub normalize --venue coinbase` on the documented payloads, with the
