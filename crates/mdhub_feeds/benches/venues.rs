@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mdhub_feeds::venues::{VenueDecoder, binance};
+use mdhub_feeds::venues::{VenueDecoder, binance, coinbase, kraken};
 use mdhub_types::Timestamp;
 
 /// Combined-stream trade frames as Binance sends them, over a few symbols.
@@ -48,6 +48,77 @@ fn binance_book_tickers() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Coinbase `match` frames, consecutive trade ids.
+fn coinbase_matches() -> Vec<Vec<u8>> {
+    (0..1000u64)
+        .map(|i| {
+            format!(
+                r#"{{"type":"match","trade_id":{},"sequence":{},"maker_order_id":"ac928c66-ca53-498f-9c13-a110027a60e8","taker_order_id":"132fb6ae-456b-4654-b4e0-d681ac05cea1","time":"2026-11-26T12:00:00.{:06}Z","product_id":"BTC-USD","size":"0.{:08}","price":"95{:03}.{:02}","side":"{}"}}"#,
+                10_000 + i,
+                50_000 + i,
+                i * 997 % 1_000_000,
+                i * 7919 % 100_000_000,
+                i % 1000,
+                i % 100,
+                if i % 2 == 0 { "buy" } else { "sell" }
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// Kraken v2 `trade` frames, one trade each, prices as JSON numbers.
+fn kraken_trades() -> Vec<Vec<u8>> {
+    (0..1000u64)
+        .map(|i| {
+            format!(
+                r#"{{"channel":"trade","type":"update","data":[{{"symbol":"BTC/USD","side":"{}","price":95{:03}.{},"qty":0.{:08},"ord_type":"limit","trade_id":{},"timestamp":"2026-11-26T12:00:00.{:06}Z"}}]}}"#,
+                if i % 2 == 0 { "buy" } else { "sell" },
+                i % 1000,
+                i % 10,
+                i * 7919 % 100_000_000,
+                81_000_000 + i,
+                i * 997 % 1_000_000
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+fn run_decoder(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    frames: &[Vec<u8>],
+    make: fn() -> Box<dyn VenueDecoder>,
+) {
+    g.throughput(Throughput::Elements(frames.len() as u64));
+    g.bench_function(name, |b| {
+        let mut out = Vec::with_capacity(frames.len());
+        let ts = Timestamp::from_nanos(1_732_615_200_000_000_000);
+        b.iter(|| {
+            // A fresh decoder per pass: trade-id state would otherwise
+            // turn every later pass into "already sent".
+            let mut d = make();
+            out.clear();
+            for f in frames {
+                let _ = black_box(d.decode(f, ts, &mut out));
+            }
+            black_box(out.len())
+        })
+    });
+}
+
+fn bench_others(c: &mut Criterion) {
+    let mut g = c.benchmark_group("venues");
+    run_decoder(&mut g, "coinbase_match", &coinbase_matches(), || {
+        Box::new(coinbase::Decoder::default())
+    });
+    run_decoder(&mut g, "kraken_trade", &kraken_trades(), || {
+        Box::new(kraken::Decoder::default())
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("binance");
     for (name, frames) in [
@@ -71,5 +142,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_others);
 criterion_main!(benches);

@@ -49,18 +49,36 @@ impl Hub {
         cmd.args(args)
             .current_dir(dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start mdhub run");
+        // Keep the last lines of stderr, to explain a failed start.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for l in err.lines().map_while(Result::ok) {
+                let mut q = sink.lock().unwrap();
+                if q.len() == 20 {
+                    q.pop_front();
+                }
+                q.push_back(l);
+            }
+        });
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        assert!(
-            line.starts_with("mdhub running: "),
-            "unexpected first line: {line:?}"
-        );
+        if !line.starts_with("mdhub running: ") {
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            let tail: Vec<String> = log.lock().unwrap().iter().cloned().collect();
+            panic!(
+                "mdhub {args:?} did not start; first line {line:?}; stderr:\n{}",
+                tail.join("\n")
+            );
+        }
         let addr = line
             .strip_prefix("mdhub running: http://")
             .and_then(|r| r.split_whitespace().next())
