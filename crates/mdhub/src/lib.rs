@@ -47,7 +47,7 @@ pub struct Cli {
 /// The roles (SPEC §1).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything in one process on embedded defaults: simulated exchanges, embedded log, in-memory cache, gateway.
+    /// Everything in one process on embedded defaults: simulated exchanges (or the configured venues), embedded log, in-memory cache, gateway.
     Run(commands::run::RunArgs),
     /// Print the live stream of some symbols (a WebSocket client with resume).
     Tail(commands::tail::TailArgs),
