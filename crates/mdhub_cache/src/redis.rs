@@ -167,6 +167,39 @@ impl RedisCache {
         Ok(cache)
     }
 
+    /// One pipelined `HMGET key f1 f2` per symbol: one reply per symbol, in
+    /// order (a reply may be a per-command error, which the caller maps).
+    async fn hmget(
+        &self,
+        what: &'static str,
+        symbols: &[Symbol],
+        fields: [&str; 2],
+    ) -> Result<Vec<Value>> {
+        if symbols.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for s in symbols {
+            pipe.cmd("HMGET")
+                .arg(self.keys.latest(s))
+                .arg(fields[0])
+                .arg(fields[1]);
+        }
+        pipe.ignore_errors();
+        let replies: Vec<Value> = self
+            .run(what, |mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        if replies.len() != symbols.len() {
+            return Err(Error::Unavailable(format!(
+                "redis {what} at {}: {} replies to {} commands",
+                self.url,
+                replies.len(),
+                symbols.len()
+            )));
+        }
+        Ok(replies)
+    }
+
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -255,28 +288,9 @@ impl Cache for RedisCache {
     }
 
     async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Option<Latest>>> {
-        if symbols.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = ::redis::pipe();
-        for s in symbols {
-            pipe.cmd("HMGET")
-                .arg(self.keys.latest(s))
-                .arg(codec::QUOTE)
-                .arg(codec::TRADE);
-        }
-        pipe.ignore_errors();
-        let replies: Vec<Value> = self
-            .run("get", |mut c| async move { pipe.query_async(&mut c).await })
+        let replies = self
+            .hmget("get", symbols, [codec::QUOTE, codec::TRADE])
             .await?;
-        if replies.len() != symbols.len() {
-            return Err(Error::Unavailable(format!(
-                "redis get at {}: {} replies to {} commands",
-                self.url,
-                replies.len(),
-                symbols.len()
-            )));
-        }
         symbols
             .iter()
             .zip(&replies)
@@ -285,31 +299,9 @@ impl Cache for RedisCache {
     }
 
     async fn offsets(&self, symbols: &[Symbol]) -> Result<Vec<[Option<u64>; 2]>> {
-        if symbols.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = ::redis::pipe();
-        for s in symbols {
-            pipe.cmd("HMGET")
-                .arg(self.keys.latest(s))
-                .arg(codec::QUOTE_OFF)
-                .arg(codec::TRADE_OFF);
-        }
-        pipe.ignore_errors();
-        let replies: Vec<Value> = self
-            .run(
-                "offsets",
-                |mut c| async move { pipe.query_async(&mut c).await },
-            )
+        let replies = self
+            .hmget("offsets", symbols, [codec::QUOTE_OFF, codec::TRADE_OFF])
             .await?;
-        if replies.len() != symbols.len() {
-            return Err(Error::Unavailable(format!(
-                "redis offsets at {}: {} replies to {} commands",
-                self.url,
-                replies.len(),
-                symbols.len()
-            )));
-        }
         symbols
             .iter()
             .zip(&replies)

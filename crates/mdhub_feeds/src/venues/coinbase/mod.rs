@@ -109,6 +109,14 @@ impl Decoder {
     ) -> Result<Frame, DecodeError> {
         let symbol = Self::symbol(m)?;
         let id = m.trade_id.ok_or(DecodeError::Missing("trade_id"))?;
+        let product = m.product_id.unwrap_or_default();
+        // A repeat (after a reconnect) costs no decoding.
+        if self.ids.newest(product).is_some_and(|last| id <= last) {
+            return Ok(Frame::Ignored(format!(
+                "{} trade {id} already sent",
+                m.kind
+            )));
+        }
         let side = match m.side {
             // The maker's side: the aggressor took the other one.
             Some("sell") => Side::Buy,
@@ -125,7 +133,6 @@ impl Decoder {
             side,
             trade_id: Some(id.to_string()),
         };
-        let product = m.product_id.unwrap_or_default();
         let Some(gap) = self.ids.see(product, id) else {
             return Ok(Frame::Ignored(format!(
                 "{} trade {id} already sent",

@@ -116,6 +116,10 @@ impl Decoder {
         for it in items {
             let name = it.symbol.ok_or(DecodeError::Missing("symbol"))?;
             let id = it.trade_id.ok_or(DecodeError::Missing("trade_id"))?;
+            // A repeat (the snapshot after a reconnect) costs no decoding.
+            if self.ids.newest(name).is_some_and(|last| id <= last) {
+                continue;
+            }
             let trade = Trade {
                 venue: self.venue.clone(),
                 symbol: canonical(name)?,
