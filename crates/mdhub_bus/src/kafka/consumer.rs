@@ -50,6 +50,12 @@ pub(super) struct KafkaSubscription {
     meta: Arc<BaseConsumer>,
     group: bool,
     cursors: Vec<Cursor>,
+    /// Explicit assignment: the cursors changed since librdkafka last got
+    /// them. Seeks only mark this; the next read assigns once, so a reader
+    /// that positions many partitions (a cache warm-up) does not reassign
+    /// per partition — rapid reassignment trips an assertion inside
+    /// librdkafka (`rd_kafka_assignment_partition_stopped`).
+    assign_pending: bool,
 }
 
 impl std::fmt::Debug for KafkaSubscription {
@@ -147,13 +153,11 @@ pub(super) async fn subscribe(
         meta: bus.meta().clone(),
         group,
         cursors,
+        assign_pending: !group,
     };
-    match &spec {
-        SubscribeSpec::Group { topics: ts, .. } => {
-            let names: Vec<&str> = ts.iter().map(|t| sub.topics[idx(*t)].as_str()).collect();
-            sub.consumer.subscribe(&names).map_err(kafka_err)?;
-        }
-        _ => sub.assign()?,
+    if let SubscribeSpec::Group { topics: ts, .. } = &spec {
+        let names: Vec<&str> = ts.iter().map(|t| sub.topics[idx(*t)].as_str()).collect();
+        sub.consumer.subscribe(&names).map_err(kafka_err)?;
     }
     Ok(Box::new(sub))
 }
@@ -265,6 +269,10 @@ impl KafkaSubscription {
 #[async_trait::async_trait]
 impl Subscription for KafkaSubscription {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        if self.assign_pending {
+            self.assign()?;
+            self.assign_pending = false;
+        }
         let consumer = self.consumer.clone();
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
@@ -339,7 +347,8 @@ impl Subscription for KafkaSubscription {
             .map_err(|_| Error::Closed)?
             .map_err(kafka_err);
         }
-        self.assign()
+        self.assign_pending = true;
+        Ok(())
     }
 
     fn positions(&self) -> Vec<Position> {
