@@ -50,7 +50,7 @@ pub async fn run(
     let mut sub = bus
         .subscribe(SubscribeSpec::Group {
             name: GROUP.into(),
-            topics: Topic::ALL.to_vec(),
+            topics: Topic::PRICES.to_vec(),
             reset: Start::Earliest,
         })
         .await?;

@@ -135,12 +135,12 @@ pub async fn warm_cache(
 ) -> Result<(u64, Box<dyn Subscription>), mdhub_bus::Error> {
     let mut sub = bus
         .subscribe(SubscribeSpec::Direct {
-            topics: Topic::ALL.to_vec(),
+            topics: Topic::PRICES.to_vec(),
             start: Start::Latest,
         })
         .await?;
     let mut ends = Vec::new();
-    for topic in Topic::ALL {
+    for topic in Topic::PRICES {
         for partition in 0..bus.partitions(topic) {
             let (start, end) = bus.watermarks(topic, partition).await?;
             sub.seek(

@@ -67,6 +67,31 @@ impl MetricsSource for Feeds {
             "1 while the feed is connected and subscribed.",
             &|s| u64::from(s.state == FeedState::Live),
         );
+        family(
+            "mdhub_feed_symbols_connected",
+            "gauge",
+            "Symbols whose latest feed-status event says connected.",
+            &|s| s.symbols.iter().filter(|x| x.connected).count() as u64,
+        );
+        family(
+            "mdhub_feed_symbols_disconnected",
+            "gauge",
+            "Symbols whose latest feed-status event says disconnected (data missing now).",
+            &|s| s.symbols.iter().filter(|x| !x.connected).count() as u64,
+        );
+        let name = "mdhub_feed_status_events_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Feed-status events sent to the log, by kind.\n# TYPE {name} counter"
+        );
+        for s in &snaps {
+            for (kind, n) in ["connected", "disconnected", "gap", "resync"]
+                .iter()
+                .zip(s.status_events)
+            {
+                let _ = writeln!(out, "{name}{{venue=\"{}\",status=\"{kind}\"}} {n}", s.venue);
+            }
+        }
     }
 }
 

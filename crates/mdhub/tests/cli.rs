@@ -345,7 +345,15 @@ fn normalize_coinbase_frames() {
     let (ok, stdout, stderr) = normalize(&["--venue", "coinbase"], &input);
     assert!(ok, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}\n{stderr}");
+    assert_eq!(lines.len(), 4, "{stdout}\n{stderr}");
+    // The gap is data too: a feed-status event before the trade that showed it.
+    assert!(
+        lines[2].starts_with(r#"{"type":"status","venue":"coinbase","symbol":"BTC-USD""#)
+            && lines[2].ends_with(r#""status":"gap","detail":"trades 11..=12 missed (2 trades)"}"#),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].contains(r#""trade_id":"13""#), "{}", lines[3]);
     assert!(
         lines[0].contains(r#""side":"buy""#),
         "maker sold: the taker bought: {}",

@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mdhub_types::{Decimal, Event, Position, Quote, Side, Symbol, Timestamp, Topic, Trade, Venue};
+use mdhub_types::{
+    Decimal, Encoding, Event, FeedEvent, FeedStatusKind, Position, Quote, Side, Symbol, Timestamp,
+    Topic, Trade, Venue,
+};
 
 use crate::{Bus, Delivery, Error, Start, SubscribeSpec, Subscription, partition_for_key};
 
@@ -22,9 +25,10 @@ pub async fn run_all(bus: Arc<dyn Bus>) {
 }
 
 /// The names of the checks, in the order they run.
-pub const CHECKS: [&str; 10] = [
+pub const CHECKS: [&str; 11] = [
     "partitioner",
     "direct_reads",
+    "feed_status",
     "per_symbol_order",
     "latest",
     "seek_and_offset",
@@ -47,6 +51,7 @@ pub async fn run_except(bus: Arc<dyn Bus>, skip: &[&str]) {
         match name {
             "partitioner" => positions_follow_the_java_partitioner(&*bus, &run).await,
             "direct_reads" => direct_reads_return_what_was_published(&*bus, &run).await,
+            "feed_status" => feed_status_goes_to_its_own_topic_as_json(&*bus, &run).await,
             "per_symbol_order" => per_symbol_order_is_kept(&*bus, &run).await,
             "latest" => latest_sees_only_new_records(&*bus, &run).await,
             "seek_and_offset" => seek_and_offset_start_replay_exactly(&*bus, &run).await,
@@ -222,6 +227,49 @@ async fn direct_reads_return_what_was_published(bus: &dyn Bus, run: &str) {
     }
 }
 
+/// A feed-status event with values derived from `n`.
+pub fn status(symbol: &Symbol, n: i64) -> Event {
+    Event::Status(FeedEvent {
+        venue: Venue::new("conformance").expect("venue"),
+        symbol: symbol.clone(),
+        ts_exchange: Timestamp::from_nanos(1_700_000_000_000_000_000 + n),
+        ts_received: Timestamp::now(),
+        status: if n % 2 == 0 {
+            FeedStatusKind::Disconnected
+        } else {
+            FeedStatusKind::Gap
+        },
+        detail: Some(format!("check \"{n}\"\nline two")),
+    })
+}
+
+async fn feed_status_goes_to_its_own_topic_as_json(bus: &dyn Bus, run: &str) {
+    let s = sym(run, "STATUS");
+    let start = ends(bus, Topic::Status, std::slice::from_ref(&s)).await;
+    let events = vec![status(&s, 0), trade(&s, 1), status(&s, 2)];
+    let pos = bus.publish(&events).await.expect("publish");
+    assert_eq!(
+        pos[0].topic,
+        Topic::Status,
+        "status events go to feed-status"
+    );
+    assert_eq!(pos[1].topic, Topic::Trades);
+    assert_eq!(
+        pos[0].partition,
+        partition_for_key(s.as_str().as_bytes(), bus.partitions(Topic::Status)),
+        "feed-status is keyed by symbol like the price topics"
+    );
+    let got = collect(bus, &start, std::slice::from_ref(&s), 2).await;
+    for (d, e) in got.iter().zip([&events[0], &events[2]]) {
+        assert_eq!(
+            d.encoding,
+            Encoding::Json,
+            "feed-status records are JSON whatever the bus encoding"
+        );
+        assert_eq!(&d.decode().expect("decode"), e, "status event round trip");
+    }
+}
+
 async fn per_symbol_order_is_kept(bus: &dyn Bus, run: &str) {
     let syms: Vec<Symbol> = (0..6).map(|i| sym(run, &format!("ORD{i}"))).collect();
     let start = ends(bus, Topic::Quotes, &syms).await;
@@ -292,6 +340,7 @@ impl WithTs for Event {
         match &mut self {
             Event::Quote(q) => q.ts_received = ts,
             Event::Trade(t) => t.ts_received = ts,
+            Event::Status(f) => f.ts_received = ts,
         }
         self
     }

@@ -11,11 +11,12 @@ pub(crate) fn idx(t: Topic) -> usize {
     match t {
         Topic::Quotes => 0,
         Topic::Trades => 1,
+        Topic::Status => 2,
     }
 }
 
 /// `NoSuchPartition` unless `partition` exists in `topic`.
-pub(crate) fn check_partition(partitions: [u32; 2], topic: Topic, partition: u32) -> Result<()> {
+pub(crate) fn check_partition(partitions: [u32; 3], topic: Topic, partition: u32) -> Result<()> {
     let partitions = partitions[idx(topic)];
     if partition >= partitions {
         return Err(Error::NoSuchPartition {

@@ -36,16 +36,16 @@ pub struct EmbeddedBusConfig {
 pub struct EmbeddedBus {
     log: Arc<Log>,
     encoding: Encoding,
-    partitions: [u32; 2],
+    partitions: [u32; 3],
     committed: watch::Sender<u64>,
     groups: Arc<Mutex<HashSet<String>>>,
 }
 
 impl EmbeddedBus {
-    /// Open over a log, creating `price-quotes` and `price-trades` with the
-    /// log's default partition count when they are missing.
+    /// Open over a log, creating `price-quotes`, `price-trades` and
+    /// `feed-status` with the log's default partition count when they are missing.
     pub fn new(log: Arc<Log>, config: EmbeddedBusConfig) -> Result<Self> {
-        let mut partitions = [0u32; 2];
+        let mut partitions = [0u32; 3];
         for t in Topic::ALL {
             let n = match log.partitions(t.log_name()) {
                 Ok(n) => n,
@@ -138,15 +138,22 @@ impl Bus for EmbeddedBus {
         let mut spans: Vec<Range<usize>> = Vec::with_capacity(events.len());
         for e in events {
             let start = buf.len();
-            self.encoding.encode(e, &mut buf)?;
+            self.encoding.for_event(e).encode(e, &mut buf)?;
             spans.push(start..buf.len());
         }
-        let headers: [(&str, &[u8]); 2] = [
-            (ENCODING_HEADER, self.encoding.as_str().as_bytes()),
-            (SCHEMA_HEADER, SCHEMA_VERSION.as_bytes()),
-        ];
+        let header = |enc: Encoding| -> [(&str, &[u8]); 2] {
+            [
+                (ENCODING_HEADER, enc.as_str().as_bytes()),
+                (SCHEMA_HEADER, SCHEMA_VERSION.as_bytes()),
+            ]
+        };
+        let (headers, json_headers) = (header(self.encoding), header(Encoding::Json));
         let mut positions = Vec::with_capacity(events.len());
         for (e, span) in events.iter().zip(spans) {
+            let headers = match self.encoding.for_event(e) {
+                Encoding::Json => &json_headers,
+                Encoding::Avro => &headers,
+            };
             let topic = e.topic();
             let key = e.symbol().as_str().as_bytes();
             let partition = partition_for_key(key, self.partitions[idx(topic)]);
@@ -154,7 +161,7 @@ impl Bus for EmbeddedBus {
                 timestamp: e.ts_received().as_nanos(),
                 key,
                 value: &buf[span],
-                headers: &headers,
+                headers,
             };
             let offset = self.log.append(topic.log_name(), partition, &rec)?;
             positions.push(Position {
@@ -267,7 +274,7 @@ impl Bus for EmbeddedBus {
 #[derive(Debug)]
 struct EmbeddedSubscription {
     log: Arc<Log>,
-    partitions: [u32; 2],
+    partitions: [u32; 3],
     cursors: Vec<Cursor>,
     group: Option<String>,
     groups: Arc<Mutex<HashSet<String>>>,

@@ -53,7 +53,7 @@ async fn mock_bus() -> (
     let cluster = MockCluster::new(1).expect("mock cluster");
     let prefix = unique_prefix();
     // The mock cluster has no CreateTopics; its own API creates them.
-    for t in ["price-quotes", "price-trades"] {
+    for t in ["price-quotes", "price-trades", "feed-status"] {
         cluster
             .create_topic(&format!("{prefix}{t}"), 4, 1)
             .expect("mock topic");

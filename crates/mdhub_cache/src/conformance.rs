@@ -5,7 +5,8 @@
 //! message naming the broken promise.
 
 use mdhub_types::{
-    Decimal, Event, Position, Positioned, Quote, Side, Symbol, Timestamp, Topic, Trade, Venue,
+    Decimal, Event, FeedEvent, FeedStatusKind, Position, Positioned, Quote, Side, Symbol,
+    Timestamp, Topic, Trade, Venue,
 };
 
 use crate::Cache;
@@ -15,6 +16,7 @@ pub async fn run_all(cache: &dyn Cache) {
     cache.health().await.expect("health on a working cache");
     empty_cache_has_nothing(cache).await;
     latest_quote_and_trade_are_kept(cache).await;
+    feed_status_is_ignored(cache).await;
     older_positions_never_replace_newer(cache).await;
     batches_apply_in_order(cache).await;
     directory_lists_venue_and_last_update(cache).await;
@@ -96,6 +98,47 @@ async fn latest_quote_and_trade_are_kept(cache: &dyn Cache) {
     assert_eq!(l.symbol, sym("AAPL"));
     assert_eq!(l.quote, Some(q2), "the newest quote must win");
     assert_eq!(l.trade, Some(t1), "quote and trade are kept separately");
+    cache.clear().await.expect("clear");
+}
+
+async fn feed_status_is_ignored(cache: &dyn Cache) {
+    let status = |symbol: &str, offset: u64| Positioned {
+        position: Position {
+            topic: Topic::Status,
+            partition: 1,
+            offset,
+        },
+        event: Event::Status(FeedEvent {
+            venue: Venue::new("sim-nasdaq").expect("valid test venue"),
+            symbol: sym(symbol),
+            ts_exchange: Timestamp::from_nanos(1_700_000_000_000_000_900),
+            ts_received: Timestamp::from_nanos(1_700_000_000_000_000_900),
+            status: FeedStatusKind::Disconnected,
+            detail: None,
+        }),
+    };
+    let q = quote("IBM", "sim-nasdaq", 10, 1);
+    cache
+        .put(&[q.clone(), status("IBM", 99), status("ONLYSTATUS", 3)])
+        .await
+        .expect("put with feed-status entries");
+    let l = cache
+        .get(&sym("IBM"))
+        .await
+        .expect("get")
+        .expect("IBM present");
+    assert_eq!(
+        l.quote,
+        Some(q),
+        "a feed-status entry must not touch prices"
+    );
+    assert_eq!(l.trade, None, "a feed-status entry is not a trade");
+    assert_eq!(
+        cache.get(&sym("ONLYSTATUS")).await.expect("get"),
+        None,
+        "a symbol with only feed-status entries has no cache entry"
+    );
+    assert_eq!(cache.symbols().await.expect("symbols").len(), 1);
     cache.clear().await.expect("clear");
 }
 

@@ -87,6 +87,8 @@ pub struct SymbolInfo {
 /// - [`Cache::put`] keeps, per symbol and kind (quote, trade), the entry with the
 ///   highest log offset: an older or equal position never replaces a newer one,
 ///   so writers may replay and race. Entries in one call are applied in order.
+///   Feed-status entries ([`mdhub_types::Event::Status`]) are ignored: the
+///   cache holds prices.
 /// - A successful `put` is visible to every later `get` through the same cache
 ///   (read-your-writes); it is not promised to survive a restart of the cache.
 /// - [`Cache::symbols`] lists every symbol ever put (until [`Cache::clear`]),

@@ -42,6 +42,9 @@ impl Cache for MemoryCache {
     async fn put(&self, entries: &[Positioned]) -> Result<()> {
         let mut map = self.map.write();
         for p in entries {
+            if matches!(p.event, Event::Status(_)) {
+                continue;
+            }
             let symbol = p.event.symbol();
             let latest = match map.get_mut(symbol) {
                 Some(l) => l,
@@ -54,6 +57,7 @@ impl Cache for MemoryCache {
             let slot = match p.event {
                 Event::Quote(_) => &mut latest.quote,
                 Event::Trade(_) => &mut latest.trade,
+                Event::Status(_) => continue,
             };
             if newer(slot, p) {
                 *slot = Some(p.clone());

@@ -396,6 +396,9 @@ fn newest_per_symbol(batch: &[Positioned]) -> Vec<Newest<'_>> {
     let mut out: Vec<Newest<'_>> = Vec::new();
     let mut index: HashMap<&Symbol, usize> = HashMap::new();
     for p in batch {
+        if matches!(p.event, Event::Status(_)) {
+            continue;
+        }
         let symbol = p.event.symbol();
         let i = *index.entry(symbol).or_insert_with(|| {
             out.push(Newest {
@@ -408,6 +411,7 @@ fn newest_per_symbol(batch: &[Positioned]) -> Vec<Newest<'_>> {
         let slot = match p.event {
             Event::Quote(_) => &mut out[i].quote,
             Event::Trade(_) => &mut out[i].trade,
+            Event::Status(_) => continue,
         };
         if slot.is_none_or(|cur| p.position.offset > cur.position.offset) {
             *slot = Some(p);

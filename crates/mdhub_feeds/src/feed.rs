@@ -1,10 +1,11 @@
 //! The connector interface every venue (real or simulated) implements.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mdhub_types::{Event, Symbol, Timestamp, Venue};
+use mdhub_types::{Event, FeedEvent, FeedStatusKind, Symbol, Timestamp, Venue};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -60,6 +61,26 @@ pub struct FeedStatus {
     reconnects: AtomicU64,
     gaps: AtomicU64,
     last_event_ns: AtomicU64,
+    /// Feed-status events sent, by kind (connected, disconnected, gap, resync).
+    status_events: [AtomicU64; 4],
+    symbols: Mutex<BTreeMap<Symbol, SymbolStatus>>,
+}
+
+/// The feed's state for one symbol, from its feed-status events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SymbolStatus {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// `true` between a `connected` and the next `disconnected`.
+    pub connected: bool,
+    /// When `connected` last changed.
+    pub since: Timestamp,
+    /// The newest feed-status event's kind.
+    pub last: FeedStatusKind,
+    /// Its detail, if any.
+    pub detail: Option<String>,
+    /// Gaps seen in this symbol's stream since start.
+    pub gaps: u64,
 }
 
 /// A point-in-time copy of [`FeedStatus`].
@@ -79,6 +100,20 @@ pub struct FeedStatusSnapshot {
     pub gaps: u64,
     /// `ts_received` of the newest event, if any.
     pub last_event: Option<Timestamp>,
+    /// Feed-status events sent: `[connected, disconnected, gap, resync]`.
+    pub status_events: [u64; 4],
+    /// Per symbol, the state its feed-status events describe (symbols with
+    /// no such event yet are absent).
+    pub symbols: Vec<SymbolStatus>,
+}
+
+fn kind_index(k: FeedStatusKind) -> usize {
+    match k {
+        FeedStatusKind::Connected => 0,
+        FeedStatusKind::Disconnected => 1,
+        FeedStatusKind::Gap => 2,
+        FeedStatusKind::Resync => 3,
+    }
 }
 
 impl FeedStatus {
@@ -92,6 +127,8 @@ impl FeedStatus {
             reconnects: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             last_event_ns: AtomicU64::new(0),
+            status_events: Default::default(),
+            symbols: Mutex::default(),
         })
     }
     /// Set the connection state.
@@ -116,6 +153,34 @@ impl FeedStatus {
     pub fn record_gap(&self) {
         self.gaps.fetch_add(1, Ordering::Relaxed);
     }
+    /// Record a feed-status event the feed sent (counts a gap too).
+    pub fn record_status(&self, e: &FeedEvent) {
+        self.status_events[kind_index(e.status)].fetch_add(1, Ordering::Relaxed);
+        if e.status == FeedStatusKind::Gap {
+            self.record_gap();
+        }
+        let mut map = self.symbols.lock();
+        let entry = map.entry(e.symbol.clone()).or_insert_with(|| SymbolStatus {
+            symbol: e.symbol.clone(),
+            connected: false,
+            since: e.ts_received,
+            last: e.status,
+            detail: None,
+            gaps: 0,
+        });
+        let connected = match e.status {
+            FeedStatusKind::Connected => true,
+            FeedStatusKind::Disconnected => false,
+            FeedStatusKind::Gap | FeedStatusKind::Resync => entry.connected,
+        };
+        if connected != entry.connected {
+            entry.connected = connected;
+            entry.since = e.ts_received;
+        }
+        entry.last = e.status;
+        entry.detail.clone_from(&e.detail);
+        entry.gaps += u64::from(e.status == FeedStatusKind::Gap);
+    }
     /// A copy of the counters.
     pub fn snapshot(&self) -> FeedStatusSnapshot {
         let last = self.last_event_ns.load(Ordering::Relaxed);
@@ -127,6 +192,8 @@ impl FeedStatus {
             reconnects: self.reconnects.load(Ordering::Relaxed),
             gaps: self.gaps.load(Ordering::Relaxed),
             last_event: (last > 0).then(|| Timestamp::from_nanos(last as i64)),
+            status_events: std::array::from_fn(|i| self.status_events[i].load(Ordering::Relaxed)),
+            symbols: self.symbols.lock().values().cloned().collect(),
         }
     }
 }
@@ -144,6 +211,46 @@ pub struct FeedContext {
     pub status: Arc<FeedStatus>,
 }
 
+impl FeedContext {
+    /// Send one event downstream and count it: a price as an event, a
+    /// feed-status event in the status counters. Waits while the pipeline is
+    /// full; fails only when the pipeline has closed.
+    pub async fn send(&self, event: Event) -> Result<(), FeedError> {
+        match &event {
+            Event::Status(f) => self.status.record_status(f),
+            e => self.status.record_event(e.ts_received()),
+        }
+        self.out
+            .send(event)
+            .await
+            .map_err(|_| FeedError::PipelineClosed {
+                venue: self.status.venue.to_string(),
+            })
+    }
+
+    /// Send a feed-status event for each of `symbols`, stamped `ts`.
+    pub async fn send_status(
+        &self,
+        symbols: &[Symbol],
+        status: FeedStatusKind,
+        detail: Option<&str>,
+        ts: Timestamp,
+    ) -> Result<(), FeedError> {
+        for symbol in symbols {
+            let e = FeedEvent {
+                venue: self.status.venue.clone(),
+                symbol: symbol.clone(),
+                ts_exchange: ts,
+                ts_received: ts,
+                status,
+                detail: detail.map(str::to_string),
+            };
+            self.send(Event::Status(e)).await?;
+        }
+        Ok(())
+    }
+}
+
 /// A connection to one venue (or a simulated one).
 ///
 /// Contract:
@@ -156,6 +263,11 @@ pub struct FeedContext {
 ///   into normalization; no conversion reads a clock.
 /// - Bad input from the venue is counted ([`FeedStatus::record_drop`]) and
 ///   logged, never a panic.
+/// - Real venues report their state per symbol as data
+///   ([`FeedContext::send_status`]): `connected` once a connection carrying the
+///   symbol is subscribed, `disconnected` when it is lost, `gap` when the
+///   venue's stream shows missed data, `resync` when a venue snapshot rebuilt
+///   the symbol's state. They go down the same channel as prices.
 #[async_trait::async_trait]
 pub trait Feed: Send + Sync + Debug {
     /// The venue id.

@@ -12,4 +12,6 @@ mod feed;
 pub mod sim;
 pub mod venues;
 
-pub use feed::{Feed, FeedContext, FeedError, FeedState, FeedStatus, FeedStatusSnapshot};
+pub use feed::{
+    Feed, FeedContext, FeedError, FeedState, FeedStatus, FeedStatusSnapshot, SymbolStatus,
+};

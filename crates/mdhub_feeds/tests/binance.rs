@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use mdhub_feeds::Feed;
 use mdhub_feeds::venues::binance::{BinanceConfig, BinanceFeed};
-use mdhub_types::{Event, Symbol};
+use mdhub_types::{Event, FeedStatusKind, Symbol};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -103,13 +103,16 @@ async fn reconnects_honours_retry_after_and_answers_pings() {
     } = support::harness("binance");
     let run = tokio::spawn(async move { feed.run(ctx).await });
 
-    let mut events = Vec::new();
+    let (mut events, mut statuses) = (Vec::new(), Vec::new());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while events.len() < 5 {
         let Ok(Some(e)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
             panic!("only {} events: {events:?}", events.len());
         };
-        events.push(e);
+        match e {
+            Event::Status(f) => statuses.push(f),
+            e => events.push(e),
+        }
     }
     // The server's ping is answered with its payload.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -123,6 +126,36 @@ async fn reconnects_honours_retry_after_and_answers_pings() {
         .expect("stops on shutdown")
         .unwrap();
     assert!(r.is_ok(), "{r:?}");
+    while let Ok(e) = rx.try_recv() {
+        match e {
+            Event::Status(f) => statuses.push(f),
+            e => panic!("no data after shutdown: {e:?}"),
+        }
+    }
+    // Feed status as data: each symbol's connect, loss (not the refused
+    // handshake: that connection never came up), reconnect and shutdown.
+    let story: Vec<(String, FeedStatusKind)> = statuses
+        .iter()
+        .map(|f| (f.symbol.to_string(), f.status))
+        .collect();
+    let both = |k| [("BTC-USDT".to_string(), k), ("ETH-USDT".to_string(), k)];
+    use FeedStatusKind::{Connected, Disconnected};
+    assert_eq!(
+        story,
+        [
+            both(Connected),
+            both(Disconnected),
+            both(Connected),
+            both(Disconnected)
+        ]
+        .concat()
+    );
+    assert!(statuses[2].detail.is_some(), "a disconnect says why");
+    assert_eq!(
+        statuses[6].detail.as_deref(),
+        Some("mdhub is shutting down")
+    );
+    assert!(statuses.iter().all(|f| f.venue.as_str() == "binance"));
 
     let seen = seen.lock().unwrap();
     assert_eq!(
@@ -145,6 +178,7 @@ async fn reconnects_honours_retry_after_and_answers_pings() {
         .map(|e| match e {
             Event::Trade(t) => ("trade", t.trade_id.clone().unwrap()),
             Event::Quote(q) => ("quote", q.symbol.to_string()),
+            Event::Status(_) => unreachable!("statuses were set aside"),
         })
         .collect();
     assert_eq!(
@@ -161,4 +195,10 @@ async fn reconnects_honours_retry_after_and_answers_pings() {
     assert!(s.reconnects >= 2, "{s:?}");
     assert_eq!(s.dropped, 1, "the truncated frame is counted, not fatal");
     assert_eq!(s.events, 5);
+    assert_eq!(
+        s.status_events,
+        [4, 4, 0, 0],
+        "connected, disconnected, gap, resync"
+    );
+    assert!(s.symbols.iter().all(|x| !x.connected), "{:?}", s.symbols);
 }

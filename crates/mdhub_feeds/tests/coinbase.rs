@@ -80,12 +80,15 @@ async fn subscribes_again_after_a_drop_and_reports_the_gap() {
         shutdown,
     } = support::harness("coinbase");
     let run = tokio::spawn(async move { feed.run(ctx).await });
-    let mut ids = Vec::new();
+    let (mut ids, mut statuses) = (Vec::new(), Vec::new());
     while ids.len() < 5 {
-        let Ok(Some(Event::Trade(t))) =
-            tokio::time::timeout(Duration::from_secs(15), rx.recv()).await
-        else {
-            panic!("trades so far: {ids:?}");
+        let t = match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+            Ok(Some(Event::Trade(t))) => t,
+            Ok(Some(Event::Status(f))) => {
+                statuses.push(f);
+                continue;
+            }
+            other => panic!("trades so far: {ids:?}; then {other:?}"),
         };
         assert_eq!(
             t.side,
@@ -104,6 +107,8 @@ async fn subscribes_again_after_a_drop_and_reports_the_gap() {
             .unwrap()
             .is_ok()
     );
+    support::drain_statuses(&mut rx, &mut statuses);
+    support::assert_reconnect_with_gap(&statuses, "BTC-USD", "trades 12..=13 missed (2 trades)");
     let s = status.snapshot();
     assert_eq!(s.gaps, 1, "12..=13 missed while disconnected: {s:?}");
     assert!(s.reconnects >= 1);

@@ -73,6 +73,7 @@ fn prices_and_sizes_are_on_the_grid_and_books_are_not_crossed() {
                 assert!(on_grid(t.price, tick) && on_grid(t.size, lot), "{t:?}");
                 assert!(t.trade_id.is_some());
             }
+            Event::Status(f) => panic!("the simulator's market emits no feed status: {f:?}"),
         }
         assert!(e.ts_exchange() <= e.ts_received(), "{e:?}");
     }

@@ -42,12 +42,13 @@ struct ChannelState {
     last: Option<u64>,
 }
 
-type SymbolState = [ChannelState; 2];
+type SymbolState = [ChannelState; 3];
 
 fn idx(t: Topic) -> usize {
     match t {
         Topic::Quotes => 0,
         Topic::Trades => 1,
+        Topic::Status => 2,
     }
 }
 
@@ -362,7 +363,7 @@ impl Conn {
         match Self::channel_mask(channels) {
             Ok(m) => Ok(Some(m)),
             Err(bad) => {
-                let m = "channels must be \"quotes\" and/or \"trades\"".to_string();
+                let m = "channels must be \"quotes\", \"trades\" and/or \"status\"".to_string();
                 self.error(ws, ErrorCode::InvalidChannel, m, bad, id.clone())
                     .await?;
                 Ok(None)
@@ -713,5 +714,8 @@ fn snapshot_of(latest: Option<&mdhub_cache::Latest>, topic: Topic) -> Option<&Po
     match topic {
         Topic::Quotes => l.quote.as_ref(),
         Topic::Trades => l.trade.as_ref(),
+        // Feed status has no snapshot: a subscriber gets it live (or replayed
+        // from a resume position).
+        Topic::Status => None,
     }
 }

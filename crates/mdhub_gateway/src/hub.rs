@@ -44,6 +44,7 @@ pub(crate) fn bit(t: Topic) -> u8 {
     match t {
         Topic::Quotes => 1,
         Topic::Trades => 2,
+        Topic::Status => 4,
     }
 }
 
@@ -51,6 +52,7 @@ fn idx(t: Topic) -> usize {
     match t {
         Topic::Quotes => 0,
         Topic::Trades => 1,
+        Topic::Status => 2,
     }
 }
 
@@ -71,15 +73,15 @@ struct Member {
 #[derive(Debug)]
 pub(crate) struct Hub {
     registry: RwLock<HashMap<Symbol, Vec<Member>>>,
-    next: [Vec<AtomicU64>; 2],
-    partitions: [u32; 2],
+    next: [Vec<AtomicU64>; 3],
+    partitions: [u32; 3],
     ready: AtomicBool,
     metrics: Arc<GatewayMetrics>,
 }
 
 impl Hub {
     pub(crate) fn new(bus: &dyn Bus, metrics: Arc<GatewayMetrics>) -> Self {
-        let partitions = [bus.partitions(Topic::Quotes), bus.partitions(Topic::Trades)];
+        let partitions = Topic::ALL.map(|t| bus.partitions(t));
         let next = partitions.map(|n| (0..n).map(|_| AtomicU64::new(0)).collect());
         Hub {
             registry: RwLock::default(),
@@ -102,7 +104,7 @@ impl Hub {
 
     /// Add `channels` of `symbol` to the connection's live set. Returns, per
     /// topic, the first offset that will arrive live (`H` in the module docs).
-    pub(crate) fn register(&self, conn: &ConnHandle, symbol: &Symbol, channels: u8) -> [u64; 2] {
+    pub(crate) fn register(&self, conn: &ConnHandle, symbol: &Symbol, channels: u8) -> [u64; 3] {
         let mut reg = self.registry.write();
         let members = reg.entry(symbol.clone()).or_default();
         match members.iter_mut().find(|m| m.conn.id == conn.id) {

@@ -36,6 +36,9 @@ pub enum AvroError {
     /// The datum does not match the schema, or a field is invalid.
     #[error("invalid Avro datum: {0}")]
     Invalid(String),
+    /// Feed-status events have no Avro schema (logs write them as JSON).
+    #[error("feed-status events have no Avro encoding (they are written as JSON)")]
+    NoSchema,
     /// The Avro library reported an error.
     #[error("avro: {0}")]
     Library(#[from] Box<apache_avro::Error>),
@@ -66,11 +69,13 @@ fn schemas() -> &'static Schemas {
     })
 }
 
-/// The 8-byte fingerprint a message of this kind starts with (after `C3 01`).
-pub fn fingerprint(kind: crate::Topic) -> [u8; 8] {
+/// The 8-byte fingerprint a message of this kind starts with (after `C3 01`);
+/// `None` for feed-status events, which are always JSON.
+pub fn fingerprint(kind: crate::Topic) -> Option<[u8; 8]> {
     match kind {
-        crate::Topic::Quotes => schemas().quote_fp,
-        crate::Topic::Trades => schemas().trade_fp,
+        crate::Topic::Quotes => Some(schemas().quote_fp),
+        crate::Topic::Trades => Some(schemas().trade_fp),
+        crate::Topic::Status => None,
     }
 }
 
@@ -181,6 +186,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) -> Result<(), AvroError> {
                 ),
             ]),
         ),
+        Event::Status(_) => return Err(AvroError::NoSchema),
     };
     out.extend_from_slice(&[0xC3, 0x01]);
     out.extend_from_slice(&fp);

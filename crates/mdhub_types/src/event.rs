@@ -78,6 +78,54 @@ pub struct Trade {
     pub trade_id: Option<String>,
 }
 
+/// What happened to a venue's stream of one symbol ([`FeedEvent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedStatusKind {
+    /// The symbol is subscribed on a live connection: data flows from here.
+    Connected,
+    /// The connection carrying the symbol was lost: nothing arrives from here
+    /// until the next `connected` (the venue's data in between is missing).
+    Disconnected,
+    /// The venue's stream shows that data was missed (a skipped sequence or
+    /// trade id); `detail` says what.
+    Gap,
+    /// The symbol's state was rebuilt from a venue snapshot after a gap or a
+    /// reconnect: what follows is consistent again.
+    Resync,
+}
+
+impl FeedStatusKind {
+    /// `connected`, `disconnected`, `gap` or `resync`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedStatusKind::Connected => "connected",
+            FeedStatusKind::Disconnected => "disconnected",
+            FeedStatusKind::Gap => "gap",
+            FeedStatusKind::Resync => "resync",
+        }
+    }
+}
+
+/// Feed status as data: a connector's connect, disconnect, gap and resync
+/// events per venue and symbol. They go to the log's `feed-status` topic so
+/// clients and the archive can tell where data is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedEvent {
+    /// Venue id.
+    pub venue: Venue,
+    /// Canonical symbol.
+    pub symbol: Symbol,
+    /// The venue's time for it when the venue gives one, else `ts_received`.
+    pub ts_exchange: Timestamp,
+    /// When mdhub noticed it (a socket read, or the moment a connection failed).
+    pub ts_received: Timestamp,
+    /// What happened.
+    pub status: FeedStatusKind,
+    /// Why, in words (the error, the missed range), when there is more to say.
+    pub detail: Option<String>,
+}
+
 /// A normalized market-data event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -86,6 +134,8 @@ pub enum Event {
     Quote(Quote),
     /// A trade.
     Trade(Trade),
+    /// A change in a feed's state for one symbol (topic `feed-status`).
+    Status(FeedEvent),
 }
 
 impl Event {
@@ -94,6 +144,7 @@ impl Event {
         match self {
             Event::Quote(q) => &q.symbol,
             Event::Trade(t) => &t.symbol,
+            Event::Status(s) => &s.symbol,
         }
     }
     /// The venue.
@@ -101,6 +152,7 @@ impl Event {
         match self {
             Event::Quote(q) => &q.venue,
             Event::Trade(t) => &t.venue,
+            Event::Status(s) => &s.venue,
         }
     }
     /// The venue's timestamp.
@@ -108,6 +160,7 @@ impl Event {
         match self {
             Event::Quote(q) => q.ts_exchange,
             Event::Trade(t) => t.ts_exchange,
+            Event::Status(s) => s.ts_exchange,
         }
     }
     /// When mdhub received it.
@@ -115,6 +168,7 @@ impl Event {
         match self {
             Event::Quote(q) => q.ts_received,
             Event::Trade(t) => t.ts_received,
+            Event::Status(s) => s.ts_received,
         }
     }
     /// The log topic this kind of event goes to.
@@ -122,6 +176,7 @@ impl Event {
         match self {
             Event::Quote(_) => Topic::Quotes,
             Event::Trade(_) => Topic::Trades,
+            Event::Status(_) => Topic::Status,
         }
     }
 }
@@ -134,9 +189,9 @@ impl<'de> Deserialize<'de> for Event {
     }
 }
 
-/// The two streams of the log. Topic names are `price-quotes` and `price-trades`
-/// (prefixed by `KAFKA_PREFIX` on Kafka); clients call them channels `quotes`
-/// and `trades`.
+/// The streams of the log. Topic names are `price-quotes`, `price-trades` and
+/// `feed-status` (prefixed by `KAFKA_PREFIX` on Kafka); clients call them
+/// channels `quotes`, `trades` and `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Topic {
@@ -144,17 +199,22 @@ pub enum Topic {
     Quotes,
     /// `price-trades`.
     Trades,
+    /// `feed-status`: [`FeedEvent`]s.
+    Status,
 }
 
 impl Topic {
-    /// Both topics.
-    pub const ALL: [Topic; 2] = [Topic::Quotes, Topic::Trades];
+    /// Every topic of the log.
+    pub const ALL: [Topic; 3] = [Topic::Quotes, Topic::Trades, Topic::Status];
+    /// The market-data topics: what the cache keeps and clients get by default.
+    pub const PRICES: [Topic; 2] = [Topic::Quotes, Topic::Trades];
 
     /// The log topic name without any prefix.
     pub fn log_name(self) -> &'static str {
         match self {
             Topic::Quotes => "price-quotes",
             Topic::Trades => "price-trades",
+            Topic::Status => "feed-status",
         }
     }
     /// The client-facing channel name.
@@ -162,6 +222,7 @@ impl Topic {
         match self {
             Topic::Quotes => "quotes",
             Topic::Trades => "trades",
+            Topic::Status => "status",
         }
     }
     /// From a channel name (`quotes`, `trades`).
@@ -169,6 +230,7 @@ impl Topic {
         match s {
             "quotes" => Some(Topic::Quotes),
             "trades" => Some(Topic::Trades),
+            "status" => Some(Topic::Status),
             _ => None,
         }
     }

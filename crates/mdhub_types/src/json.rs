@@ -7,6 +7,8 @@
 //! {"type":"trade","venue":"binance","symbol":"BTC-USDT","ts_exchange":1714571100123000000,
 //!  "ts_received":1714571100124000000,"price":"63250.01","size":"0.00000845",
 //!  "side":"buy","trade_id":"3374563"}
+//! {"type":"status","venue":"coinbase","symbol":"BTC-USD","ts_exchange":1714571100200000000,
+//!  "ts_received":1714571100200000000,"status":"gap","detail":"trade ids 101..=104 missed"}
 //! ```
 //!
 //! Decimals are strings; timestamps are integer nanoseconds (a JavaScript
@@ -19,7 +21,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::{Decimal, Event, Quote, Side, Symbol, Timestamp, Trade, Venue};
+use crate::{
+    Decimal, Event, FeedEvent, FeedStatusKind, Quote, Side, Symbol, Timestamp, Trade, Venue,
+};
 
 /// Why bytes are not a valid JSON event.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,24 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
             out.extend_from_slice(b"\",\"trade_id\":");
             match &t.trade_id {
                 Some(id) => push_json_string(out, id),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b'}');
+        }
+        Event::Status(f) => {
+            push_head(
+                out,
+                b"status",
+                &f.venue,
+                &f.symbol,
+                f.ts_exchange,
+                f.ts_received,
+            );
+            out.extend_from_slice(b",\"status\":\"");
+            out.extend_from_slice(f.status.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"detail\":");
+            match &f.detail {
+                Some(d) => push_json_string(out, d),
                 None => out.extend_from_slice(b"null"),
             }
             out.push(b'}');
@@ -175,6 +197,8 @@ pub(crate) struct Wire<'a> {
     size: Option<Decimal>,
     side: Option<Side>,
     trade_id: Option<String>,
+    status: Option<FeedStatusKind>,
+    detail: Option<String>,
 }
 
 impl Wire<'_> {
@@ -204,8 +228,16 @@ impl Wire<'_> {
                 side: self.side.unwrap_or_default(),
                 trade_id: self.trade_id,
             })),
+            "status" => Ok(Event::Status(FeedEvent {
+                venue,
+                symbol,
+                ts_exchange: self.ts_exchange,
+                ts_received: self.ts_received,
+                status: self.status.ok_or("missing field `status`")?,
+                detail: self.detail,
+            })),
             other => Err(format!(
-                "unknown event type {other:?} (expected \"quote\" or \"trade\")"
+                "unknown event type {other:?} (expected \"quote\", \"trade\" or \"status\")"
             )),
         }
     }

@@ -19,7 +19,10 @@ mod symbol;
 mod time;
 
 pub use decimal::{Decimal, DecimalError};
-pub use event::{Event, Position, PositionError, Positioned, Quote, Side, Topic, Trade};
+pub use event::{
+    Event, FeedEvent, FeedStatusKind, Position, PositionError, Positioned, Quote, Side, Topic,
+    Trade,
+};
 pub use symbol::{NameError, Symbol, Venue};
 pub use time::{Timestamp, TimestampError};
 
@@ -75,6 +78,16 @@ impl Encoding {
             other => Err(CodecError::UnknownEncoding(
                 other.chars().take(32).collect(),
             )),
+        }
+    }
+
+    /// The encoding a record of `event` is written in by a log whose
+    /// encoding is `self`: feed-status events are always JSON (they have no
+    /// Avro schema; the record header says so).
+    pub fn for_event(self, event: &Event) -> Encoding {
+        match event {
+            Event::Status(_) => Encoding::Json,
+            _ => self,
         }
     }
 

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use mdhub_types::{
-    Decimal, Encoding, Event, Quote, Side, Symbol, Timestamp, Trade, Venue, avro, json,
+    Decimal, Encoding, Event, FeedEvent, FeedStatusKind, Quote, Side, Symbol, Timestamp, Topic,
+    Trade, Venue, avro, json,
 };
 use proptest::prelude::*;
 
@@ -58,6 +59,60 @@ fn sample_events() -> Vec<Event> {
     v.push(trade("1", "2", None));
     v.push(trade("1", "2", Some("id with \"quotes\", \\ and \u{1} \n")));
     v
+}
+
+fn status_events() -> Vec<Event> {
+    let kinds = [
+        FeedStatusKind::Connected,
+        FeedStatusKind::Disconnected,
+        FeedStatusKind::Gap,
+        FeedStatusKind::Resync,
+    ];
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, status)| {
+            Event::Status(FeedEvent {
+                venue: Venue::new("coinbase").unwrap(),
+                symbol: Symbol::new("BTC-USD").unwrap(),
+                ts_exchange: Timestamp::from_nanos(1_714_571_100_200_000_000 + i as i64),
+                ts_received: Timestamp::from_nanos(1_714_571_100_200_000_001 + i as i64),
+                status,
+                detail: (i % 2 == 0).then(|| format!("trade ids 101..=10{i} missed, \"quoted\"\n")),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn feed_status_events_are_json_only() {
+    for e in status_events() {
+        assert_eq!(e.topic(), Topic::Status);
+        let bytes = json::to_vec(&e);
+        assert_eq!(
+            bytes,
+            serde_json::to_vec(&e).unwrap(),
+            "fast encoder = serde"
+        );
+        assert_eq!(json::decode_event(&bytes).unwrap(), e);
+        assert_eq!(Encoding::Avro.for_event(&e), Encoding::Json);
+        assert!(matches!(
+            avro::encode(&e, &mut Vec::new()),
+            Err(avro::AvroError::NoSchema)
+        ));
+    }
+    let text = String::from_utf8(json::to_vec(&status_events()[2])).unwrap();
+    assert!(
+        text.starts_with(r#"{"type":"status","venue":"coinbase","symbol":"BTC-USD""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""status":"gap","detail":"trade ids"#),
+        "{text}"
+    );
+    let missing = br#"{"type":"status","venue":"x","symbol":"A","ts_exchange":1,"ts_received":1}"#;
+    let err = json::decode_event(missing).unwrap_err().to_string();
+    assert!(err.contains("status"), "{err}");
 }
 
 #[test]
@@ -275,6 +330,7 @@ fn fastavro_decodes_our_single_object_messages() {
                 assert_eq!(v["side"], "buy");
                 assert_eq!(v["trade_id"].as_str(), t.trade_id.as_deref());
             }
+            Event::Status(_) => unreachable!("sample_events holds prices only"),
         }
     }
 }
@@ -282,7 +338,7 @@ fn fastavro_decodes_our_single_object_messages() {
 #[test]
 fn json_events_validate_against_the_published_schema() {
     let mut input = String::new();
-    for e in sample_events() {
+    for e in sample_events().into_iter().chain(status_events()) {
         input.push_str(std::str::from_utf8(&json::to_vec(&e)).unwrap());
         input.push('\n');
     }
@@ -294,5 +350,8 @@ fn json_events_validate_against_the_published_schema() {
         "import sys, json, jsonschema\nschema = json.load(open({schema:?}))\nv = jsonschema.Draft202012Validator(schema)\nn = 0\nfor line in sys.stdin:\n    v.validate(json.loads(line)); n += 1\nbad = dict(type='quote', venue='x', symbol='A', ts_exchange=1, ts_received=1, bid_price=1.5, bid_size='1', ask_price='1', ask_size='1')\nassert not v.is_valid(bad), 'a float price must fail the schema'\nprint(n)"
     );
     let out = run_python(&script, &input);
-    assert_eq!(out.trim(), sample_events().len().to_string());
+    assert_eq!(
+        out.trim(),
+        (sample_events().len() + status_events().len()).to_string()
+    );
 }

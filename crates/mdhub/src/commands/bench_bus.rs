@@ -241,7 +241,7 @@ pub(crate) async fn run(a: BusArgs) -> anyhow::Result<()> {
         let broker = if target == "mock" {
             let cluster =
                 rdkafka::mocking::MockCluster::new(1).context("starting the mock cluster")?;
-            for t in ["price-quotes", "price-trades"] {
+            for t in ["price-quotes", "price-trades", "feed-status"] {
                 cluster
                     .create_topic(&format!("{prefix}{t}"), 8, 1)
                     .context("mock topic")?;

@@ -490,7 +490,7 @@ async fn report(
         tokio::time::sleep(every).await;
         let now = stats.published.load(Ordering::Relaxed);
         let mut ends = [0u64; 2];
-        for (i, topic) in Topic::ALL.into_iter().enumerate() {
+        for (i, topic) in Topic::PRICES.into_iter().enumerate() {
             for p in 0..bus.partitions(topic) {
                 if let Ok((_, end)) = bus.watermarks(topic, p).await {
                     ends[i] += end;

@@ -26,7 +26,7 @@ pub struct TailArgs {
     /// Gateway WebSocket URL. Default: ws://<server.listen>/v1/ws.
     #[arg(long, env = "MDHUB_URL")]
     pub url: Option<String>,
-    /// Channels: quotes, trades (comma-separated). Default both.
+    /// Channels: quotes, trades, status (comma-separated). Default quotes,trades.
     #[arg(long, value_delimiter = ',')]
     pub channels: Option<Vec<String>>,
     /// Print the raw JSON frames instead of a table.
@@ -186,6 +186,15 @@ fn line(f: &DataFrame) -> String {
                 .as_deref()
                 .map(|i| format!("#{i}"))
                 .unwrap_or_default(),
+            f.pos
+        ),
+        Event::Status(st) => format!(
+            "{} {mark}{:<10} {:<11} {:<6} {}  {}",
+            st.ts_received,
+            st.symbol,
+            st.venue,
+            st.status.as_str(),
+            st.detail.as_deref().unwrap_or(""),
             f.pos
         ),
     }

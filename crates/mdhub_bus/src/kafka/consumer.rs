@@ -45,8 +45,8 @@ pub(super) async fn offset_for_time(
 
 pub(super) struct KafkaSubscription {
     consumer: Arc<StreamConsumer>,
-    topics: [String; 2],
-    partitions: [u32; 2],
+    topics: [String; 3],
+    partitions: [u32; 3],
     meta: Arc<BaseConsumer>,
     group: bool,
     cursors: Vec<Cursor>,
@@ -91,11 +91,8 @@ pub(super) async fn subscribe(
     cc.set("enable.auto.offset.store", "false");
     cc.set("enable.partition.eof", "false");
     cc.set("fetch.wait.max.ms", cfg.fetch_wait_ms.to_string());
-    let topics = [
-        bus.topic_name(Topic::Quotes).to_string(),
-        bus.topic_name(Topic::Trades).to_string(),
-    ];
-    let partitions = [bus.partitions(Topic::Quotes), bus.partitions(Topic::Trades)];
+    let topics = Topic::ALL.map(|t| bus.topic_name(t).to_string());
+    let partitions = Topic::ALL.map(|t| bus.partitions(t));
     let mut cursors = Vec::new();
     let group = matches!(spec, SubscribeSpec::Group { .. });
     match &spec {

@@ -64,8 +64,8 @@ pub struct KafkaBus {
     cfg: KafkaConfig,
     producer: FutureProducer,
     meta: Arc<BaseConsumer>,
-    topics: [String; 2],
-    partitions: [u32; 2],
+    topics: [String; 3],
+    partitions: [u32; 3],
     encoding: Encoding,
     epoch: String,
     stats: Arc<KafkaStats>,
@@ -86,6 +86,7 @@ fn idx(t: Topic) -> usize {
     match t {
         Topic::Quotes => 0,
         Topic::Trades => 1,
+        Topic::Status => 2,
     }
 }
 
@@ -137,7 +138,7 @@ impl KafkaBus {
     }
 
     /// The topic names, prefixed.
-    pub fn topic_names(&self) -> &[String; 2] {
+    pub fn topic_names(&self) -> &[String; 3] {
         &self.topics
     }
 
@@ -163,10 +164,10 @@ pub(crate) async fn watermarks(
 async fn ensure_topics(
     cfg: &KafkaConfig,
     meta: &Arc<BaseConsumer>,
-    topics: &[String; 2],
-) -> Result<[u32; 2]> {
+    topics: &[String; 3],
+) -> Result<[u32; 3]> {
     let owned = topics.clone();
-    let counts = move |m: &Arc<BaseConsumer>| -> Result<[Option<u32>; 2]> {
+    let counts = move |m: &Arc<BaseConsumer>| -> Result<[Option<u32>; 3]> {
         let md = m.fetch_metadata(None, META_TIMEOUT).map_err(kafka_err)?;
         Ok(owned.clone().map(|name| {
             md.topics()
@@ -269,7 +270,7 @@ impl Bus for KafkaBus {
         let mut payloads = Vec::with_capacity(events.len());
         for e in events {
             let mut buf = Vec::with_capacity(256);
-            self.encoding.encode(e, &mut buf)?;
+            self.encoding.for_event(e).encode(e, &mut buf)?;
             payloads.push(buf);
         }
         let mut pending = Vec::with_capacity(events.len());
@@ -279,7 +280,7 @@ impl Bus for KafkaBus {
             let headers = OwnedHeaders::new_with_capacity(3)
                 .insert(Header {
                     key: ENCODING_HEADER,
-                    value: Some(self.encoding.as_str()),
+                    value: Some(self.encoding.for_event(e).as_str()),
                 })
                 .insert(Header {
                     key: SCHEMA_HEADER,

@@ -182,6 +182,7 @@ mod tests {
             let field = match p.event {
                 Event::Quote(_) => QUOTE,
                 Event::Trade(_) => TRADE,
+                Event::Status(_) => unreachable!("prices only"),
             };
             let back = decode_slot(p.event.symbol(), field, &out).unwrap();
             assert_eq!(back, p);

@@ -116,6 +116,7 @@ fn trades_print_at_the_touch_and_ids_increase_per_venue() {
             Event::Quote(q) => {
                 touch.insert(q.symbol.to_string(), (q.bid_price, q.ask_price));
             }
+            Event::Status(f) => panic!("the simulator emits no feed status: {f:?}"),
             Event::Trade(t) => {
                 trades += 1;
                 buys += usize::from(t.side == Side::Buy);

@@ -16,7 +16,7 @@ pub(crate) mod ws;
 
 use std::collections::HashMap;
 
-use mdhub_types::{Decimal, Event, Timestamp};
+use mdhub_types::{Decimal, Event, FeedEvent, FeedStatusKind, Symbol, Timestamp, Venue};
 
 /// What a frame was, besides the events it carried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +30,9 @@ pub enum Frame {
     /// A frame that carries nothing mdhub uses (another stream's data, a
     /// heartbeat), with what it was.
     Ignored(String),
-    /// The frame shows that data was missed (its events, if any, were
-    /// appended): what is missing.
+    /// The frame shows that data was missed: its events include a `gap`
+    /// feed-status event per symbol ([`gap_event`]) before any data; the text
+    /// says what is missing.
     Gap(String),
 }
 
@@ -119,6 +120,25 @@ impl TradeIds {
     pub(crate) fn set(&mut self, book: &str, id: u64) {
         self.0.insert(book.to_string(), id);
     }
+}
+
+/// The `gap` feed-status event a decoder appends before the data that showed
+/// the gap ([`Frame::Gap`]).
+pub(crate) fn gap_event(
+    venue: &Venue,
+    symbol: Symbol,
+    ts_exchange: Timestamp,
+    ts_received: Timestamp,
+    detail: String,
+) -> Event {
+    Event::Status(FeedEvent {
+        venue: venue.clone(),
+        symbol,
+        ts_exchange,
+        ts_received,
+        status: FeedStatusKind::Gap,
+        detail: Some(detail),
+    })
 }
 
 /// A frame as text: one UTF-8 check of the whole frame (SIMD-fast in std),

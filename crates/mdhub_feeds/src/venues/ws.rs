@@ -16,14 +16,18 @@
 //!   reconnects.
 //! - Connection attempts of all of a venue's connections draw on one
 //!   [`ConnectBudget`], so a mass reconnect stays within the venue's limits.
-//! - Undecodable frames are counted and logged; refusals and gaps are logged
-//!   and gaps counted.
+//! - Undecodable frames are counted and logged; refusals and gaps are logged.
+//! - Feed status as data: once subscribed, a `connected` event for each of
+//!   the connection's symbols; when an established connection is lost, a
+//!   `disconnected` event for each (with the reason, also at shutdown). Gap
+//!   events come from
+//!   the decoder. All go down the same channel as prices.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use mdhub_types::{Event, Timestamp};
+use mdhub_types::{Event, FeedStatusKind, Symbol, Timestamp};
 use rand::Rng;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -47,6 +51,8 @@ pub(crate) struct WsJob {
     pub(crate) venue: &'static str,
     /// The URL.
     pub(crate) url: String,
+    /// The canonical symbols this connection carries (feed-status events).
+    pub(crate) symbols: Vec<Symbol>,
     /// Text messages sent after every (re)connect (subscriptions).
     pub(crate) subscribe: Vec<String>,
     /// The decoder, kept across reconnects so sequence state (gap
@@ -104,15 +110,16 @@ enum End {
     Retry(Duration, String),
 }
 
+/// One connection from dial to end; `live` is set once it is subscribed.
 async fn connection(
     job: &mut WsJob,
     budget: &ConnectBudget,
     ctx: &FeedContext,
+    live: &mut bool,
 ) -> Result<End, FeedError> {
     let url = job.url.clone();
     let url = url.as_str();
     let cfg = job.settings.clone();
-    let venue = || job.venue.to_string();
     tokio::select! {
         _ = ctx.shutdown.cancelled() => return Ok(End::Shutdown),
         _ = budget.acquire() => {}
@@ -152,6 +159,14 @@ async fn connection(
     }
     ctx.status.set_state(FeedState::Live);
     tracing::info!(venue = job.venue, url, "connected");
+    *live = true;
+    ctx.send_status(
+        &job.symbols,
+        FeedStatusKind::Connected,
+        None,
+        Timestamp::now(),
+    )
+    .await?;
 
     let mut events: Vec<Event> = Vec::with_capacity(4);
     let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_secs.max(1)));
@@ -207,7 +222,6 @@ async fn connection(
                 tracing::warn!(venue = job.venue, reason = %m, "the venue refused a request")
             }
             Ok(Frame::Gap(what)) => {
-                ctx.status.record_gap();
                 tracing::warn!(venue = job.venue, gap = %what, "the venue's stream has a gap");
             }
             Ok(_) => {}
@@ -217,10 +231,7 @@ async fn connection(
             }
         }
         for e in events.drain(..) {
-            ctx.status.record_event(ts_received);
-            if ctx.out.send(e).await.is_err() {
-                return Err(FeedError::PipelineClosed { venue: venue() });
-            }
+            ctx.send(e).await?;
         }
     }
 }
@@ -236,9 +247,23 @@ async fn run(
     loop {
         let started = tokio::time::Instant::now();
         ctx.status.set_state(FeedState::Connecting);
-        match connection(&mut job, &budget, &ctx).await? {
-            End::Shutdown => return Ok(()),
+        let mut live = false;
+        match connection(&mut job, &budget, &ctx, &mut live).await? {
+            End::Shutdown => {
+                if live {
+                    let ts = Timestamp::now();
+                    let why = Some("mdhub is shutting down");
+                    ctx.send_status(&job.symbols, FeedStatusKind::Disconnected, why, ts)
+                        .await?;
+                }
+                return Ok(());
+            }
             End::Retry(at_least, why) => {
+                if live {
+                    let ts = Timestamp::now();
+                    ctx.send_status(&job.symbols, FeedStatusKind::Disconnected, Some(&why), ts)
+                        .await?;
+                }
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_millis(500);
                 }

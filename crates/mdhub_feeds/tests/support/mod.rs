@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use mdhub_feeds::{FeedContext, FeedStatus};
-use mdhub_types::{Event, Venue};
+use mdhub_types::{Event, FeedEvent, FeedStatusKind, Venue};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -31,4 +31,30 @@ pub fn harness(venue: &str) -> Harness {
         status,
         shutdown,
     }
+}
+
+/// Move the feed-status events still queued into `statuses`; data after the
+/// feed stopped is a failure (it would have been sent twice).
+pub fn drain_statuses(rx: &mut mpsc::Receiver<Event>, statuses: &mut Vec<FeedEvent>) {
+    while let Ok(e) = rx.try_recv() {
+        match e {
+            Event::Status(f) => statuses.push(f),
+            e => panic!("nothing sent twice: {e:?}"),
+        }
+    }
+}
+
+/// Feed status as data for one symbol whose connection dropped mid-stream:
+/// connected, lost, connected again, the gap the trade ids show (with
+/// `gap_detail`), and the shutdown.
+pub fn assert_reconnect_with_gap(statuses: &[FeedEvent], symbol: &str, gap_detail: &str) {
+    use FeedStatusKind::{Connected, Disconnected, Gap};
+    let story: Vec<_> = statuses.iter().map(|f| f.status).collect();
+    assert_eq!(
+        story,
+        [Connected, Disconnected, Connected, Gap, Disconnected],
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[3].detail.as_deref(), Some(gap_detail));
+    assert!(statuses.iter().all(|f| f.symbol.as_str() == symbol));
 }

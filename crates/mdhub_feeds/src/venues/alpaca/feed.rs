@@ -103,6 +103,7 @@ impl Feed for AlpacaFeed {
             .then(|| WsJob {
                 venue: "alpaca",
                 url: self.cfg.url.clone(),
+                symbols: self.cfg.symbols.clone(),
                 subscribe: self.session_messages(),
                 decoder: Box::new(Decoder::default()),
                 settings: WsSettings {

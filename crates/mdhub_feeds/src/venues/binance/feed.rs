@@ -59,24 +59,31 @@ impl BinanceFeed {
 
     /// The combined-stream URLs, one per connection.
     pub fn urls(&self) -> Vec<String> {
+        self.connections().into_iter().map(|(url, _)| url).collect()
+    }
+
+    /// One entry per connection: its combined-stream URL and the symbols
+    /// it carries (two streams each, within `max_streams_per_connection`).
+    fn connections(&self) -> Vec<(String, Vec<Symbol>)> {
         let names = Decoder::default().symbols;
-        let streams: Vec<String> = self
-            .cfg
+        let per_connection = (self.cfg.max_streams_per_connection / 2).max(1);
+        self.cfg
             .symbols
-            .iter()
-            .flat_map(|s| {
-                let n = names.native(s);
-                [format!("{n}@trade"), format!("{n}@bookTicker")]
-            })
-            .collect();
-        streams
-            .chunks(self.cfg.max_streams_per_connection.max(2))
-            .map(|c| {
-                format!(
+            .chunks(per_connection)
+            .map(|chunk| {
+                let streams: Vec<String> = chunk
+                    .iter()
+                    .flat_map(|s| {
+                        let n = names.native(s);
+                        [format!("{n}@trade"), format!("{n}@bookTicker")]
+                    })
+                    .collect();
+                let url = format!(
                     "{}/stream?streams={}",
                     self.cfg.url.trim_end_matches('/'),
-                    c.join("/")
-                )
+                    streams.join("/")
+                );
+                (url, chunk.to_vec())
             })
             .collect()
     }
@@ -93,16 +100,13 @@ impl Feed for BinanceFeed {
     }
 
     async fn run(&self, ctx: FeedContext) -> Result<(), FeedError> {
-        let jobs = if self.cfg.symbols.is_empty() {
-            Vec::new()
-        } else {
-            self.urls()
-        };
-        let jobs = jobs
+        let jobs = self
+            .connections()
             .into_iter()
-            .map(|url| WsJob {
+            .map(|(url, symbols)| WsJob {
                 venue: "binance",
                 url,
+                symbols,
                 subscribe: Vec::new(),
                 decoder: Box::new(Decoder::default()),
                 settings: WsSettings {

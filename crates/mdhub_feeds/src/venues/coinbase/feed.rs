@@ -76,6 +76,7 @@ impl Feed for CoinbaseFeed {
             .then(|| WsJob {
                 venue: "coinbase",
                 url: self.cfg.url.clone(),
+                symbols: self.cfg.symbols.clone(),
                 subscribe: vec![self.subscribe_message()],
                 decoder: Box::new(Decoder::default()),
                 settings: WsSettings {

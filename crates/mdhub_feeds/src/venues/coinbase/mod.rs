@@ -32,7 +32,7 @@ use mdhub_types::{Event, Quote, Side, Symbol, Timestamp, Trade, Venue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{DecodeError, Frame, TradeIds, VenueDecoder, decimal};
+use super::{DecodeError, Frame, TradeIds, VenueDecoder, decimal, gap_event};
 
 mod feed;
 pub use feed::{CoinbaseConfig, CoinbaseFeed};
@@ -139,11 +139,21 @@ impl Decoder {
                 m.kind
             )));
         };
-        out.push(Event::Trade(trade));
-        Ok(match gap {
-            Some(gap) => Frame::Gap(format!("{product}: {gap}")),
+        let frame = match gap {
+            Some(gap) => {
+                out.push(gap_event(
+                    &self.venue,
+                    trade.symbol.clone(),
+                    trade.ts_exchange,
+                    ts_received,
+                    gap.clone(),
+                ));
+                Frame::Gap(format!("{product}: {gap}"))
+            }
             None => Frame::Data,
-        })
+        };
+        out.push(Event::Trade(trade));
+        Ok(frame)
     }
 }
 
@@ -202,11 +212,21 @@ impl VenueDecoder for Decoder {
                 match self.ids.newest(product) {
                     Some(k) if last > k => {
                         self.ids.set(product, last);
-                        Ok(Frame::Gap(format!(
-                            "{product}: trades {}..={last} missed ({} trades, seen in a heartbeat)",
+                        let what = format!(
+                            "trades {}..={last} missed ({} trades, seen in a heartbeat)",
                             k + 1,
                             last - k
-                        )))
+                        );
+                        let ts = Self::time(&m).unwrap_or(ts_received);
+                        let symbol = Self::symbol(&m)?;
+                        out.push(gap_event(
+                            &self.venue,
+                            symbol,
+                            ts,
+                            ts_received,
+                            what.clone(),
+                        ));
+                        Ok(Frame::Gap(format!("{product}: {what}")))
                     }
                     Some(_) => Ok(Frame::Ignored("heartbeat".into())),
                     None => {

@@ -1,6 +1,6 @@
 //! The documented payloads in `fixtures/`, sides, and gap detection.
 
-use mdhub_types::{Event, Side, Timestamp};
+use mdhub_types::{Event, FeedStatusKind, Side, Timestamp};
 
 use super::Decoder;
 use crate::venues::Frame;
@@ -90,16 +90,38 @@ fn gaps_in_trade_ids_are_reported() {
             "BTC-USD: trades 11..=12 missed (2 trades)".into()
         ))
     );
-    assert_eq!(out.len(), 1, "the trade that shows the gap is still sent");
+    assert_eq!(out.len(), 2, "a gap event, then the trade that showed it");
+    let Event::Status(gap) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (gap.symbol.as_str(), gap.status),
+        ("BTC-USD", FeedStatusKind::Gap)
+    );
+    assert_eq!(
+        gap.detail.as_deref(),
+        Some("trades 11..=12 missed (2 trades)")
+    );
+    assert_eq!(
+        gap.ts_exchange,
+        out[1].ts_exchange(),
+        "the venue's time of the trade"
+    );
+    assert!(matches!(&out[1], Event::Trade(t) if t.trade_id.as_deref() == Some("13")));
     // A replayed trade is not sent twice.
     let (r, out) = decode(&mut d, &matched(12));
     assert!(matches!(r, Ok(Frame::Ignored(_))) && out.is_empty());
     // A heartbeat ahead of what arrived: trades were missed in between.
+    let (r, out) = decode(&mut d, &fixture("heartbeat.json"));
     assert_eq!(
-        decode(&mut d, &fixture("heartbeat.json")).0,
+        r,
         Ok(Frame::Gap(
             "BTC-USD: trades 14..=20 missed (7 trades, seen in a heartbeat)".into()
         ))
+    );
+    assert!(
+        matches!(&out[..], [Event::Status(g)] if g.status == FeedStatusKind::Gap),
+        "{out:?}"
     );
     assert_eq!(decode(&mut d, &matched(21)).0, Ok(Frame::Data));
 }

@@ -81,6 +81,7 @@ impl Feed for KrakenFeed {
             .then(|| WsJob {
                 venue: "kraken",
                 url: self.cfg.url.clone(),
+                symbols: self.cfg.symbols.clone(),
                 subscribe: self.subscribe_messages(),
                 decoder: Box::new(Decoder::default()),
                 settings: WsSettings {

@@ -32,7 +32,7 @@ use mdhub_types::{Event, Quote, Side, Symbol, Timestamp, Trade, Venue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{DecodeError, Frame, TradeIds, VenueDecoder, decimal};
+use super::{DecodeError, Frame, TradeIds, VenueDecoder, decimal, gap_event};
 
 mod feed;
 pub use feed::{KrakenConfig, KrakenFeed};
@@ -142,7 +142,16 @@ impl Decoder {
             };
             match self.ids.see(name, id) {
                 None => continue, // already sent
-                Some(Some(gap)) => gaps.push(format!("{name}: {gap}")),
+                Some(Some(gap)) => {
+                    gaps.push(format!("{name}: {gap}"));
+                    out.push(gap_event(
+                        &self.venue,
+                        trade.symbol.clone(),
+                        trade.ts_exchange,
+                        ts_received,
+                        gap,
+                    ));
+                }
                 Some(None) => {}
             }
             out.push(Event::Trade(trade));

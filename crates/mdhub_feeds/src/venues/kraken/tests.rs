@@ -1,6 +1,6 @@
 //! The documented payloads in `fixtures/`, exact JSON numbers, and trade ids.
 
-use mdhub_types::{Decimal, Event, Side, Symbol, Timestamp};
+use mdhub_types::{Decimal, Event, FeedStatusKind, Side, Symbol, Timestamp};
 
 use super::{Decoder, canonical, native};
 use crate::venues::Frame;
@@ -95,7 +95,13 @@ fn repeated_trades_are_sent_once_and_skips_are_gaps() {
             "BTC/USD: trades 81234569..=81234570 missed (2 trades)".into()
         ))
     );
-    assert_eq!(out.len(), 2);
+    assert_eq!(out.len(), 3, "a gap event before the trade that showed it");
+    assert!(
+        matches!(&out[0], Event::Status(g) if g.status == FeedStatusKind::Gap
+            && g.symbol.as_str() == "BTC-USD"
+            && g.detail.as_deref() == Some("trades 81234569..=81234570 missed (2 trades)")),
+        "{out:?}"
+    );
 }
 
 #[test]
