@@ -224,9 +224,17 @@ impl Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickfix_venue_session_subscriptions_reconnects_gaps_and_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let mut venue = Venue::start(&dir.path().join("venue"));
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    // MDHUB_TEST_KEEP=1 keeps the venue's logs and the store for a look.
+    let _tmp = if std::env::var_os("MDHUB_TEST_KEEP").is_some() {
+        eprintln!("FIX test files in {}", tmp.keep().display());
+        None
+    } else {
+        Some(tmp)
+    };
+    let store = root.join("store");
+    let mut venue = Venue::start(&root.join("venue"));
     let started = Timestamp::now();
     let feed = start(settings(venue.port, &store));
 
@@ -337,6 +345,15 @@ async fn quickfix_venue_session_subscriptions_reconnects_gaps_and_restarts() {
         logon3["seq"].as_u64().unwrap(),
         last + 1,
         "a restart continues the sequence numbers: {logon3}"
+    );
+    wait_for("resubscription after the restart", 5, || {
+        venue.seen_of("md_request").len() >= 9
+    })
+    .await;
+    assert_eq!(
+        venue.seen_of("logon").len(),
+        3,
+        "subscribed on the first Logon"
     );
     wait_for("trades after the restart", 15, || {
         again.trades("BTC-USD").len() >= 2

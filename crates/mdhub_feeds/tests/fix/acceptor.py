@@ -29,6 +29,7 @@ import threading
 import time
 
 import quickfix as fix
+import quickfix44 as fix44
 
 KNOWN = {
     "BTC/USD": (95000, "1.5"),
@@ -153,7 +154,8 @@ class Venue(fix.Application):
             w.setField(fix.Symbol(sym))
             for typ, px, sz in [("0", price(base, 0, 1), size), ("1", price(base, 0, 2), size),
                                 ("2", price(base, 0, 3), "0.5")]:
-                e = fix.Group(268, 269)
+                # The typed group writes its fields in the dictionary's order.
+                e = fix44.MarketDataSnapshotFullRefresh.NoMDEntries()
                 e.setField(fix.MDEntryType(typ))
                 e.setField(fix.StringField(270, px))
                 e.setField(fix.StringField(271, sz))
@@ -181,7 +183,7 @@ class Venue(fix.Application):
                     ("1", "1", price(base, k, 2), size, None),
                     ("0", "2", price(base, k, 3), "0.000000000000000001", "T%d" % k),
                 ]:
-                    e = fix.Group(268, 279)
+                    e = fix44.MarketDataIncrementalRefresh.NoMDEntries()
                     e.setField(fix.MDUpdateAction(action))
                     e.setField(fix.MDEntryType(typ))
                     if extra:

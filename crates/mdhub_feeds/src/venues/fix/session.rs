@@ -228,6 +228,19 @@ impl Application for App {
 
     async fn on_state_change(&self, from: &Status, to: &Status) {
         tracing::debug!(venue = %self.shared.venue(), ?from, ?to, "FIX session state");
+        if matches!(from, Status::AwaitingLogon) && matches!(to, Status::AwaitingResend { .. }) {
+            // hotfix 0.13 calls `on_logon` only for a Logon reply without a
+            // sequence gap; one with a gap goes straight to AwaitingResend.
+            // The venue has accepted the Logon either way: subscribe.
+            tracing::info!(
+                venue = super::VENUE,
+                "logged on (catching up a sequence gap)"
+            );
+            self.shared.view.send_modify(|v| {
+                v.logons += 1;
+                v.active = true;
+            });
+        }
         if let Status::AwaitingResend { begin, end, .. } = to {
             // hotfix has sent a ResendRequest for the missing range.
             self.shared.status.record_gap();
@@ -259,4 +272,28 @@ pub(crate) async fn open_store(
     let target_seq = store.next_target_seq_number().saturating_sub(1);
     store.set_target_seq_number(target_seq).await?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn market_data_request_on_the_wire() {
+        let req = Outbound::Subscribe {
+            req_id: "mdhub-BTC/USD".into(),
+            symbol: "BTC/USD".into(),
+        };
+        let raw = hotfix::message::generate_message("FIX.4.4", "MDHUB", "VENUE", 7, req).unwrap();
+        let text = String::from_utf8(raw).unwrap().replace('\u{1}', "|");
+        assert!(text.starts_with("8=FIX.4.4|9="), "{text}");
+        for part in [
+            "|35=V|",
+            "|34=7|",
+            "|262=mdhub-BTC/USD|263=1|264=1|265=1|267=3|269=0|269=1|269=2|146=1|55=BTC/USD|10=",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        assert_eq!(seq_num(text.replace('|', "\u{1}").as_bytes()), Some(7));
+    }
 }
