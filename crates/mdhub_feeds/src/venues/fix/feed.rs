@@ -15,6 +15,21 @@
 //!   receipt time can be taken. Here reconnects back off exponentially with
 //!   full jitter, and each message's `ts_received` is taken as its bytes are
 //!   read, before hotfix parses it.
+//! - hotfix 0.13.0 / hotfix-store 0.1.1 limits met, and what is done here:
+//!   its `Initiator` reconnects every fixed `reconnect_interval` and owns the
+//!   socket reader, so this module drives hotfix's session
+//!   (`InternalSessionRef`, public under hotfix's default `test-utils`
+//!   feature) with its own TCP connection, hotfix's `spawn_socket_writer`
+//!   and its `Parser`; `FileStore::new` truncates the `.seqnums` file until
+//!   the next number changes ([`open_store`](super::session) rewrites it at
+//!   once); `Application::on_logon` is not called when the venue's Logon
+//!   reply has a sequence gap (the session goes straight to resending), so a
+//!   switch from AwaitingLogon to AwaitingResend also counts as logged on;
+//!   the application gets a parsed message, which is encoded again for the
+//!   decoder. hotfix checks repeating-group field order strictly: a venue
+//!   that writes MD entries out of its dictionary's order gets a session
+//!   Reject (3) and the entries never arrive (a venue dictionary can be
+//!   given with `dictionary`).
 //! - After every Logon, one MarketDataRequest (V) per symbol
 //!   (MDReqID `mdhub-<venue symbol>`), so a reject (Y) of one symbol leaves
 //!   the others flowing. Rejects are logged and kept ([`FixFeed::rejected`]).
