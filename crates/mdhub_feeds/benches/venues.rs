@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mdhub_feeds::venues::{VenueDecoder, binance, coinbase, kraken};
+use mdhub_feeds::venues::{VenueDecoder, binance, coinbase, fix, kraken};
 use mdhub_types::Timestamp;
 
 /// Combined-stream trade frames as Binance sends them, over a few symbols.
@@ -85,6 +85,30 @@ fn kraken_trades() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// FIX 4.4 incremental refreshes (X), SOH-separated: a bid change and a
+/// trade per message, as a venue streams them.
+fn fix_incrementals() -> Vec<Vec<u8>> {
+    (0..1000u64)
+        .map(|i| {
+            format!(
+                "8=FIX.4.4\x019=250\x0135=X\x0149=VENUE\x0156=MDHUB\x0134={}\x0152=20261126-12:00:00.{:03}\x01262=mdhub-BTC/USD\x01268=2\x01279=1\x01269=0\x0155=BTC/USD\x01270=95{:03}.{:02}\x01271=0.{:08}\x01279=0\x01269=2\x0155=BTC/USD\x01270=95{:03}.{:02}\x01271=0.{:08}\x01272=20261126\x01273=12:00:00.{:06}\x011003={}\x012446={}\x0110=000\x01",
+                10 + i,
+                i % 1000,
+                i % 1000,
+                i % 100,
+                i * 7919 % 100_000_000,
+                i % 1000,
+                (i + 1) % 100,
+                i * 104_729 % 100_000_000,
+                i * 997 % 1_000_000,
+                81_000_000 + i,
+                1 + i % 2
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
 fn run_decoder(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
@@ -115,6 +139,9 @@ fn bench_others(c: &mut Criterion) {
     });
     run_decoder(&mut g, "kraken_trade", &kraken_trades(), || {
         Box::new(kraken::Decoder::default())
+    });
+    run_decoder(&mut g, "fix_incremental", &fix_incrementals(), || {
+        Box::new(fix::Decoder::default())
     });
     g.finish();
 }

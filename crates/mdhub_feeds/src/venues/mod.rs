@@ -11,6 +11,7 @@
 pub mod alpaca;
 pub mod binance;
 pub mod coinbase;
+pub mod fix;
 pub mod kraken;
 pub(crate) mod ws;
 
@@ -77,13 +78,14 @@ pub fn decoder(venue: &str) -> Option<Box<dyn VenueDecoder>> {
         "alpaca" => Some(Box::new(alpaca::Decoder::default())),
         "binance" => Some(Box::new(binance::Decoder::default())),
         "coinbase" => Some(Box::new(coinbase::Decoder::default())),
+        "fix" => Some(Box::new(fix::Decoder::default())),
         "kraken" => Some(Box::new(kraken::Decoder::default())),
         _ => None,
     }
 }
 
 /// Venue ids [`decoder`] knows.
-pub const VENUES: &[&str] = &["alpaca", "binance", "coinbase", "kraken"];
+pub const VENUES: &[&str] = &["alpaca", "binance", "coinbase", "fix", "kraken"];
 
 /// The newest trade id per book, for venues whose trade ids are consecutive
 /// per symbol (Coinbase, Kraken): what was already sent, and what was skipped.
