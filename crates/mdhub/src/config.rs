@@ -549,6 +549,34 @@ mod tests {
     }
 
     #[test]
+    fn the_fix_example_configures_a_session() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fix.toml");
+        let c = load(&Sources {
+            file: Some(path),
+            env: HashMap::new(),
+        })
+        .unwrap();
+        let f = c.venues.fix.as_ref().expect("fix configured");
+        let s = f.feed_config(&c.data_dir).unwrap();
+        assert_eq!(
+            (s.sender_comp_id.as_str(), s.target_comp_id.as_str()),
+            ("MDHUB", "VENUE")
+        );
+        assert_eq!(s.store_dir, c.data_dir.join("fix"));
+        let btc = mdhub_types::Symbol::new("BTC-USD").unwrap();
+        assert_eq!(s.symbols[&btc], "BTC/USD");
+        let e = load(&env(&[("MDHUB_VENUES__FIX__HOST", "h")]))
+            .unwrap()
+            .venues
+            .fix
+            .unwrap()
+            .feed_config(Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("venues.fix.symbols"), "{e}");
+    }
+
+    #[test]
     fn the_equities_example_takes_alpaca_keys_from_the_environment() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/equities.toml");
         let mut sources = Sources {

@@ -323,7 +323,52 @@ fn normalize_turns_venue_frames_into_events() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&unknown.stderr)
-            .contains("known: alpaca, binance, coinbase, kraken")
+            .contains("known: alpaca, binance, coinbase, fix, kraken")
+    );
+}
+
+/// `mdhub normalize --venue fix` on FIX 4.4 messages (SOH-separated, one per
+/// line): a full refresh, an incremental with a bid change and a trade, a
+/// reject, and session messages that carry no data.
+#[test]
+fn normalize_fix_messages() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mdhub_feeds/src/venues/fix/fixtures");
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+    let input = [
+        read("logon.fix"),
+        read("snapshot.fix"),
+        read("incremental.fix"),
+        read("reject.fix"),
+        // The same refresh again: the known book is rebuilt (resync).
+        read("snapshot.fix"),
+    ]
+    .concat();
+    let (ok, stdout, stderr) = normalize(&["--venue", "fix"], &input);
+    assert!(ok, "{stderr}");
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["quote", "trade", "quote", "status", "quote"],
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(
+        events[0]["bid_price"], "95000.10",
+        "the venue's text is kept"
+    );
+    assert_eq!(events[0]["symbol"], "BTC-USD");
+    assert_eq!(events[1]["price"], "95000.20");
+    assert_eq!(events[1]["side"], "buy", "AggressorSide(2446)=1");
+    assert_eq!(events[1]["trade_id"], "T1");
+    assert_eq!(events[2]["bid_price"], "95000.15");
+    assert_eq!(events[3]["status"], "resync");
+    assert!(stderr.contains("line 1: skipped"), "{stderr}");
+    assert!(
+        stderr.contains("line 4: skipped: the venue refused a request"),
+        "{stderr}"
     );
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use mdhub_feeds::Feed;
 use mdhub_feeds::venues::fix::{FixBackoff, FixFeed, FixSettings};
-use mdhub_types::{Event, Side, Symbol, Timestamp};
+use mdhub_types::{Event, FeedStatusKind, Side, Symbol, Timestamp};
 use serde_json::Value;
 
 fn python() -> PathBuf {
@@ -212,6 +212,18 @@ impl Running {
             .collect()
     }
 
+    fn statuses(&self, symbol: &str) -> Vec<mdhub_types::FeedEvent> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Status(f) if f.symbol.as_str() == symbol => Some(f.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         let r = tokio::time::timeout(Duration::from_secs(10), self.run)
@@ -330,7 +342,51 @@ async fn quickfix_venue_session_subscriptions_reconnects_gaps_and_restarts() {
     // Shutdown: Logout.
     let s = feed.status.snapshot();
     assert_eq!(s.dropped, 0, "{s:?}");
+    let events = feed.events.clone();
+    let statuses = |symbol: &str| -> Vec<FeedStatusKind> {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Status(f) if f.symbol.as_str() == symbol => Some(f.status),
+                _ => None,
+            })
+            .collect()
+    };
+    let last_btc = feed.statuses("BTC-USD");
     feed.stop().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Feed status as data, per symbol: connected, lost on the drop,
+    // connected again with the book rebuilt from the new snapshot, the
+    // sequence gap, and the shutdown.
+    use FeedStatusKind::{Connected, Disconnected, Gap, Resync};
+    for symbol in ["BTC-USD", "ETH-USD"] {
+        let story = statuses(symbol);
+        let want = [
+            Connected,
+            Disconnected,
+            Connected,
+            Resync,
+            Gap,
+            Disconnected,
+        ];
+        let mut it = story.iter();
+        for k in want {
+            assert!(
+                it.any(|s| *s == k),
+                "{symbol}: {k:?} missing in order from {story:?}"
+            );
+        }
+        assert_eq!(story.last(), Some(&Disconnected), "{symbol}: {story:?}");
+    }
+    assert!(
+        last_btc.iter().any(|f| f.status == Gap
+            && f.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("ResendRequest"))),
+        "{last_btc:?}"
+    );
     wait_for("our Logout", 5, || {
         venue.seen_of("in").iter().any(|v| v["msg_type"] == "5")
     })

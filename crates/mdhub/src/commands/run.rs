@@ -411,6 +411,14 @@ fn feeds_desc(cfg: &Config) -> String {
         if let Some(a) = &cfg.venues.alpaca {
             v.push(format!("alpaca ({} symbols)", a.symbols.len()));
         }
+        if let Some(f) = &cfg.venues.fix {
+            v.push(format!(
+                "fix {}:{} ({} symbols)",
+                f.host,
+                f.port,
+                f.symbols.len()
+            ));
+        }
         v.join(", ")
     } else {
         "simulated venues".to_string()
@@ -441,6 +449,11 @@ fn feeds(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn mdhub_feeds::Feed>>> {
     if let Some(a) = &cfg.venues.alpaca {
         out.push(Arc::new(mdhub_feeds::venues::alpaca::AlpacaFeed::new(
             a.feed_config()?,
+        )));
+    }
+    if let Some(f) = &cfg.venues.fix {
+        out.push(Arc::new(mdhub_feeds::venues::fix::FixFeed::new(
+            f.feed_config(&cfg.data_dir)?,
         )));
     }
     Ok(out)

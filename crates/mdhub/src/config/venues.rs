@@ -17,6 +17,8 @@ pub struct VenuesConfig {
     pub kraken: Option<VenueSection>,
     /// Alpaca US equities data (`[venues.alpaca]`); absent = not connected.
     pub alpaca: Option<AlpacaSection>,
+    /// A FIX 4.4 market-data session (`[venues.fix]`); absent = not connected.
+    pub fix: Option<FixSection>,
 }
 
 impl VenuesConfig {
@@ -26,6 +28,7 @@ impl VenuesConfig {
             || self.coinbase.is_some()
             || self.kraken.is_some()
             || self.alpaca.is_some()
+            || self.fix.is_some()
     }
 }
 
@@ -186,6 +189,86 @@ impl AlpacaSection {
             symbols: venue_symbols("alpaca", &self.symbols, "AAPL")?,
             ping_secs: self.ping_secs,
             stale_secs: self.stale_secs,
+        })
+    }
+}
+
+/// `[venues.fix]`: a FIX 4.4 market-data session (the institutional path).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FixSection {
+    /// The venue's FIX host.
+    pub host: String,
+    /// The venue's FIX port.
+    pub port: u16,
+    /// SenderCompID(49): mdhub's id at the venue.
+    pub sender_comp_id: String,
+    /// TargetCompID(56): the venue's id.
+    pub target_comp_id: String,
+    /// HeartBtInt(108) proposed at Logon, seconds. Default 30.
+    pub heartbeat_secs: u64,
+    /// Sequence numbers and sent messages, kept across restarts. Default
+    /// `<data_dir>/fix`.
+    pub store_dir: Option<std::path::PathBuf>,
+    /// A QuickFIX-format dictionary (XML) for a venue with custom tags.
+    pub dictionary: Option<std::path::PathBuf>,
+    /// Canonical symbol → the venue's Symbol(55), e.g. `"BTC-USD" = "BTC/USD"`.
+    pub symbols: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for FixSection {
+    fn default() -> Self {
+        let d = mdhub_feeds::venues::fix::FixSettings::default();
+        FixSection {
+            host: d.host,
+            port: d.port,
+            sender_comp_id: d.sender_comp_id,
+            target_comp_id: d.target_comp_id,
+            heartbeat_secs: d.heartbeat_secs,
+            store_dir: None,
+            dictionary: None,
+            symbols: Default::default(),
+        }
+    }
+}
+
+impl FixSection {
+    /// The feed's settings (store under `data_dir` unless set), or the
+    /// one-line problem.
+    pub fn feed_config(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<mdhub_feeds::venues::fix::FixSettings, ConfigError> {
+        if self.symbols.is_empty() {
+            return Err(ConfigError(
+                "venues.fix.symbols: map at least one symbol, e.g. \"BTC-USD\" = \"BTC/USD\""
+                    .into(),
+            ));
+        }
+        if self.sender_comp_id.is_empty() || self.target_comp_id.is_empty() {
+            return Err(ConfigError(
+                "venues.fix: sender_comp_id and target_comp_id are required".into(),
+            ));
+        }
+        let mut symbols = std::collections::BTreeMap::new();
+        for (canonical, native) in &self.symbols {
+            let s = mdhub_types::Symbol::new(canonical)
+                .map_err(|e| ConfigError(format!("venues.fix.symbols: {canonical:?}: {e}")))?;
+            symbols.insert(s, native.clone());
+        }
+        Ok(mdhub_feeds::venues::fix::FixSettings {
+            host: self.host.clone(),
+            port: self.port,
+            sender_comp_id: self.sender_comp_id.clone(),
+            target_comp_id: self.target_comp_id.clone(),
+            heartbeat_secs: self.heartbeat_secs.max(1),
+            store_dir: self
+                .store_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("fix")),
+            symbols,
+            dictionary: self.dictionary.clone(),
+            ..mdhub_feeds::venues::fix::FixSettings::default()
         })
     }
 }

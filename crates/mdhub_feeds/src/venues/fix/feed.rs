@@ -4,7 +4,7 @@
 //! - hotfix does the session layer: Logon with HeartBtInt(108) and
 //!   NextExpectedMsgSeqNum(789), Heartbeats, answering TestRequests and
 //!   sending them when the venue goes quiet, ResendRequest on a sequence
-//!   gap (counted with [`FeedStatus::record_gap`](crate::FeedStatus::record_gap)),
+//!   gap (reported as a `gap` feed-status event for every symbol),
 //!   SequenceReset-GapFill when the venue asks for our messages again, and
 //!   Logout on shutdown.
 //! - Sequence numbers and sent messages live in hotfix's file store in
@@ -53,6 +53,7 @@ use tokio::sync::watch;
 use super::session::{App, Outbound, SessionView, Shared, open_store};
 use super::{Decoder, SymbolMap, VENUE};
 use crate::{Feed, FeedContext, FeedError, FeedState};
+use mdhub_types::FeedStatusKind;
 
 /// Reconnect backoff: capped exponential with full jitter.
 #[derive(Debug, Clone)]
@@ -222,6 +223,10 @@ impl FixFeed {
         tokio::pin!(logout_deadline);
         let mut logged_on_at: Option<tokio::time::Instant> = None;
         let mut shutting_down = false;
+        // Whether `connected` was sent for this connection (once per
+        // connection, though the session may log on again within it).
+        let mut announced = false;
+        let symbols: Vec<Symbol> = s.symbols.keys().cloned().collect();
         let reason = loop {
             tokio::select! {
                 _ = ctx.shutdown.cancelled(), if !shutting_down => {
@@ -244,6 +249,10 @@ impl FixFeed {
                         logged_on_at = Some(tokio::time::Instant::now());
                         self.subscribe(handle).await;
                         ctx.status.set_state(FeedState::Live);
+                        if !announced {
+                            announced = true;
+                            ctx.send_status(&symbols, FeedStatusKind::Connected, None, Timestamp::now()).await?;
+                        }
                     } else if !v.active && logged_on_at.is_some() {
                         logged_on_at = None;
                     }
@@ -269,6 +278,20 @@ impl FixFeed {
             }
         };
         let _ = session.disconnect(reason.clone()).await;
+        if announced {
+            let why = if shutting_down {
+                "mdhub is shutting down"
+            } else {
+                reason.as_str()
+            };
+            ctx.send_status(
+                &symbols,
+                FeedStatusKind::Disconnected,
+                Some(why),
+                Timestamp::now(),
+            )
+            .await?;
+        }
         if shutting_down {
             return Ok(End::Shutdown);
         }
@@ -324,12 +347,8 @@ impl Feed for FixFeed {
             .map_err(|e| self.config_error(format!("store_dir {}: {e}", s.store_dir.display())))?;
         self.rejected.lock().clear();
         let symbols = SymbolMap::new(s.symbols.iter().map(|(c, v)| (c.clone(), v.clone())));
-        let (shared, mut view) = Shared::new(
-            Decoder::new(symbols),
-            ctx.out.clone(),
-            ctx.status.clone(),
-            self.rejected.clone(),
-        );
+        let (shared, mut view) =
+            Shared::new(Decoder::new(symbols), ctx.clone(), self.rejected.clone());
         let session = InternalSessionRef::new(
             self.session_config(),
             App {

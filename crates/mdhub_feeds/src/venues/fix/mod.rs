@@ -40,7 +40,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use mdhub_types::{Decimal, Event, Quote, Side, Symbol, Timestamp, Trade, Venue};
+use mdhub_types::{
+    Decimal, Event, FeedEvent, FeedStatusKind, Quote, Side, Symbol, Timestamp, Trade, Venue,
+};
 
 use super::{DecodeError, Frame, VenueDecoder};
 use protocol::*;
@@ -346,12 +348,23 @@ impl Decoder {
             let i = match touched.iter().position(|t| t.0 == e.symbol) {
                 Some(i) => i,
                 None => {
-                    let before = self.tops.get(&e.symbol).cloned().unwrap_or_default();
-                    touched.push((e.symbol.clone(), before, e.ts));
-                    // W replaces the book: start from empty.
+                    let known = self.tops.get(&e.symbol).cloned();
+                    // W replaces the book: start from empty. A W for a book
+                    // already known (after a reconnect or a gap) rebuilds it.
+                    if !incremental && known.is_some() {
+                        out.push(Event::Status(FeedEvent {
+                            venue: self.venue.clone(),
+                            symbol: e.symbol.clone(),
+                            ts_exchange: e.ts,
+                            ts_received,
+                            status: FeedStatusKind::Resync,
+                            detail: Some("book rebuilt from a full refresh (W)".into()),
+                        }));
+                    }
                     if !incremental {
                         self.tops.insert(e.symbol.clone(), Top::default());
                     }
+                    touched.push((e.symbol.clone(), known.unwrap_or_default(), e.ts));
                     touched.len() - 1
                 }
             };

@@ -14,13 +14,13 @@ use hotfix::message::{OutboundMessage, Part, RepeatingGroup};
 use hotfix::session::Status;
 use hotfix::store::{FileStore, MessageStore};
 use hotfix::{Message, fix44};
-use mdhub_types::{Event, Timestamp};
+use mdhub_types::{FeedStatusKind, Timestamp};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::Decoder;
 use super::protocol::seq_num;
-use crate::FeedStatus;
+use crate::FeedContext;
 use crate::venues::{Frame, VenueDecoder};
 
 /// How many receipt stamps wait for their message to be decoded (the
@@ -87,8 +87,7 @@ pub(crate) struct SessionView {
 /// the feed's connection loop.
 pub(crate) struct Shared {
     decoder: Mutex<Decoder>,
-    out: mpsc::Sender<Event>,
-    status: Arc<FeedStatus>,
+    ctx: FeedContext,
     stamps: Mutex<VecDeque<(u64, Timestamp)>>,
     rejects: Arc<Mutex<Vec<String>>>,
     pipeline_closed: AtomicBool,
@@ -104,15 +103,13 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     pub(crate) fn new(
         decoder: Decoder,
-        out: mpsc::Sender<Event>,
-        status: Arc<FeedStatus>,
+        ctx: FeedContext,
         rejects: Arc<Mutex<Vec<String>>>,
     ) -> (Arc<Self>, watch::Receiver<SessionView>) {
         let (view, rx) = watch::channel(SessionView::default());
         let shared = Shared {
             decoder: Mutex::new(decoder),
-            out,
-            status,
+            ctx,
             stamps: Mutex::new(VecDeque::with_capacity(256)),
             rejects,
             pipeline_closed: AtomicBool::new(false),
@@ -181,7 +178,7 @@ impl Application for App {
         {
             Ok(raw) => raw,
             Err(e) => {
-                sh.status.record_drop();
+                sh.ctx.status.record_drop();
                 tracing::warn!(venue = super::VENUE, error = %e, "dropped a message hotfix could not re-encode");
                 return InboundDecision::Accept;
             }
@@ -195,18 +192,16 @@ impl Application for App {
                 sh.rejects.lock().push(why);
             }
             Ok(Frame::Gap(what)) => {
-                sh.status.record_gap();
                 tracing::warn!(venue = super::VENUE, gap = %what, "the venue's stream has a gap");
             }
             Ok(_) => {}
             Err(e) => {
-                sh.status.record_drop();
+                sh.ctx.status.record_drop();
                 tracing::warn!(venue = super::VENUE, error = %e, "dropped a message");
             }
         }
         for e in events {
-            sh.status.record_event(ts_received);
-            if sh.out.send(e).await.is_err() {
+            if sh.ctx.send(e).await.is_err() {
                 sh.pipeline_closed.store(true, Ordering::Relaxed);
                 return InboundDecision::TerminateSession;
             }
@@ -242,14 +237,25 @@ impl Application for App {
             });
         }
         if let Status::AwaitingResend { begin, end, .. } = to {
-            // hotfix has sent a ResendRequest for the missing range.
-            self.shared.status.record_gap();
+            // hotfix has sent a ResendRequest for the missing range. What
+            // the venue resends arrives; market data is usually gap-filled
+            // instead, so every symbol may have missed updates: a gap event each.
             tracing::warn!(
                 venue = super::VENUE,
                 begin,
                 end,
                 "sequence gap: ResendRequest sent"
             );
+            let symbols = self.shared.decoder.lock().symbols.symbols();
+            let what = format!("FIX MsgSeqNum {begin}..={end} missed; ResendRequest sent");
+            let sent = self
+                .shared
+                .ctx
+                .send_status(&symbols, FeedStatusKind::Gap, Some(&what), Timestamp::now())
+                .await;
+            if sent.is_err() {
+                self.shared.pipeline_closed.store(true, Ordering::Relaxed);
+            }
         }
         if !matches!(to, Status::Active | Status::AwaitingResend { .. }) {
             self.shared.view.send_modify(|v| v.active = false);
