@@ -117,6 +117,10 @@ pub struct IngestConfig {
     /// Seconds between progress lines: an ingest summary on stderr and a line of
     /// latest prices on stdout (0 = none). Default 5.
     pub status_interval_secs: u64,
+    /// Record every raw venue frame with its receipt time into this
+    /// directory (`--record-raw DIR`; replay with `mdhub replay DIR`).
+    /// Default: not recorded.
+    pub record_raw: Option<PathBuf>,
 }
 
 impl Default for IngestConfig {
@@ -126,6 +130,7 @@ impl Default for IngestConfig {
             max_batch: 4096,
             cache_warm_records: 10_000,
             status_interval_secs: 5,
+            record_raw: None,
         }
     }
 }

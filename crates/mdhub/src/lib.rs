@@ -61,8 +61,8 @@ pub enum Command {
     Archive,
     /// SQL and bar queries over history (not built yet).
     Query,
-    /// Replay a recorded raw capture through the pipeline (not built yet).
-    Replay,
+    /// Replay raw captures (`--record-raw`) through the pipeline into the log, as fast as possible or at the recorded pace.
+    Replay(commands::roles::ReplayArgs),
     /// Raw venue frames (one per line on stdin) -> normalized events as JSON lines on stdout.
     Normalize(commands::normalize::NormalizeArgs),
     /// Load generators and measurements against a hub (e.g. `mdhub bench fanout`).
@@ -105,7 +105,7 @@ pub fn main() -> ExitCode {
             "history and the Parquet lake are a later milestone",
         ),
         Command::Query => not_built("query", "history queries are a later milestone"),
-        Command::Replay => not_built("replay", "capture replay is a later milestone"),
+        Command::Replay(args) => commands::roles::replay(cfg, args),
         Command::Bench(args) => commands::bench::main(args),
         Command::Normalize(args) => commands::normalize::main(args),
     }

@@ -73,7 +73,7 @@ fn help_lists_every_role() {
 
 #[test]
 fn roles_not_built_yet_say_so_and_fail() {
-    for role in ["archive", "query", "replay"] {
+    for role in ["archive", "query"] {
         let out = mdhub().arg(role).output().unwrap();
         assert_eq!(out.status.code(), Some(3), "{role}");
         assert!(out.stdout.is_empty(), "{role} must print no fake output");

@@ -209,9 +209,18 @@ pub struct FeedContext {
     pub shutdown: CancellationToken,
     /// Counters this feed updates.
     pub status: Arc<FeedStatus>,
+    /// Where raw frames are recorded (`--record-raw`), if anywhere.
+    pub capture: Option<crate::capture::Recorder>,
 }
 
 impl FeedContext {
+    /// Record one raw frame as read off connection `conn`, when recording.
+    pub async fn record_raw(&self, conn: u32, ts_received: Timestamp, frame: &[u8]) {
+        if let Some(c) = &self.capture {
+            c.record(&self.status.venue, conn, ts_received, frame).await;
+        }
+    }
+
     /// Send one event downstream and count it: a price as an event, a
     /// feed-status event in the status counters. Waits while the pipeline is
     /// full; fails only when the pipeline has closed.

@@ -8,6 +8,7 @@
 //! default feed when no real venue is configured. [`venues`] holds the real
 //! venues' wire formats, one folder each with the venue's payloads as fixtures.
 
+pub mod capture;
 mod feed;
 pub mod sim;
 pub mod venues;

@@ -320,6 +320,7 @@ fn start(cfg: &SimConfig, capacity: usize) -> (Running, mpsc::Receiver<Event>) {
             out: tx.clone(),
             shutdown: shutdown.clone(),
             status: status.clone(),
+            capture: None,
         };
         running.statuses.push(status);
         running

@@ -2,6 +2,7 @@
 //! (a Heroku worker dyno and web dynos), joined by Kafka.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,6 +23,83 @@ pub struct IngestArgs {
     /// Stop by itself after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub exit_after: Option<f64>,
+    /// Record every raw venue frame with its receipt time into DIR (overrides
+    /// `ingest.record_raw`); `mdhub replay DIR` plays it back.
+    #[arg(long, value_name = "DIR")]
+    pub record_raw: Option<std::path::PathBuf>,
+}
+
+/// Flags of `mdhub replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Capture files or directories written by `--record-raw` (every
+    /// `*.capture.jsonl` in a directory; one feed per file, in parallel).
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub captures: Vec<std::path::PathBuf>,
+    /// `max` (as fast as the pipeline takes it) or a factor of the recorded
+    /// pace (`1` = as recorded, `10` = ten times faster).
+    #[arg(long, default_value = "max", value_name = "max|FACTOR")]
+    pub speed: String,
+}
+
+/// `mdhub replay`: play raw captures through the normal pipeline — each
+/// frame through its venue's decoder with the recorded receipt time, then
+/// published to the log (and Redis, when configured) like live data. Exits
+/// when every capture is played.
+pub fn replay(cfg: Config, args: ReplayArgs) -> ExitCode {
+    use mdhub_feeds::capture::{ReplayFeed, Speed, capture_files};
+    let speed = match args.speed.as_str() {
+        "max" => Speed::Max,
+        x => match x.parse::<f64>() {
+            Ok(f) if f > 0.0 && f.is_finite() => Speed::Times(f),
+            _ => {
+                eprintln!(
+                    "error: --speed {x:?}: expected `max` or a positive factor such as 1 or 10"
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if let Err(e) = cfg.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let mut feeds: Vec<Arc<dyn mdhub_feeds::Feed>> = Vec::new();
+    for path in &args.captures {
+        let files = match capture_files(path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for f in files {
+            match ReplayFeed::open(&f, speed) {
+                Ok(feed) => feeds.push(Arc::new(feed)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    if feeds.is_empty() {
+        eprintln!("error: no *.capture.jsonl files in {:?}", args.captures);
+        return ExitCode::from(2);
+    }
+    eprintln!(
+        "replaying {} capture file(s) at {} speed",
+        feeds.len(),
+        args.speed
+    );
+    let roles = Roles {
+        feeds: true,
+        gateway: false,
+        cache_writer: cfg.cache.writer,
+    };
+    super::block_on(true, async move {
+        finish(run_roles(cfg, roles, None, None, Some(feeds)).await)
+    })
 }
 
 /// Flags of `mdhub serve`.
@@ -86,7 +164,7 @@ pub fn cache_writer(cfg: Config, args: CacheWriterArgs) -> ExitCode {
 fn headless(cfg: Config, roles: Roles, exit_after: Option<f64>) -> ExitCode {
     let exit_after = exit_after.map(Duration::from_secs_f64);
     super::block_on(true, async move {
-        finish(run_roles(cfg, roles, None, exit_after).await)
+        finish(run_roles(cfg, roles, None, exit_after, None).await)
     })
 }
 
@@ -97,6 +175,9 @@ pub fn ingest(mut cfg: Config, args: IngestArgs) -> ExitCode {
     }
     if let Some(s) = args.seed {
         cfg.sim.seed = Some(s);
+    }
+    if let Some(dir) = args.record_raw {
+        cfg.ingest.record_raw = Some(dir);
     }
     if let Err(e) = cfg.validate() {
         eprintln!("error: {e}");
@@ -141,6 +222,7 @@ pub fn serve(mut cfg: Config, args: ServeArgs) -> ExitCode {
                 },
                 Some(listener),
                 exit_after,
+                None,
             )
             .await,
         )

@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Stop by itself after this many seconds (default: run until SIGTERM or Ctrl-C).
     #[arg(long, value_name = "SECS")]
     pub exit_after: Option<f64>,
+    /// Record every raw venue frame with its receipt time into DIR (overrides
+    /// `ingest.record_raw`); `mdhub replay DIR` plays it back.
+    #[arg(long, value_name = "DIR")]
+    pub record_raw: Option<PathBuf>,
 }
 
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(25);
@@ -68,6 +72,9 @@ pub fn main(mut cfg: Config, args: RunArgs) -> ExitCode {
     if let Some(listen) = args.listen {
         cfg.server.listen = listen;
     }
+    if let Some(dir) = args.record_raw {
+        cfg.ingest.record_raw = Some(dir);
+    }
     if let Err(e) = cfg.validate() {
         eprintln!("error: {e}");
         return ExitCode::from(2);
@@ -82,6 +89,10 @@ pub fn main(mut cfg: Config, args: RunArgs) -> ExitCode {
         }
     })
 }
+
+/// Feeds that replace the configured ones (`mdhub replay`); the process
+/// stops by itself once they have all returned.
+pub(crate) type FeedsOverride = Option<Vec<Arc<dyn mdhub_feeds::Feed>>>;
 
 /// Which parts of the pipeline a process runs.
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +166,7 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
         },
         Some(listener),
         exit_after,
+        None,
     )
     .await
 }
@@ -166,6 +178,7 @@ pub(crate) async fn run_roles(
     roles: Roles,
     listener: Option<tokio::net::TcpListener>,
     exit_after: Option<Duration>,
+    feeds_override: FeedsOverride,
 ) -> anyhow::Result<()> {
     let (bus, log_desc, kafka_stats) = open_bus(&cfg).await?;
     // This process's own view of the latest prices, kept from the log; with
@@ -212,9 +225,25 @@ pub(crate) async fn run_roles(
     let mut statuses = Vec::new();
     let stats = Arc::new(IngestStats::default());
     let follow_stop = CancellationToken::new();
+    let replaying = feeds_override.is_some();
+    let feeds_done = CancellationToken::new();
+    let mut capture_task = None;
     let mut ingest_task = if roles.feeds {
-        let feeds = feeds(&cfg)?;
+        let feeds = match feeds_override {
+            Some(f) => f,
+            None => feeds(&cfg)?,
+        };
+        let capture = match &cfg.ingest.record_raw {
+            Some(dir) if !replaying => {
+                let (rec, _stats, task) = mdhub_feeds::capture::Recorder::start(dir)?;
+                tracing::info!(dir = %dir.display(), "recording raw frames");
+                capture_task = Some(task);
+                Some(rec)
+            }
+            _ => None,
+        };
         let (tx, rx) = mpsc::channel(cfg.ingest.channel_capacity);
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(feeds.len()));
         for feed in feeds {
             let status = FeedStatus::new(feed.venue().clone());
             statuses.push(status.clone());
@@ -222,10 +251,19 @@ pub(crate) async fn run_roles(
                 out: tx.clone(),
                 shutdown: feed_stop.clone(),
                 status,
+                capture: capture.clone(),
             };
             tracing::info!(venue = %feed.venue(), symbols = feed.symbols().len(), "starting feed");
-            feed_tasks.push(tokio::spawn(async move { feed.run(ctx).await }));
+            let (running, done) = (running.clone(), feeds_done.clone());
+            feed_tasks.push(tokio::spawn(async move {
+                let r = feed.run(ctx).await;
+                if running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    done.cancel();
+                }
+                r
+            }));
         }
+        drop(capture);
         drop(tx);
         tokio::spawn(ingest::run(
             rx,
@@ -309,6 +347,7 @@ pub(crate) async fn run_roles(
     let stop_reason = tokio::select! {
         r = signal() => r,
         _ = sleep_opt(exit_after) => "--exit-after elapsed",
+        _ = feeds_done.cancelled(), if replaying => "the capture is replayed",
         r = &mut gateway_task => {
             feed_stop.cancel();
             follow_stop.cancel();
@@ -351,6 +390,13 @@ pub(crate) async fn run_roles(
                 Ok(Err(e)) => tracing::warn!(error = %e, "feed stopped with an error"),
                 Err(e) => tracing::warn!(error = %e, "feed task failed"),
                 Ok(Ok(())) => {}
+            }
+        }
+        if let Some(t) = capture_task {
+            match t.await {
+                Ok(Ok(frames)) => tracing::info!(frames, "raw capture closed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "raw capture failed"),
+                Err(e) => tracing::warn!(error = %e, "raw capture task failed"),
             }
         }
         tracing::info!("feeds stopped; draining the ingest stage");

@@ -53,6 +53,8 @@ pub(crate) struct WsJob {
     pub(crate) url: String,
     /// The canonical symbols this connection carries (feed-status events).
     pub(crate) symbols: Vec<Symbol>,
+    /// This connection's number within the venue (raw captures).
+    pub(crate) conn: u32,
     /// Text messages sent after every (re)connect (subscriptions).
     pub(crate) subscribe: Vec<String>,
     /// The decoder, kept across reconnects so sequence state (gap
@@ -193,6 +195,9 @@ async fn connection(
             m = tokio::time::timeout(stale, ws.next()) => m,
         };
         let ts_received = Timestamp::now();
+        if let Ok(Some(Ok(Message::Text(t)))) = &msg {
+            ctx.record_raw(job.conn, ts_received, t.as_bytes()).await;
+        }
         let frame = match msg {
             Err(_) => {
                 return Ok(End::Retry(
@@ -301,7 +306,8 @@ pub(crate) async fn run_all(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let budget = Arc::new(ConnectBudget::new(10, Duration::from_secs(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for job in jobs {
+    for (i, mut job) in jobs.into_iter().enumerate() {
+        job.conn = i as u32;
         tasks.spawn(run(job, budget.clone(), ctx.clone()));
     }
     while let Some(r) = tasks.join_next().await {

@@ -26,6 +26,7 @@ pub fn harness(venue: &str) -> Harness {
             out: tx,
             shutdown: shutdown.clone(),
             status: status.clone(),
+            capture: None,
         },
         events,
         status,

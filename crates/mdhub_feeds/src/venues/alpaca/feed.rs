@@ -104,6 +104,7 @@ impl Feed for AlpacaFeed {
                 venue: "alpaca",
                 url: self.cfg.url.clone(),
                 symbols: self.cfg.symbols.clone(),
+                conn: 0,
                 subscribe: self.session_messages(),
                 decoder: Box::new(Decoder::default()),
                 settings: WsSettings {

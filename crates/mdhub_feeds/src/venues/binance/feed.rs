@@ -107,6 +107,7 @@ impl Feed for BinanceFeed {
                 venue: "binance",
                 url,
                 symbols,
+                conn: 0,
                 subscribe: Vec::new(),
                 decoder: Box::new(Decoder::default()),
                 settings: WsSettings {

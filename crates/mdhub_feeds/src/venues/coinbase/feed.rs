@@ -77,6 +77,7 @@ impl Feed for CoinbaseFeed {
                 venue: "coinbase",
                 url: self.cfg.url.clone(),
                 symbols: self.cfg.symbols.clone(),
+                conn: 0,
                 subscribe: vec![self.subscribe_message()],
                 decoder: Box::new(Decoder::default()),
                 settings: WsSettings {

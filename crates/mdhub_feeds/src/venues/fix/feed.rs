@@ -265,6 +265,7 @@ impl FixFeed {
                         Ok(_) => {}
                     }
                     for msg in parser.parse(&buf) {
+                        ctx.record_raw(0, ts_received, msg.as_bytes()).await;
                         shared.stamp(msg.as_bytes(), ts_received);
                         if session.new_fix_message_received(msg).await.is_err() {
                             return Err(self.config_error("the FIX session task stopped".into()));

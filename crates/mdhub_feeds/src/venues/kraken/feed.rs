@@ -82,6 +82,7 @@ impl Feed for KrakenFeed {
                 venue: "kraken",
                 url: self.cfg.url.clone(),
                 symbols: self.cfg.symbols.clone(),
+                conn: 0,
                 subscribe: self.subscribe_messages(),
                 decoder: Box::new(Decoder::default()),
                 settings: WsSettings {
