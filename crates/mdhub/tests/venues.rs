@@ -119,36 +119,28 @@ async fn a_recorded_capture_replays_to_the_same_events() {
         "one frame, one event"
     );
 
-    let again = tempfile::tempdir().unwrap();
-    let out = common::mdhub()
-        .args(["replay", capture.to_str().unwrap()])
-        .env("MDHUB_DATA_DIR", again.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `mdhub replay ARGS` into a fresh data directory; its price events.
+    let replay = |args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = common::mdhub()
+            .arg("replay")
+            .args(args)
+            .env("MDHUB_DATA_DIR", dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        prices_in(dir.path())
+    };
     assert_eq!(
-        prices_in(again.path()),
+        replay(&[capture.to_str().unwrap()]),
         live_events,
         "replay = the live run"
     );
 
     // At the recorded pace it takes about as long as the recording.
-    let paced = tempfile::tempdir().unwrap();
     let t = std::time::Instant::now();
-    let out = common::mdhub()
-        .args(["replay", "--speed", "1", files[0].to_str().unwrap()])
-        .env("MDHUB_DATA_DIR", paced.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let paced = replay(&["--speed", "1", files[0].to_str().unwrap()]);
     let span = {
         let ts = |l: &str| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"]
@@ -159,7 +151,7 @@ async fn a_recorded_capture_replays_to_the_same_events() {
         Duration::from_nanos((ts(lines[lines.len() - 1]) - ts(lines[0])) as u64)
     };
     assert!(t.elapsed() >= span, "{:?} < recorded {span:?}", t.elapsed());
-    assert_eq!(prices_in(paced.path()), live_events);
+    assert_eq!(paced, live_events);
 
     let bad = common::mdhub()
         .args(["replay", "--speed", "fast", "x"])
