@@ -36,6 +36,8 @@ pub enum Scenario {
     Bus(super::bench_bus::BusArgs),
     /// Redis cache: cache-writer and put throughput, 100-symbol snapshot latency.
     Cache(super::bench_cache::CacheArgs),
+    /// Socket read -> publish latency of a venue feed (Binance protocol over loopback) into the embedded log.
+    Feed(super::bench_feed::FeedArgs),
 }
 
 /// Flags of `mdhub bench fanout`.
@@ -74,6 +76,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
             Scenario::Fanout(f) => fanout(f).await,
             Scenario::Bus(b) => super::bench_bus::run(b).await,
             Scenario::Cache(c) => super::bench_cache::run(c).await,
+            Scenario::Feed(f) => super::bench_feed::run(f).await,
         };
         match r {
             Ok(()) => ExitCode::SUCCESS,

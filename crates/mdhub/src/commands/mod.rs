@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_bus;
 pub mod bench_cache;
+pub mod bench_feed;
 pub mod normalize;
 pub mod roles;
 pub mod run;

@@ -1,0 +1,258 @@
+//! `mdhub bench feed`: latency from socket read to publish — the feed side of
+//! the pipeline as it runs in production. A local server speaks Binance's
+//! combined-stream protocol and sends trade frames at a fixed rate over
+//! loopback; the real Binance feed reads them (stamping `ts_received` at the
+//! read), decodes and normalizes, hands them over the bounded channel to the
+//! ingest stage, which publishes them to an embedded log (group commit). For
+//! every event the time from `ts_received` to the return of `Bus::publish`
+//! is recorded; the table gives its percentiles per rate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use futures_util::SinkExt;
+use mdhub_bus::{Bus, EmbeddedBus, EmbeddedBusConfig, SubscribeSpec, Subscription};
+use mdhub_cache::MemoryCache;
+use mdhub_feeds::venues::binance::{BinanceConfig, BinanceFeed};
+use mdhub_feeds::{Feed, FeedContext, FeedStatus};
+use mdhub_log::{Log, LogConfig};
+use mdhub_types::{Encoding, Event, Position, Symbol, Timestamp, Topic, Venue};
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::IngestConfig;
+use crate::ingest::{self, IngestStats};
+
+/// Flags of `mdhub bench feed`.
+#[derive(Debug, Args)]
+pub struct FeedArgs {
+    /// Frames per second the venue sends (comma-separated: one run each).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    pub rates: Vec<u32>,
+    /// Seconds measured per rate (after a 1 s warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Symbols the frames cover.
+    #[arg(long, default_value_t = 10)]
+    pub symbols: usize,
+}
+
+/// A bus that times every published event from its `ts_received`.
+#[derive(Debug)]
+struct TimingBus {
+    inner: Arc<dyn Bus>,
+    /// Nanoseconds from `ts_received` to the return of `publish`, and the
+    /// nanoseconds inside `publish` per batch with its size.
+    samples: Mutex<(Vec<u64>, Vec<(u64, usize)>)>,
+    measuring: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Bus for TimingBus {
+    fn epoch(&self) -> String {
+        self.inner.epoch()
+    }
+    fn partitions(&self, topic: Topic) -> u32 {
+        self.inner.partitions(topic)
+    }
+    fn encoding(&self) -> Encoding {
+        self.inner.encoding()
+    }
+    async fn publish(&self, events: &[Event]) -> mdhub_bus::Result<Vec<Position>> {
+        let t = Instant::now();
+        let r = self.inner.publish(events).await;
+        let inside = t.elapsed().as_nanos() as u64;
+        let now = Timestamp::now().as_nanos();
+        if r.is_ok() && self.measuring.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut s = self.samples.lock();
+            for e in events.iter().filter(|e| !matches!(e, Event::Status(_))) {
+                s.0.push((now - e.ts_received().as_nanos()).max(0) as u64);
+            }
+            s.1.push((inside, events.len()));
+        }
+        r
+    }
+    async fn subscribe(&self, spec: SubscribeSpec) -> mdhub_bus::Result<Box<dyn Subscription>> {
+        self.inner.subscribe(spec).await
+    }
+    async fn watermarks(&self, topic: Topic, partition: u32) -> mdhub_bus::Result<(u64, u64)> {
+        self.inner.watermarks(topic, partition).await
+    }
+    async fn offset_for_time(
+        &self,
+        topic: Topic,
+        partition: u32,
+        ts: Timestamp,
+    ) -> mdhub_bus::Result<u64> {
+        self.inner.offset_for_time(topic, partition, ts).await
+    }
+    async fn sync(&self) -> mdhub_bus::Result<()> {
+        self.inner.sync().await
+    }
+}
+
+/// Serve Binance combined-stream trade frames at `rate` per second, in
+/// 1 ms ticks, to every connection until `stop`.
+async fn venue(listener: TcpListener, rate: u32, symbols: Vec<String>, stop: CancellationToken) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        let _ = tcp.set_nodelay(true);
+        let (symbols, stop) = (symbols.clone(), stop.clone());
+        tokio::spawn(async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            let per_tick = f64::from(rate) / 1000.0;
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let (mut owed, mut i) = (0.0f64, 0u64);
+            while !stop.is_cancelled() {
+                tick.tick().await;
+                owed += per_tick;
+                while owed >= 1.0 {
+                    owed -= 1.0;
+                    i += 1;
+                    let s = &symbols[i as usize % symbols.len()];
+                    let ms = Timestamp::now().as_millis();
+                    let frame = format!(
+                        r#"{{"stream":"{l}@trade","data":{{"e":"trade","E":{ms},"s":"{s}","t":{i},"p":"91234.{:08}","q":"0.00012000","T":{ms},"m":{},"M":true}}}}"#,
+                        i % 100_000_000,
+                        i % 2 == 0,
+                        l = s.to_ascii_lowercase(),
+                    );
+                    if ws.feed(Message::text(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                if ws.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn pct(v: &[u64], q: f64) -> Duration {
+    Duration::from_nanos(v[((v.len() as f64 * q) as usize).min(v.len() - 1)])
+}
+
+async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let log = Log::open(LogConfig {
+        dir: dir.path().join("log"),
+        ..LogConfig::default()
+    })?;
+    let inner = Arc::new(EmbeddedBus::new(
+        Arc::new(log),
+        EmbeddedBusConfig {
+            encoding: Encoding::Json,
+        },
+    )?);
+    let bus = Arc::new(TimingBus {
+        inner,
+        samples: Mutex::default(),
+        measuring: Default::default(),
+    });
+    let natives: Vec<String> = (0..a.symbols).map(|i| format!("S{i}USDT")).collect();
+    let symbols: Vec<Symbol> = (0..a.symbols)
+        .map(|i| Symbol::new(&format!("S{i}-USDT")))
+        .collect::<Result<_, _>>()?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}", listener.local_addr()?);
+    let stop_venue = CancellationToken::new();
+    tokio::spawn(venue(listener, rate, natives, stop_venue.clone()));
+
+    let feed = BinanceFeed::new(BinanceConfig {
+        url,
+        symbols,
+        ..BinanceConfig::default()
+    });
+    let cfg = IngestConfig::default();
+    let (tx, rx) = tokio::sync::mpsc::channel(cfg.channel_capacity);
+    let stop_feed = CancellationToken::new();
+    let ctx = FeedContext {
+        out: tx,
+        shutdown: stop_feed.clone(),
+        status: FeedStatus::new(Venue::new("binance")?),
+        capture: None,
+    };
+    let feed_task = tokio::spawn(async move { feed.run(ctx).await });
+    let stats = Arc::new(IngestStats::default());
+    let ingest_task = tokio::spawn(ingest::run(
+        rx,
+        bus.clone(),
+        Arc::new(MemoryCache::new()),
+        cfg,
+        stats,
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bus.measuring
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs_f64(a.duration)).await;
+    bus.measuring
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    stop_feed.cancel();
+    stop_venue.cancel();
+    feed_task.await?.context("feed")?;
+    ingest_task.await?.context("ingest")?;
+    let (mut lat, batches) = std::mem::take(&mut *bus.samples.lock());
+    anyhow::ensure!(!lat.is_empty(), "no events arrived at rate {rate}/s");
+    lat.sort_unstable();
+    let events: usize = batches.iter().map(|b| b.1).sum();
+    let inside: u64 = batches.iter().map(|b| b.0).sum();
+    println!(
+        "{:>8} {:>9} {:>9.0} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} {:>8.1} {:>12.2?}",
+        rate,
+        lat.len(),
+        lat.len() as f64 / a.duration,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 0.999),
+        Duration::from_nanos(lat[lat.len() - 1]),
+        events as f64 / batches.len().max(1) as f64,
+        Duration::from_nanos(inside / events.max(1) as u64),
+    );
+    Ok(())
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(std::path::PathBuf);
+impl Scratch {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<Scratch> {
+    let d = std::env::temp_dir().join(format!(
+        "mdhub-bench-feed-{}-{}",
+        std::process::id(),
+        Timestamp::now().as_nanos()
+    ));
+    std::fs::create_dir_all(&d)?;
+    Ok(Scratch(d))
+}
+
+/// Run every rate and print one table.
+pub(crate) async fn run(a: FeedArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.symbols > 0, "--symbols must be at least 1");
+    println!(
+        "socket read (ts_received) -> Bus::publish returned, Binance trade frames over loopback, embedded log"
+    );
+    println!(
+        "{:>8} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12}",
+        "rate/s", "events", "events/s", "p50", "p99", "p99.9", "max", "batch", "publish/evt"
+    );
+    for &rate in &a.rates {
+        one_rate(&a, rate).await?;
+    }
+    Ok(())
+}
