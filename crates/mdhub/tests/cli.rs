@@ -352,7 +352,7 @@ fn normalize_fix_messages() {
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["quote", "trade", "quote", "status", "quote"],
+        ["quote", "trade", "quote", "status", "status", "quote"],
         "{stdout}\n{stderr}"
     );
     assert_eq!(
@@ -364,10 +364,18 @@ fn normalize_fix_messages() {
     assert_eq!(events[1]["side"], "buy", "AggressorSide(2446)=1");
     assert_eq!(events[1]["trade_id"], "T1");
     assert_eq!(events[2]["bid_price"], "95000.15");
-    assert_eq!(events[3]["status"], "resync");
+    assert_eq!(
+        (&events[3]["symbol"], &events[3]["status"]),
+        (
+            &serde_json::json!("XYZ-USD"),
+            &serde_json::json!("disconnected")
+        ),
+        "the rejected symbol gets nothing"
+    );
+    assert_eq!(events[4]["status"], "resync");
     assert!(stderr.contains("line 1: skipped"), "{stderr}");
     assert!(
-        stderr.contains("line 4: skipped: the venue refused a request"),
+        stderr.contains("line 4: the venue refused a request: MarketDataRequest mdhub-XYZ/USD"),
         "{stderr}"
     );
 }

@@ -59,6 +59,10 @@ pub fn main(args: NormalizeArgs) -> ExitCode {
         let why = match decoder.decode(line, ts, &mut events) {
             Ok(Frame::Data) => None,
             Ok(Frame::Ack(id)) => Some(format!("subscription acknowledged (id {id}), no data")),
+            Ok(Frame::Refused(m)) if !events.is_empty() => {
+                eprintln!("line {}: the venue refused a request: {m}", n + 1);
+                None
+            }
             Ok(Frame::Refused(m)) => Some(format!("the venue refused a request: {m}")),
             Ok(Frame::Ignored(what)) => Some(format!("{what}, not used")),
             Ok(Frame::Gap(what)) => {

@@ -460,11 +460,30 @@ impl VenueDecoder for Decoder {
                 let req = header_field(&fields, MD_REQ_ID).unwrap_or("?");
                 let code = header_field(&fields, MD_REQ_REJ_REASON).unwrap_or("-");
                 let text = header_field(&fields, TEXT).unwrap_or("");
-                Ok(Frame::Refused(format!(
+                let why = format!(
                     "MarketDataRequest {req} rejected: {} ({code}){}{text}",
                     rej_reason(code),
                     if text.is_empty() { "" } else { ": " }
-                )))
+                );
+                // mdhub's requests are `mdhub-<venue symbol>`: the symbol
+                // gets no data from here, which is feed status too.
+                if let Some(symbol) = req
+                    .strip_prefix("mdhub-")
+                    .and_then(|v| self.symbols.canonical(v).ok())
+                {
+                    let ts = header_field(&fields, SENDING_TIME)
+                        .and_then(|t| utc_timestamp("SendingTime(52)", t).ok())
+                        .unwrap_or(ts_received);
+                    out.push(Event::Status(FeedEvent {
+                        venue: self.venue.clone(),
+                        symbol,
+                        ts_exchange: ts,
+                        ts_received,
+                        status: FeedStatusKind::Disconnected,
+                        detail: Some(why.clone()),
+                    }));
+                }
+                Ok(Frame::Refused(why))
             }
             other => Ok(Frame::Ignored(match session_message(other) {
                 Some(name) => name.to_string(),

@@ -155,7 +155,13 @@ fn a_reject_names_the_request_and_the_reason() {
                 .into()
         ))
     );
-    assert!(out.is_empty());
+    // The rejected symbol's feed status says it gets nothing.
+    assert!(
+        matches!(&out[..], [Event::Status(s)] if s.symbol.as_str() == "XYZ-USD"
+            && s.status == mdhub_types::FeedStatusKind::Disconnected
+            && s.detail.as_deref().is_some_and(|d| d.contains("unknown symbol"))),
+        "{out:?}"
+    );
 }
 
 #[test]
