@@ -7,46 +7,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdhub_feeds::venues::{VenueDecoder, binance, coinbase, fix, kraken};
 use mdhub_types::Timestamp;
 
-/// Combined-stream trade frames as Binance sends them, over a few symbols.
-fn binance_trades() -> Vec<Vec<u8>> {
-    let symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBBTC"];
-    (0..1000u64)
-        .map(|i| {
-            let s = symbols[i as usize % symbols.len()];
-            format!(
-                r#"{{"stream":"{}@trade","data":{{"e":"trade","E":{},"s":"{s}","t":{},"p":"{}.{:08}","q":"0.{:08}","T":{},"m":{},"M":true}}}}"#,
-                s.to_ascii_lowercase(),
-                1_732_615_200_000 + i,
-                4_213_387_917 + i,
-                91_000 + i % 500,
-                i * 7919 % 100_000_000,
-                i * 104_729 % 100_000_000,
-                1_732_615_199_999 + i,
-                i % 2 == 0
-            )
-            .into_bytes()
-        })
-        .collect()
-}
-
-fn binance_book_tickers() -> Vec<Vec<u8>> {
-    (0..1000u64)
-        .map(|i| {
-            format!(
-                r#"{{"stream":"btcusdt@bookTicker","data":{{"u":{},"s":"BTCUSDT","b":"{}.{:02}000000","B":"{}.{:08}","a":"{}.{:02}000000","A":"0.{:08}"}}}}"#,
-                51_842_296_101 + i,
-                91_000 + i % 100,
-                i % 100,
-                i % 20,
-                i * 31 % 100_000_000,
-                91_000 + i % 100,
-                (i + 1) % 100,
-                i * 17 % 100_000_000
-            )
-            .into_bytes()
-        })
-        .collect()
-}
+#[path = "support/binance_frames.rs"]
+mod binance_frames;
 
 /// Coinbase `match` frames, consecutive trade ids.
 fn coinbase_matches() -> Vec<Vec<u8>> {
@@ -146,27 +108,35 @@ fn bench_others(c: &mut Criterion) {
     g.finish();
 }
 
+/// Binance frames through both JSON parsers, side by side on the same bytes:
+/// `binance_trade/serde_json`, `binance_trade/sonic_rs`, and the same for
+/// `binance_book_ticker`.
 fn bench(c: &mut Criterion) {
-    let mut g = c.benchmark_group("binance");
-    for (name, frames) in [
-        ("trade", binance_trades()),
-        ("book_ticker", binance_book_tickers()),
+    for (group, frames) in [
+        ("binance_trade", binance_frames::trades()),
+        ("binance_book_ticker", binance_frames::book_tickers()),
     ] {
+        let mut g = c.benchmark_group(group);
         g.throughput(Throughput::Elements(frames.len() as u64));
-        g.bench_function(name, |b| {
-            let mut d = binance::Decoder::default();
-            let mut out = Vec::with_capacity(frames.len());
-            let ts = Timestamp::from_nanos(1_732_615_200_000_000_000);
-            b.iter(|| {
-                out.clear();
-                for f in &frames {
-                    let _ = black_box(d.decode(f, ts, &mut out));
-                }
-                black_box(out.len())
-            })
-        });
+        for (name, parser) in [
+            ("serde_json", binance::Parser::SerdeJson),
+            ("sonic_rs", binance::Parser::SonicRs),
+        ] {
+            g.bench_function(name, |b| {
+                let mut d = binance::Decoder::with_parser(parser);
+                let mut out = Vec::with_capacity(frames.len());
+                let ts = Timestamp::from_nanos(1_732_615_200_000_000_000);
+                b.iter(|| {
+                    out.clear();
+                    for f in &frames {
+                        let _ = black_box(d.decode(f, ts, &mut out));
+                    }
+                    black_box(out.len())
+                })
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group!(benches, bench, bench_others);

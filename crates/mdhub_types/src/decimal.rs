@@ -157,7 +157,11 @@ impl Decimal {
     /// Parse the textual form: optional sign, digits, optional fraction, optional
     /// exponent (`1.5`, `-0.00000845`, `8.45e-6`, `12E3`). Exact or an error.
     pub fn parse(text: &str) -> Result<Self, DecimalError> {
-        parse_bytes(text.as_bytes()).map_err(|kind| kind.with_text(text))
+        let b = text.as_bytes();
+        if let Some(d) = parse_simple(b) {
+            return Ok(d);
+        }
+        parse_bytes(b).map_err(|kind| kind.with_text(text))
     }
 
     /// Write the canonical text (no exponent, scale as stored) into `buf`,
@@ -245,6 +249,49 @@ impl ParseFail {
             ParseFail::Scale => DecimalError::ScaleTooLarge(t),
         }
     }
+}
+
+/// The form venues send almost always, `[-]digits[.digits]` with at most 19
+/// digits, in `u64` arithmetic (19 digits cannot overflow it, and leave at
+/// most 18 after the point, so no scale adjustment is needed). `None` for
+/// anything else, which [`parse_bytes`] then decides, errors included; where
+/// both accept a text they give the same mantissa and scale (tested).
+#[inline]
+fn parse_simple(b: &[u8]) -> Option<Decimal> {
+    let (neg, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    let mut point = digits.len();
+    for (i, &c) in digits.iter().enumerate() {
+        match c {
+            // Wrapping: a value with more than 19 digits is discarded below.
+            b'0'..=b'9' => {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            }
+            b'.' if point == digits.len() && i > 0 && i + 1 < digits.len() => point = i,
+            _ => return None,
+        }
+    }
+    let has_point = point < digits.len();
+    if digits.len() - usize::from(has_point) > 19 {
+        return None;
+    }
+    let scale = if has_point {
+        digits.len() - point - 1
+    } else {
+        0
+    };
+    let m = i128::from(mantissa);
+    Some(Decimal {
+        mantissa: if neg { -m } else { m },
+        // At most 18: 19 digits with at least one before the point.
+        scale: scale as u8,
+    })
 }
 
 fn parse_bytes(b: &[u8]) -> Result<Decimal, ParseFail> {
@@ -491,6 +538,69 @@ pub mod exact_number {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Where the fast path accepts a text, the general parser gives the same
+    /// mantissa and scale.
+    fn fast_path_agrees(text: &str) -> Result<(), TestCaseError> {
+        let b = text.as_bytes();
+        if let Some(fast) = parse_simple(b) {
+            let general = parse_bytes(b);
+            prop_assert!(
+                general.is_ok(),
+                "{text:?}: fast {fast:?}, general {general:?}"
+            );
+            if let Ok(g) = general {
+                prop_assert_eq!(
+                    (fast.mantissa, fast.scale),
+                    (g.mantissa, g.scale),
+                    "{:?}",
+                    text
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn fast_path_matches_general_parser_on_plain_decimals(
+            text in "[-+]?[0-9]{0,21}(\\.[0-9]{0,21})?",
+        ) {
+            fast_path_agrees(&text)?;
+        }
+
+        #[test]
+        fn fast_path_matches_general_parser_on_any_text(text in "[-+0-9.eE ]{0,24}") {
+            fast_path_agrees(&text)?;
+        }
+    }
+
+    #[test]
+    fn fast_path_edges() {
+        for t in [
+            "", "-", ".", "1.", ".5", "-.5", "1..2", "1.2.3", "+1", "1e3", " 1", "--1",
+        ] {
+            assert!(parse_simple(t.as_bytes()).is_none(), "{t:?}");
+        }
+        // 19 digits: the fast path; 20: the general parser, same answer.
+        for t in [
+            "9999999999999999999",
+            "0.999999999999999999",
+            "-999999999.9999999999",
+            "99999999999999999999",
+            "0.0000000000000000001",
+            "-0",
+            "-0.00",
+            "00012.3400",
+        ] {
+            fast_path_agrees(t).unwrap();
+        }
+        assert!(parse_simple(b"99999999999999999999").is_none());
+        assert_eq!(d("-0.00").to_string(), "0.00");
+        assert_eq!(d("00012.3400").to_string(), "12.3400");
+        assert!(Decimal::parse("0.0000000000000000001").is_err());
+    }
 
     fn d(s: &str) -> Decimal {
         Decimal::parse(s).unwrap()

@@ -155,7 +155,11 @@ pub(crate) fn decimal(
     field: &'static str,
     raw: &serde_json::value::RawValue,
 ) -> Result<Decimal, DecodeError> {
-    let text = raw.get();
+    decimal_text(field, raw.get())
+}
+
+/// [`decimal`] from a JSON value's source text, whichever parser kept it.
+pub(crate) fn decimal_text(field: &'static str, text: &str) -> Result<Decimal, DecodeError> {
     let inner = text
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))

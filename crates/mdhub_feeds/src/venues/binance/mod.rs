@@ -30,16 +30,17 @@
 //!   refuses a request; other event types (aggTrade, kline, …) are ignored
 //!   with their name.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use mdhub_types::{Event, Quote, Side, Symbol, Timestamp, Trade, Venue};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use super::{DecodeError, Frame, VenueDecoder, decimal};
+use protocol::{Envelope, Json, Msg, RawJson, SerdeJson, SonicRs};
+
+use super::{DecodeError, Frame, VenueDecoder, decimal_text};
 
 mod feed;
+mod protocol;
 pub use feed::{BinanceConfig, BinanceFeed};
 
 /// Quote assets Binance spot lists, longest first so `FDUSD` wins over `USD`.
@@ -49,10 +50,34 @@ const QUOTE_ASSETS: &[&str] = &[
     "CZK", "DAI", "XRP", "TRX", "SOL", "USD",
 ];
 
+/// FNV-1a: the symbol map is looked up once per frame with a short key the
+/// venue sent, where SipHash's setup costs more than the lookup it guards;
+/// the keys are the venue's own few hundred symbols, not attacker-chosen.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// Binance symbols ↔ canonical symbols.
 #[derive(Debug, Default, Clone)]
 pub struct SymbolMap {
-    to_canonical: HashMap<String, Symbol>,
+    to_canonical: HashMap<String, Symbol, BuildHasherDefault<Fnv>>,
 }
 
 impl SymbolMap {
@@ -89,6 +114,18 @@ impl SymbolMap {
     }
 }
 
+/// Which JSON parser a [`Decoder`] runs. Both give the same events and the
+/// same errors (a test runs every fixture through both); they differ in speed
+/// only (`docs/benchmarks.md`, "Venue decoding").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Parser {
+    /// serde_json.
+    #[default]
+    SerdeJson,
+    /// sonic-rs (SIMD).
+    SonicRs,
+}
+
 /// The Binance spot decoder.
 #[derive(Debug)]
 pub struct Decoder {
@@ -97,6 +134,8 @@ pub struct Decoder {
     pub symbols: SymbolMap,
     /// Timestamps are microseconds (`timeUnit=MICROSECOND`), not milliseconds.
     pub micros: bool,
+    /// The JSON parser.
+    pub parser: Parser,
 }
 
 impl Default for Decoder {
@@ -105,66 +144,19 @@ impl Default for Decoder {
             venue: Venue::new("binance").unwrap_or_else(|_| unreachable!("valid venue id")),
             symbols: SymbolMap::default(),
             micros: false,
+            parser: Parser::default(),
         }
     }
 }
 
-/// Every field of every frame we read, borrowed from the frame. Fields whose
-/// meaning differs between payloads (`b`, `a`: order ids in a trade, prices in
-/// a bookTicker) stay raw until the payload type is known.
-#[derive(Deserialize)]
-struct Msg<'a> {
-    #[serde(borrow, default)]
-    stream: Option<&'a str>,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "e")]
-    event: Option<&'a str>,
-    #[serde(default, rename = "E")]
-    event_time: Option<i64>,
-    #[serde(borrow, default, rename = "s")]
-    symbol: Option<&'a str>,
-    #[serde(default, rename = "t")]
-    trade_id: Option<u64>,
-    #[serde(borrow, default, rename = "p")]
-    price: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "q")]
-    size: Option<&'a RawValue>,
-    #[serde(default, rename = "T")]
-    trade_time: Option<i64>,
-    #[serde(default, rename = "m")]
-    buyer_is_maker: Option<bool>,
-    #[serde(default, rename = "u")]
-    update_id: Option<u64>,
-    #[serde(borrow, default, rename = "b")]
-    b: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "B")]
-    bid_size: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "a")]
-    a: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "A")]
-    ask_size: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    result: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(default)]
-    code: Option<i64>,
-    #[serde(borrow, default)]
-    msg: Option<Cow<'a, str>>,
-}
-
-/// A combined-stream frame, payload parsed in the same pass.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    stream: Option<&'a str>,
-    #[serde(borrow, default)]
-    data: Option<Msg<'a>>,
-}
-
-fn malformed(e: serde_json::Error) -> DecodeError {
-    DecodeError::Malformed(e.to_string())
+impl Decoder {
+    /// A decoder running `parser`, default settings otherwise.
+    pub fn with_parser(parser: Parser) -> Self {
+        Decoder {
+            parser,
+            ..Decoder::default()
+        }
+    }
 }
 
 impl Decoder {
@@ -176,9 +168,9 @@ impl Decoder {
         }
     }
 
-    fn quote(
+    fn quote<R: RawJson>(
         &mut self,
-        m: &Msg<'_>,
+        m: &Msg<'_, R>,
         ts_received: Timestamp,
         out: &mut Vec<Event>,
     ) -> Result<Frame, DecodeError> {
@@ -194,17 +186,17 @@ impl Decoder {
             symbol,
             ts_exchange,
             ts_received,
-            bid_price: decimal("b", m.b.ok_or(DecodeError::Missing("b"))?)?,
-            bid_size: decimal("B", m.bid_size.ok_or(DecodeError::Missing("B"))?)?,
-            ask_price: decimal("a", m.a.ok_or(DecodeError::Missing("a"))?)?,
-            ask_size: decimal("A", m.ask_size.ok_or(DecodeError::Missing("A"))?)?,
+            bid_price: raw_decimal("b", m.b.as_ref())?,
+            bid_size: raw_decimal("B", m.bid_size.as_ref())?,
+            ask_price: raw_decimal("a", m.a.as_ref())?,
+            ask_size: raw_decimal("A", m.ask_size.as_ref())?,
         }));
         Ok(Frame::Data)
     }
 
-    fn payload(
+    fn payload<R: RawJson>(
         &mut self,
-        m: &Msg<'_>,
+        m: &Msg<'_, R>,
         ts_received: Timestamp,
         out: &mut Vec<Event>,
     ) -> Result<Frame, DecodeError> {
@@ -213,8 +205,8 @@ impl Decoder {
                 let symbol = self
                     .symbols
                     .canonical(m.symbol.ok_or(DecodeError::Missing("s"))?)?;
-                let price = decimal("p", m.price.ok_or(DecodeError::Missing("p"))?)?;
-                let size = decimal("q", m.size.ok_or(DecodeError::Missing("q"))?)?;
+                let price = raw_decimal("p", m.price.as_ref())?;
+                let size = raw_decimal("q", m.size.as_ref())?;
                 let side = match m.buyer_is_maker {
                     Some(true) => Side::Sell,
                     Some(false) => Side::Buy,
@@ -232,7 +224,7 @@ impl Decoder {
                     price,
                     size,
                     side,
-                    trade_id: m.trade_id.map(|t| t.to_string()),
+                    trade_id: m.trade_id.map(|t| itoa::Buffer::new().format(t).to_owned()),
                 }));
                 Ok(Frame::Data)
             }
@@ -241,7 +233,8 @@ impl Decoder {
             None if m.update_id.is_some() && m.b.is_some() => self.quote(m, ts_received, out),
             Some(other) => Ok(Frame::Ignored(format!("{other} event"))),
             None if m.result.is_some() || m.id.is_some() && m.code.is_none() => Ok(Frame::Ack(
-                m.id.map(|i| i.get().trim_matches('"').to_string())
+                m.id.as_ref()
+                    .map(|i| i.json().trim_matches('"').to_string())
                     .unwrap_or_default(),
             )),
             None if m.code.is_some() => Ok(Frame::Refused(format!(
@@ -268,11 +261,25 @@ impl VenueDecoder for Decoder {
         out: &mut Vec<Event>,
     ) -> Result<Frame, DecodeError> {
         let text = super::text(frame)?;
+        match self.parser {
+            Parser::SerdeJson => self.decode_with::<SerdeJson>(text, ts_received, out),
+            Parser::SonicRs => self.decode_with::<SonicRs>(text, ts_received, out),
+        }
+    }
+}
+
+impl Decoder {
+    fn decode_with<'a, J: Json>(
+        &mut self,
+        text: &'a str,
+        ts_received: Timestamp,
+        out: &mut Vec<Event>,
+    ) -> Result<Frame, DecodeError> {
         // Combined streams start with the stream name (as Binance writes
         // them): parse wrapper and payload in one pass. Anything else, or a
         // wrapper with its keys in another order, takes the general path.
         if text.trim_start().starts_with("{\"stream\"") {
-            let env: Envelope<'_> = serde_json::from_str(text).map_err(malformed)?;
+            let env: Envelope<'a, J::Raw<'a>> = J::parse(text)?;
             return match (env.stream, env.data) {
                 (_, Some(inner)) => self.payload(&inner, ts_received, out),
                 (stream, None) => Err(DecodeError::Malformed(format!(
@@ -281,10 +288,10 @@ impl VenueDecoder for Decoder {
                 ))),
             };
         }
-        let m: Msg<'_> = serde_json::from_str(text).map_err(malformed)?;
-        match (m.stream, m.data) {
+        let m: Msg<'a, J::Raw<'a>> = J::parse(text)?;
+        match (m.stream, &m.data) {
             (Some(_), Some(data)) => {
-                let inner: Msg<'_> = serde_json::from_str(data.get()).map_err(malformed)?;
+                let inner: Msg<'_, J::Raw<'_>> = J::parse(data.json())?;
                 self.payload(&inner, ts_received, out)
             }
             (Some(stream), None) => Err(DecodeError::Malformed(format!(
@@ -293,6 +300,14 @@ impl VenueDecoder for Decoder {
             _ => self.payload(&m, ts_received, out),
         }
     }
+}
+
+/// A price or size: present, and an exact decimal.
+fn raw_decimal<R: RawJson>(
+    field: &'static str,
+    raw: Option<&R>,
+) -> Result<mdhub_types::Decimal, DecodeError> {
+    decimal_text(field, raw.ok_or(DecodeError::Missing(field))?.json())
 }
 
 #[cfg(test)]

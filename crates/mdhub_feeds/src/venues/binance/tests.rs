@@ -2,7 +2,7 @@
 
 use mdhub_types::{Decimal, Event, Side, Symbol, Timestamp};
 
-use super::{Decoder, SymbolMap};
+use super::{Decoder, Parser, SymbolMap};
 use crate::venues::{DecodeError, Frame, VenueDecoder};
 
 use crate::venues::test_support::RECEIVED;
@@ -191,4 +191,79 @@ fn symbols_map_both_ways() {
         m.canonical("USDT").is_err(),
         "a quote asset alone is not a pair"
     );
+}
+
+/// Every fixture line, the edge cases, garbage, and frames the other paths
+/// take (keys in another order, `null`s, escapes, duplicates) through both
+/// parsers: the same outcome and the same events, error kind and all.
+#[test]
+fn both_parsers_decode_every_frame_alike() {
+    let mut frames: Vec<String> = [
+        "agg_trade.json",
+        "book_ticker.json",
+        "combined_book_ticker.json",
+        "combined_trade.json",
+        "edge_cases.jsonl",
+        "error.json",
+        "subscribe_ack.json",
+        "trade.json",
+    ]
+    .iter()
+    .flat_map(|name| {
+        fixture(name)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    })
+    .collect();
+    frames.extend(
+        [
+            // `data` before `stream`: the two-pass path.
+            r#"{"data":{"e":"trade","E":1,"s":"BTCUSDT","t":7,"p":"1.5","q":"2","T":2,"m":false},"stream":"btcusdt@trade"}"#,
+            r#"  {"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":7,"p":"1.5","q":"2","T":2}}"#,
+            r#"{"stream":"btcusdt@trade"}"#,
+            r#"{"stream":"btcusdt@trade","data":null}"#,
+            r#"{"data":{"e":"trade"}}"#,
+            r#"{"stream":"x","data":{"u":1,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4","E":5}}"#,
+            r#"{"e":"bookTicker","u":1,"s":"BTCUSDT","b":"1","B":"2","a":"3","A":"4","T":6}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":null,"q":"1","T":1}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1\u002e5","q":"1","T":1}"#,
+            r#"{"e":"trade","E":1,"s":"BTC\u0055SDT","t":1,"p":"1","q":"1","T":1}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","p":"2","q":"1","T":1}"#,
+            r#"{"e":"trade","E":1.5,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":-1,"p":"1","q":"1","T":1}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":18446744073709551616,"p":"1","q":"1","T":1}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","p":1e400,"q":"1","T":1}"#,
+            r#"{"e":"trade","s":"BTCUSDT","p":"1","q":"1"}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","p":"-0.5","q":"1","T":1,"m":"yes"}"#,
+            r#"{"result":null,"id":"abc"}"#,
+            r#"{"id":3}"#,
+            r#"{"code":-1121,"msg":"Invalid symbol \"X\"."}"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1} trailing"#,
+            r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1,}"#,
+            "{\"e\":\"trade\",\"s\":\"BTCUSDT\",\"p\":\"1\"",
+            "",
+            "[]",
+            "null",
+            "{}",
+        ]
+        .map(str::to_string),
+    );
+    for frame in &frames {
+        let mut serde = Decoder::with_parser(Parser::SerdeJson);
+        let mut sonic = Decoder::with_parser(Parser::SonicRs);
+        let (a, a_out) = crate::venues::test_support::decode(&mut serde, frame);
+        let (b, b_out) = crate::venues::test_support::decode(&mut sonic, frame);
+        assert_eq!(a_out, b_out, "{frame}");
+        match (&a, &b) {
+            // The parsers word syntax errors differently; the kind is the contract.
+            (Err(DecodeError::Malformed(_)), Err(DecodeError::Malformed(_))) => {}
+            _ => assert_eq!(a, b, "{frame}"),
+        }
+    }
+    // Not UTF-8: refused before either parser runs.
+    for parser in [Parser::SerdeJson, Parser::SonicRs] {
+        let r = Decoder::with_parser(parser).decode(b"{\"s\":\"\xff\"}", RECEIVED, &mut Vec::new());
+        assert!(matches!(r, Err(DecodeError::Malformed(_))), "{r:?}");
+    }
 }
