@@ -358,7 +358,9 @@ pub(crate) async fn run_roles(
                 Err(e) => anyhow::anyhow!("the gateway panicked: {e}"),
             });
         }
-        r = &mut ingest_task => {
+        // A replay's ingest ends by itself once the feeds have played their
+        // captures: the shutdown sequence below collects its result.
+        r = &mut ingest_task, if !replaying => {
             feed_stop.cancel();
             gateway_stop.cancel();
             writer_stop.cancel();
