@@ -119,6 +119,7 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(group);
         g.throughput(Throughput::Elements(frames.len() as u64));
         for (name, parser) in [
+            ("scan", binance::Parser::Scan),
             ("serde_json", binance::Parser::SerdeJson),
             ("sonic_rs", binance::Parser::SonicRs),
         ] {

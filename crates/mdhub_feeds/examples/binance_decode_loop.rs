@@ -6,7 +6,7 @@
 //! valgrind --tool=callgrind target/release/examples/binance_decode_loop trade serde_json 20
 //! ```
 //!
-//! Arguments: `trade` or `book_ticker`; the parser (`serde_json` or `sonic_rs`); passes.
+//! Arguments: `trade` or `book_ticker`; the parser (`scan`, `serde_json` or `sonic_rs`); passes.
 
 use std::hint::black_box;
 
@@ -30,6 +30,7 @@ fn main() {
         }
     };
     let mut d: Box<dyn VenueDecoder> = match parser {
+        "scan" => Box::new(binance::Decoder::with_parser(binance::Parser::Scan)),
         "serde_json" => Box::new(binance::Decoder::with_parser(binance::Parser::SerdeJson)),
         "sonic_rs" => Box::new(binance::Decoder::with_parser(binance::Parser::SonicRs)),
         other => {

@@ -41,6 +41,7 @@ use super::{DecodeError, Frame, VenueDecoder, decimal_text};
 
 mod feed;
 mod protocol;
+mod scan;
 pub use feed::{BinanceConfig, BinanceFeed};
 
 /// Quote assets Binance spot lists, longest first so `FDUSD` wins over `USD`.
@@ -114,13 +115,16 @@ impl SymbolMap {
     }
 }
 
-/// Which JSON parser a [`Decoder`] runs. Both give the same events and the
-/// same errors (a test runs every fixture through both); they differ in speed
+/// Which JSON parser a [`Decoder`] runs. All give the same events and the
+/// same errors (a test runs every fixture through each); they differ in speed
 /// only (`docs/benchmarks.md`, "Venue decoding").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Parser {
-    /// serde_json.
+    /// A scanner for `@trade` frames in Binance's exact layout; serde_json
+    /// for everything else (and for any trade frame the scanner declines).
     #[default]
+    Scan,
+    /// serde_json.
     SerdeJson,
     /// sonic-rs (SIMD).
     SonicRs,
@@ -262,6 +266,10 @@ impl VenueDecoder for Decoder {
     ) -> Result<Frame, DecodeError> {
         let text = super::text(frame)?;
         match self.parser {
+            Parser::Scan => match scan::trade(text) {
+                Some(t) => self.scanned_trade(&t, ts_received, out),
+                None => self.decode_with::<SerdeJson>(text, ts_received, out),
+            },
             Parser::SerdeJson => self.decode_with::<SerdeJson>(text, ts_received, out),
             Parser::SonicRs => self.decode_with::<SonicRs>(text, ts_received, out),
         }
@@ -269,6 +277,33 @@ impl VenueDecoder for Decoder {
 }
 
 impl Decoder {
+    /// A trade the scanner read: the same event the serde path builds.
+    fn scanned_trade(
+        &mut self,
+        t: &scan::RawTrade<'_>,
+        ts_received: Timestamp,
+        out: &mut Vec<Event>,
+    ) -> Result<Frame, DecodeError> {
+        let symbol = self.symbols.canonical(t.symbol)?;
+        let price = decimal_text("p", t.price)?;
+        let size = decimal_text("q", t.size)?;
+        out.push(Event::Trade(Trade {
+            venue: self.venue.clone(),
+            symbol,
+            ts_exchange: self.time(t.trade_time),
+            ts_received,
+            price,
+            size,
+            side: if t.buyer_is_maker {
+                Side::Sell
+            } else {
+                Side::Buy
+            },
+            trade_id: Some(itoa::Buffer::new().format(t.trade_id).to_owned()),
+        }));
+        Ok(Frame::Data)
+    }
+
     fn decode_with<'a, J: Json>(
         &mut self,
         text: &'a str,
