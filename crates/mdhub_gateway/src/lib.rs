@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     pub(crate) status: Vec<Arc<dyn StatusSource>>,
     pub(crate) extra_metrics: Vec<Arc<dyn MetricsSource>>,
     pub(crate) started: Instant,
+    /// The WebSocket connections' tasks: axum's graceful shutdown does not
+    /// wait for upgraded connections, so `serve` waits for these.
+    pub(crate) connections: tokio_util::task::TaskTracker,
 }
 
 /// The gateway: build it, add status and metrics sources, then [`Gateway::serve`].
@@ -114,6 +117,7 @@ impl Gateway {
             status: self.status,
             extra_metrics: self.extra_metrics,
             started: Instant::now(),
+            connections: tokio_util::task::TaskTracker::new(),
         });
         let hub_task = tokio::spawn(hub.run(shared.bus.clone(), shutdown.clone()));
         let app = router(shared.clone());
@@ -121,10 +125,26 @@ impl Gateway {
         let result = axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await;
+        // Every client is being sent 1001; let those frames go out before
+        // the process moves on (bounded: a client that does not read gets
+        // its socket closed when the process exits).
+        shared.connections.close();
+        if tokio::time::timeout(SHUTDOWN_CLOSE_WAIT, shared.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = shared.connections.len(),
+                "client connections still closing at shutdown"
+            );
+        }
         hub_task.abort();
         result
     }
 }
+
+/// How long `serve` waits at shutdown for client sockets to close.
+const SHUTDOWN_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -142,5 +162,8 @@ async fn ws_upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> 
         .write_buffer_size(64 * 1024)
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| conn::serve(socket, shared))
+        .on_upgrade(move |socket| {
+            let tracker = shared.connections.clone();
+            tracker.track_future(conn::serve(socket, shared))
+        })
 }
