@@ -41,13 +41,20 @@ pub struct FeedArgs {
     pub symbols: usize,
 }
 
+/// What [`TimingBus`] records.
+#[derive(Debug, Default)]
+struct Samples {
+    /// Nanoseconds from `ts_received` to the return of `publish`, per event.
+    latency: Vec<u64>,
+    /// Nanoseconds inside `publish` per batch, with the batch's size.
+    batches: Vec<(u64, usize)>,
+}
+
 /// A bus that times every published event from its `ts_received`.
 #[derive(Debug)]
 struct TimingBus {
     inner: Arc<dyn Bus>,
-    /// Nanoseconds from `ts_received` to the return of `publish`, and the
-    /// nanoseconds inside `publish` per batch with its size.
-    samples: Mutex<(Vec<u64>, Vec<(u64, usize)>)>,
+    samples: Mutex<Samples>,
     measuring: std::sync::atomic::AtomicBool,
 }
 
@@ -70,9 +77,10 @@ impl Bus for TimingBus {
         if r.is_ok() && self.measuring.load(std::sync::atomic::Ordering::Relaxed) {
             let mut s = self.samples.lock();
             for e in events.iter().filter(|e| !matches!(e, Event::Status(_))) {
-                s.0.push((now - e.ts_received().as_nanos()).max(0) as u64);
+                s.latency
+                    .push((now - e.ts_received().as_nanos()).max(0) as u64);
             }
-            s.1.push((inside, events.len()));
+            s.batches.push((inside, events.len()));
         }
         r
     }
@@ -198,7 +206,10 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
     stop_venue.cancel();
     feed_task.await?.context("feed")?;
     ingest_task.await?.context("ingest")?;
-    let (mut lat, batches) = std::mem::take(&mut *bus.samples.lock());
+    let Samples {
+        latency: mut lat,
+        batches,
+    } = std::mem::take(&mut *bus.samples.lock());
     anyhow::ensure!(!lat.is_empty(), "no events arrived at rate {rate}/s");
     lat.sort_unstable();
     let events: usize = batches.iter().map(|b| b.1).sum();
