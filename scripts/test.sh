@@ -34,7 +34,7 @@ for line in open("scripts/requirements-test.txt"):
     line = line.split("#")[0].strip()
     if line:
         name, ver = line.split("==")
-        want[name] = ver
+        want[name.split("[")[0]] = ver
 sys.exit(0 if all(m.version(n) == v for n, v in want.items()) else 1)
 PY
 then
@@ -46,7 +46,7 @@ then
     || die "pip could not install scripts/requirements-test.txt"
 fi
 export MDHUB_TEST_PYTHON="$root/.venv/bin/python"
-"$MDHUB_TEST_PYTHON" -c "import fastavro, jsonschema, kafka, lz4, quickfix, pyarrow, duckdb" || die "python test modules missing after install"
+"$MDHUB_TEST_PYTHON" -c "import fastavro, jsonschema, kafka, lz4, quickfix, pyarrow, duckdb, moto, boto3" || die "python test modules missing after install"
 
 say "Kafka-protocol broker (tansu)"
 export PATH="$HOME/.cargo/bin:$PATH"
