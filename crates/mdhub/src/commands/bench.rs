@@ -103,9 +103,9 @@ impl Drop for Child {
     }
 }
 
-mod tempfile_dir {
+pub(crate) mod tempfile_dir {
     /// A directory removed on drop.
-    pub(super) struct TempDir(pub(super) std::path::PathBuf);
+    pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);

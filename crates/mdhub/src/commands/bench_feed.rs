@@ -150,7 +150,7 @@ fn pct(v: &[u64], q: f64) -> Duration {
 async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let log = Log::open(LogConfig {
-        dir: dir.path().join("log"),
+        dir: dir.0.join("log"),
         ..LogConfig::default()
     })?;
     let inner = Arc::new(EmbeddedBus::new(
@@ -229,27 +229,14 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A scratch directory removed on drop.
-struct Scratch(std::path::PathBuf);
-impl Scratch {
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> anyhow::Result<Scratch> {
+fn tempfile_dir() -> anyhow::Result<super::bench::tempfile_dir::TempDir> {
     let d = std::env::temp_dir().join(format!(
         "mdhub-bench-feed-{}-{}",
         std::process::id(),
         Timestamp::now().as_nanos()
     ));
     std::fs::create_dir_all(&d)?;
-    Ok(Scratch(d))
+    Ok(super::bench::tempfile_dir::TempDir(d))
 }
 
 /// Run every rate and print one table.

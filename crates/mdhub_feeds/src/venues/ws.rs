@@ -64,6 +64,37 @@ pub(crate) struct WsJob {
     pub(crate) settings: WsSettings,
 }
 
+/// Run a venue that carries all its symbols on one connection (Coinbase,
+/// Kraken, Alpaca): `subscribe` sent after every (re)connect, renewed daily.
+/// With no symbols there is no job, and [`run_all`] reports it.
+pub(crate) async fn run_single(
+    venue: &'static str,
+    url: &str,
+    symbols: &[Symbol],
+    subscribe: Vec<String>,
+    decoder: Box<dyn VenueDecoder>,
+    (ping_secs, stale_secs): (u64, u64),
+    ctx: FeedContext,
+) -> Result<(), FeedError> {
+    let jobs = (!symbols.is_empty())
+        .then(|| WsJob {
+            venue,
+            url: url.to_string(),
+            symbols: symbols.to_vec(),
+            conn: 0,
+            subscribe,
+            decoder,
+            settings: WsSettings {
+                ping_secs,
+                stale_secs,
+                max_connection_secs: 24 * 3600,
+            },
+        })
+        .into_iter()
+        .collect();
+    run_all(venue, jobs, ctx).await
+}
+
 /// A venue's shared budget for connection attempts: a token bucket every
 /// connection of the venue draws from before it dials, so hundreds of
 /// connections that drop at once reconnect at the rate the venue tolerates

@@ -9,7 +9,7 @@ use std::fmt;
 use mdhub_types::{Symbol, Venue};
 
 use super::Decoder;
-use crate::venues::ws::{self, WsJob, WsSettings};
+use crate::venues::ws;
 use crate::{Feed, FeedContext, FeedError};
 
 /// Settings of an Alpaca feed.
@@ -99,22 +99,15 @@ impl Feed for AlpacaFeed {
                 message: "API key and secret are required (venues.alpaca.key/secret, or APCA_API_KEY_ID/APCA_API_SECRET_KEY)".into(),
             });
         }
-        let jobs = (!self.cfg.symbols.is_empty())
-            .then(|| WsJob {
-                venue: "alpaca",
-                url: self.cfg.url.clone(),
-                symbols: self.cfg.symbols.clone(),
-                conn: 0,
-                subscribe: self.session_messages(),
-                decoder: Box::new(Decoder::default()),
-                settings: WsSettings {
-                    ping_secs: self.cfg.ping_secs,
-                    stale_secs: self.cfg.stale_secs,
-                    max_connection_secs: 24 * 3600,
-                },
-            })
-            .into_iter()
-            .collect();
-        ws::run_all("alpaca", jobs, ctx).await
+        ws::run_single(
+            "alpaca",
+            &self.cfg.url,
+            &self.cfg.symbols,
+            self.session_messages(),
+            Box::new(Decoder::default()),
+            (self.cfg.ping_secs, self.cfg.stale_secs),
+            ctx,
+        )
+        .await
     }
 }

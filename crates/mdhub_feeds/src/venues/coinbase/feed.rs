@@ -7,7 +7,7 @@
 use mdhub_types::{Symbol, Venue};
 
 use super::Decoder;
-use crate::venues::ws::{self, WsJob, WsSettings};
+use crate::venues::ws;
 use crate::{Feed, FeedContext, FeedError};
 
 /// Settings of a Coinbase feed.
@@ -72,22 +72,15 @@ impl Feed for CoinbaseFeed {
     }
 
     async fn run(&self, ctx: FeedContext) -> Result<(), FeedError> {
-        let jobs = (!self.cfg.symbols.is_empty())
-            .then(|| WsJob {
-                venue: "coinbase",
-                url: self.cfg.url.clone(),
-                symbols: self.cfg.symbols.clone(),
-                conn: 0,
-                subscribe: vec![self.subscribe_message()],
-                decoder: Box::new(Decoder::default()),
-                settings: WsSettings {
-                    ping_secs: self.cfg.ping_secs,
-                    stale_secs: self.cfg.stale_secs,
-                    max_connection_secs: 24 * 3600,
-                },
-            })
-            .into_iter()
-            .collect();
-        ws::run_all("coinbase", jobs, ctx).await
+        ws::run_single(
+            "coinbase",
+            &self.cfg.url,
+            &self.cfg.symbols,
+            vec![self.subscribe_message()],
+            Box::new(Decoder::default()),
+            (self.cfg.ping_secs, self.cfg.stale_secs),
+            ctx,
+        )
+        .await
     }
 }

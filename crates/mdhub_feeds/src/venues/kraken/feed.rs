@@ -7,7 +7,7 @@
 use mdhub_types::{Symbol, Venue};
 
 use super::Decoder;
-use crate::venues::ws::{self, WsJob, WsSettings};
+use crate::venues::ws;
 use crate::{Feed, FeedContext, FeedError};
 
 /// Settings of a Kraken feed.
@@ -77,22 +77,15 @@ impl Feed for KrakenFeed {
     }
 
     async fn run(&self, ctx: FeedContext) -> Result<(), FeedError> {
-        let jobs = (!self.cfg.symbols.is_empty())
-            .then(|| WsJob {
-                venue: "kraken",
-                url: self.cfg.url.clone(),
-                symbols: self.cfg.symbols.clone(),
-                conn: 0,
-                subscribe: self.subscribe_messages(),
-                decoder: Box::new(Decoder::default()),
-                settings: WsSettings {
-                    ping_secs: self.cfg.ping_secs,
-                    stale_secs: self.cfg.stale_secs,
-                    max_connection_secs: 24 * 3600,
-                },
-            })
-            .into_iter()
-            .collect();
-        ws::run_all("kraken", jobs, ctx).await
+        ws::run_single(
+            "kraken",
+            &self.cfg.url,
+            &self.cfg.symbols,
+            self.subscribe_messages(),
+            Box::new(Decoder::default()),
+            (self.cfg.ping_secs, self.cfg.stale_secs),
+            ctx,
+        )
+        .await
     }
 }
