@@ -53,6 +53,8 @@ pub struct Config {
     pub sim: SimConfig,
     /// Real venues. When any is configured, the simulator is off.
     pub venues: VenuesConfig,
+    /// History: the archiver (log → hot tier → Parquet lake) and queries.
+    pub history: HistoryConfig,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             sim: SimConfig::default(),
             venues: VenuesConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -163,6 +166,48 @@ impl Default for CacheConfig {
     }
 }
 
+/// `[history]`: the archiver and history queries (SPEC §6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Run the archiver (log → Parquet lake, consumer group `mdhub-archive`)
+    /// inside `mdhub run`. Turn off when `mdhub archive` runs as its own
+    /// process. Default true.
+    pub archive: bool,
+    /// Where the lake is: a directory, `file:///path`, or `s3://bucket/prefix`
+    /// with the `AWS_*` variables (`AWS_ENDPOINT_URL` for S3-compatible
+    /// stores). `$MDHUB_LAKE_URL` sets it. Default `<data_dir>/lake`.
+    pub lake_url: Option<String>,
+    /// The archiver writes what it holds at least this often, in seconds;
+    /// until then rows are queryable from memory (the hot tier). Longer
+    /// makes fewer, larger files. Default 60.
+    pub flush_interval_secs: u64,
+    /// The archiver writes as soon as it holds this many rows (bounds its
+    /// memory: about 300 bytes a row). Default 1000000.
+    pub max_buffered_rows: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            archive: true,
+            lake_url: None,
+            flush_interval_secs: 60,
+            max_buffered_rows: 1_000_000,
+        }
+    }
+}
+
+impl Config {
+    /// The lake URL: `history.lake_url`, else `<data_dir>/lake`.
+    pub fn lake_url(&self) -> String {
+        self.history
+            .lake_url
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("lake").display().to_string())
+    }
+}
+
 /// A configuration problem, reported as one line.
 #[derive(Debug, thiserror::Error)]
 #[error("config: {0}")]
@@ -209,10 +254,15 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
         .collect();
     env_keys.sort();
     for (name, value) in env_keys {
-        let path: Vec<String> = name["MDHUB_".len()..]
-            .split("__")
-            .map(str::to_ascii_lowercase)
-            .collect();
+        // SPEC §2 names this one; it is `history.lake_url`.
+        let path: Vec<String> = if name == "MDHUB_LAKE_URL" {
+            vec!["history".into(), "lake_url".into()]
+        } else {
+            name["MDHUB_".len()..]
+                .split("__")
+                .map(str::to_ascii_lowercase)
+                .collect()
+        };
         if path.iter().any(String::is_empty) {
             return Err(ConfigError(format!(
                 "{name}: malformed variable name (use MDHUB_<SECTION>__<KEY>)"
@@ -398,6 +448,24 @@ impl Config {
             return Err(ConfigError(
                 "ingest.channel_capacity: must be at least 1".into(),
             ));
+        }
+        if self.history.flush_interval_secs == 0 {
+            return Err(ConfigError(
+                "history.flush_interval_secs: must be at least 1".into(),
+            ));
+        }
+        if self.history.max_buffered_rows == 0 {
+            return Err(ConfigError(
+                "history.max_buffered_rows: must be at least 1".into(),
+            ));
+        }
+        if let Some(url) = &self.history.lake_url {
+            let scheme = url.split_once("://").map(|(s, _)| s);
+            if url.trim().is_empty() || scheme.is_some_and(|s| s != "file" && s != "s3") {
+                return Err(ConfigError(format!(
+                    "history.lake_url: {url:?}: expected a directory, file:///path or s3://bucket/prefix"
+                )));
+            }
         }
         if self.ingest.max_batch == 0 {
             return Err(ConfigError("ingest.max_batch: must be at least 1".into()));

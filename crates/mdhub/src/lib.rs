@@ -3,12 +3,12 @@
 //!
 //! Data flow in `mdhub run`: simulated (or real) feeds → bounded channel →
 //! [`ingest`] (publish to the log, update the latest-price cache) → log →
-//! consumers. Each role lives in `commands/`; roles not built yet say so and
-//! exit non-zero.
+//! consumers (gateway, cache writer, archiver). Each role lives in `commands/`.
 
 pub mod cache_writer;
 pub mod commands;
 pub mod config;
+mod history;
 pub mod ingest;
 mod shared_cache;
 mod status;
@@ -57,10 +57,10 @@ pub enum Command {
     Serve(commands::roles::ServeArgs),
     /// Cache writer alone: log -> Redis latest prices, consumer group mdhub-cache (needs REDIS_URL).
     CacheWriter(commands::roles::CacheWriterArgs),
-    /// Archiver: log -> hot tier and Parquet data lake (not built yet).
-    Archive,
-    /// SQL and bar queries over history (not built yet).
-    Query,
+    /// Archiver alone: log -> Parquet lake (local or S3), exactly once, as consumer group mdhub-archive (worker dyno).
+    Archive(commands::roles::ArchiveArgs),
+    /// SQL and OHLCV bars over the lake: `mdhub query "SELECT …"`, `mdhub query --bars AAPL --interval 5m`.
+    Query(commands::query::QueryArgs),
     /// Replay raw captures (`--record-raw`) through the pipeline into the log, as fast as possible or at the recorded pace.
     Replay(commands::roles::ReplayArgs),
     /// Raw venue frames (one per line on stdin) -> normalized events as JSON lines on stdout.
@@ -72,7 +72,7 @@ pub enum Command {
 }
 
 /// Parse arguments, run the chosen role, and map the outcome to an exit code:
-/// 0 success, 1 runtime failure, 2 usage or configuration error, 3 not built yet.
+/// 0 success, 1 runtime failure, 2 usage or configuration error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log_format);
@@ -84,12 +84,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let not_built = |role: &str, issue: &str| {
-        eprintln!(
-            "error: `mdhub {role}` is not built yet ({issue}); `mdhub run` runs the whole pipeline in one process"
-        );
-        ExitCode::from(3)
-    };
     match cli.command {
         Command::Config => {
             print!("{}", cfg.to_toml());
@@ -100,11 +94,8 @@ pub fn main() -> ExitCode {
         Command::Ingest(args) => commands::roles::ingest(cfg, args),
         Command::Serve(args) => commands::roles::serve(cfg, args),
         Command::CacheWriter(args) => commands::roles::cache_writer(cfg, args),
-        Command::Archive => not_built(
-            "archive",
-            "history and the Parquet lake are a later milestone",
-        ),
-        Command::Query => not_built("query", "history queries are a later milestone"),
+        Command::Archive(args) => commands::roles::archive(cfg, args),
+        Command::Query(args) => commands::query::main(cfg, args),
         Command::Replay(args) => commands::roles::replay(cfg, args),
         Command::Bench(args) => commands::bench::main(args),
         Command::Normalize(args) => commands::normalize::main(args),

@@ -72,14 +72,17 @@ fn help_lists_every_role() {
 }
 
 #[test]
-fn roles_not_built_yet_say_so_and_fail() {
-    for role in ["archive", "query"] {
-        let out = mdhub().arg(role).output().unwrap();
-        assert_eq!(out.status.code(), Some(3), "{role}");
-        assert!(out.stdout.is_empty(), "{role} must print no fake output");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.contains("not built yet"), "{role}: {err}");
-    }
+fn query_without_sql_is_a_usage_error() {
+    let out = mdhub().arg("query").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let out = mdhub()
+        .args(["query", "--bars", "aapl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--bars \"aapl\""), "{err}");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 
 mod config;
 mod conn;
+pub mod history;
 mod hub;
 mod listener;
 pub mod metrics;
@@ -34,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::GatewayConfig;
+pub use history::{HistoryFailure, HistoryKind, HistoryRequest, HistorySource};
 pub use metrics::{GatewayMetrics, MetricsSource};
 
 /// Something that reports its state in `/v1/status` (feeds, the ingest stage).
@@ -56,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) epoch: String,
     pub(crate) status: Vec<Arc<dyn StatusSource>>,
     pub(crate) extra_metrics: Vec<Arc<dyn MetricsSource>>,
+    /// Answers `/v1/history/*`, when this process has history.
+    pub(crate) history: Option<Arc<dyn HistorySource>>,
     pub(crate) started: Instant,
     /// The WebSocket connections' tasks: axum's graceful shutdown does not
     /// wait for upgraded connections, so `serve` waits for these.
@@ -70,6 +74,7 @@ pub struct Gateway {
     cfg: GatewayConfig,
     status: Vec<Arc<dyn StatusSource>>,
     extra_metrics: Vec<Arc<dyn MetricsSource>>,
+    history: Option<Arc<dyn HistorySource>>,
 }
 
 impl Gateway {
@@ -81,12 +86,20 @@ impl Gateway {
             cfg,
             status: Vec::new(),
             extra_metrics: Vec::new(),
+            history: None,
         }
     }
 
     /// Add a section to `/v1/status`.
     pub fn with_status(mut self, s: Arc<dyn StatusSource>) -> Self {
         self.status.push(s);
+        self
+    }
+
+    /// Answer `GET /v1/history/trades|quotes|bars` with `h` (without one
+    /// they answer 503).
+    pub fn with_history(mut self, h: Arc<dyn HistorySource>) -> Self {
+        self.history = Some(h);
         self
     }
 
@@ -116,6 +129,7 @@ impl Gateway {
             next_id: AtomicU64::new(1),
             status: self.status,
             extra_metrics: self.extra_metrics,
+            history: self.history,
             started: Instant::now(),
             connections: tokio_util::task::TaskTracker::new(),
         });

@@ -4,6 +4,7 @@
 //! - `GET /v1/symbols` — the symbol directory (venue, last update)
 //! - `GET /v1/status` — log epoch and watermarks, clients, and the sections
 //!   other parts add (feeds, ingest)
+//! - `GET /v1/history/trades|quotes|bars?symbol=&from=&to=` — history (see [`crate::history`])
 //! - `GET /healthz` — the process is up
 //! - `GET /readyz` — 200 when the gateway follows the log and the cache answers, else 503;
 //!   `"degraded": true` while the shared cache (Redis) is down and snapshots come from
@@ -30,12 +31,13 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/symbols", get(symbols))
         .route("/v1/status", get(status))
+        .route("/v1/history/{kind}", get(crate::history::handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
 }
 
-fn error(status: StatusCode, code: &str, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: String) -> Response {
     (
         status,
         Json(json!({"error": {"code": code, "message": message}})),

@@ -9,7 +9,7 @@ use arrow_array::{
     UInt64Array,
 };
 use bytes::Bytes;
-use mdhub_types::{Decimal, Event, Position, Positioned, Quote, Trade};
+use mdhub_types::{Decimal, Event, Positioned, Quote, Trade};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -100,6 +100,29 @@ pub fn encode_parquet_with<R: Borrow<Positioned>>(
     rows: &[R],
     opts: &EncodeOptions,
 ) -> Result<Bytes> {
+    let (batch, decimals) = build_batch(table, rows, opts)?;
+    let props = properties(table, &decimals, opts)?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
+    writer.write(&batch)?;
+    Ok(Bytes::from(writer.into_inner()?))
+}
+
+/// `rows` of `table` as one Arrow batch in the lake's schema
+/// ([`crate::schema`]`(table, &[])`), sorted like a lake file (by
+/// `ts_received`, then log offset). This is how the hot tier holds rows that
+/// are not in the lake yet, so queries see one schema for both.
+///
+/// Every row must be a row of `table`, else [`HistoryError::NotLakeRow`].
+pub fn record_batch<R: Borrow<Positioned>>(table: TableKind, rows: &[R]) -> Result<RecordBatch> {
+    Ok(build_batch(table, rows, &EncodeOptions::default())?.0)
+}
+
+/// The sorted batch and the decimal type of each decimal column.
+fn build_batch<R: Borrow<Positioned>>(
+    table: TableKind,
+    rows: &[R],
+    opts: &EncodeOptions,
+) -> Result<(RecordBatch, Vec<DecimalType>)> {
     let mut sorted: Vec<&Positioned> = rows.iter().map(Borrow::borrow).collect();
     for r in &sorted {
         if TableKind::of(&r.event) != Some(table) || r.position.topic != table.topic() {
@@ -117,20 +140,14 @@ pub fn encode_parquet_with<R: Borrow<Positioned>>(
         TableKind::Trades => trade_columns(&trades(&sorted), opts.decimal_type, &mut columns)?,
         TableKind::Quotes => quote_columns(&quotes(&sorted), opts.decimal_type, &mut columns)?,
     };
-    let positions: Vec<Position> = sorted.iter().map(|r| r.position).collect();
     columns.push(Arc::new(UInt32Array::from_iter_values(
-        positions.iter().map(|p| p.partition),
+        sorted.iter().map(|r| r.position.partition),
     )));
     columns.push(Arc::new(UInt64Array::from_iter_values(
-        positions.iter().map(|p| p.offset),
+        sorted.iter().map(|r| r.position.offset),
     )));
-
     let schema = schema_with(table, &decimals, opts.venue_dictionary);
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let props = properties(table, &decimals, opts)?;
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))?;
-    writer.write(&batch)?;
-    Ok(Bytes::from(writer.into_inner()?))
+    Ok((RecordBatch::try_new(schema, columns)?, decimals))
 }
 
 fn common_columns(rows: &[&Positioned], venue_dictionary: bool) -> Vec<ArrayRef> {

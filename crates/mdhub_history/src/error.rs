@@ -46,6 +46,10 @@ pub enum HistoryError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A row read back from the lake is not in the lake's schema or holds an
+    /// impossible value.
+    #[error("bad lake row: {0}")]
+    BadRow(String),
     /// Creating the local lake directory failed.
     #[error("cannot create the lake directory {path:?}: {source}")]
     Io {

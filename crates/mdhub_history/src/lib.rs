@@ -23,17 +23,23 @@
 //! here rejects them with [`HistoryError::NotLakeRow`] (they live on the
 //! `feed-status` topic, which the archiver does not read).
 
+pub mod archive;
 mod decimal;
+mod decode;
 mod encode;
 mod error;
+mod lake;
 mod path;
 mod plan;
+pub mod query;
 mod schema;
 mod store;
 
 pub use decimal::DecimalType;
-pub use encode::{ColumnEncoding, EncodeOptions, encode_parquet, encode_parquet_with};
+pub use decode::events;
+pub use encode::{ColumnEncoding, EncodeOptions, encode_parquet, encode_parquet_with, record_batch};
 pub use error::{HistoryError, Result};
+pub use lake::{FileFilter, Lake, LakeFile, live_files};
 pub use path::FileKey;
 pub use plan::{FileBatch, plan_files};
 pub use schema::{TableKind, schema};

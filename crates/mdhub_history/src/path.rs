@@ -91,11 +91,7 @@ impl FileKey {
         let table = TableKind::ALL
             .into_iter()
             .find(|t| t.as_str() == table.as_ref())?;
-        let date = date.as_ref().strip_prefix("date=")?;
-        if date.len() != 10 {
-            return None;
-        }
-        let day = day_of(Timestamp::parse_rfc3339(date).ok()?);
+        let day = day_of_date(date.as_ref().strip_prefix("date=")?)?;
         let symbol = Symbol::new(symbol.as_ref().strip_prefix("symbol=")?).ok()?;
         let name = file
             .as_ref()
@@ -117,6 +113,14 @@ impl FileKey {
             last_offset,
         })
     }
+}
+
+/// The UTC day of a `YYYY-MM-DD` date; `None` for anything else.
+pub(crate) fn day_of_date(date: &str) -> Option<i64> {
+    if date.len() != 10 {
+        return None;
+    }
+    Some(day_of(Timestamp::parse_rfc3339(date).ok()?))
 }
 
 /// The UTC day (days since 1970-01-01) of a timestamp.

@@ -5,6 +5,7 @@ pub mod bench_bus;
 pub mod bench_cache;
 pub mod bench_feed;
 pub mod normalize;
+pub mod query;
 pub mod roles;
 pub mod run;
 pub mod tail;

@@ -96,6 +96,7 @@ pub fn replay(cfg: Config, args: ReplayArgs) -> ExitCode {
         feeds: true,
         gateway: false,
         cache_writer: cfg.cache.writer,
+        archive: false,
     };
     super::block_on(true, async move {
         finish(run_roles(cfg, roles, None, None, Some(feeds)).await)
@@ -156,6 +157,40 @@ pub fn cache_writer(cfg: Config, args: CacheWriterArgs) -> ExitCode {
         feeds: false,
         gateway: false,
         cache_writer: true,
+        archive: false,
+    };
+    headless(cfg, roles, args.exit_after)
+}
+
+/// Flags of `mdhub archive`.
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// The lake (overrides `history.lake_url` / `$MDHUB_LAKE_URL`): a
+    /// directory, file:///path or s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    pub lake: Option<String>,
+    /// Stop by itself after this many seconds (flushing what it holds).
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+}
+
+/// `mdhub archive`: log → Parquet lake as consumer group `mdhub-archive`,
+/// exactly once (see `mdhub_history::archive`). On SIGTERM it writes what
+/// it holds and commits before exiting.
+pub fn archive(mut cfg: Config, args: ArchiveArgs) -> ExitCode {
+    if let Some(l) = args.lake {
+        cfg.history.lake_url = Some(l);
+    }
+    if let Err(e) = cfg.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    warn_embedded(&cfg, "archive");
+    let roles = Roles {
+        feeds: false,
+        gateway: false,
+        cache_writer: false,
+        archive: true,
     };
     headless(cfg, roles, args.exit_after)
 }
@@ -188,6 +223,7 @@ pub fn ingest(mut cfg: Config, args: IngestArgs) -> ExitCode {
         feeds: true,
         gateway: false,
         cache_writer: cfg.cache.writer,
+        archive: false,
     };
     headless(cfg, roles, args.exit_after)
 }
@@ -219,6 +255,7 @@ pub fn serve(mut cfg: Config, args: ServeArgs) -> ExitCode {
                     feeds: false,
                     gateway: true,
                     cache_writer: false,
+                    archive: false,
                 },
                 Some(listener),
                 exit_after,

@@ -104,6 +104,9 @@ pub(crate) struct Roles {
     /// Log → Redis, when Redis is configured (`cache-writer`; `run` and
     /// `ingest` unless `cache.writer` is off).
     pub(crate) cache_writer: bool,
+    /// Log → hot tier → Parquet lake (`archive`; `run` unless
+    /// `history.archive` is off).
+    pub(crate) archive: bool,
 }
 
 /// Open the log: Kafka when `kafka.url` is set, the embedded log otherwise.
@@ -149,6 +152,7 @@ pub(crate) type OpenBus = (
 
 async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
     let writer = cfg.cache.writer;
+    let archive = cfg.history.archive;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| {
@@ -163,6 +167,7 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
             feeds: true,
             gateway: true,
             cache_writer: writer,
+            archive: archive,
         },
         Some(listener),
         exit_after,
@@ -218,6 +223,33 @@ pub(crate) async fn run_roles(
             )))
         }
         _ => None,
+    };
+
+    // History: the archiver (with its hot tier) and, for the gateway,
+    // queries over the lake and that hot tier.
+    let archive_stop = CancellationToken::new();
+    let mut archive_stats = None;
+    let mut history = None;
+    let mut archive_task = if roles.archive {
+        let lake = crate::history::open_lake(&cfg)?;
+        let (archiver, hot, stats) = crate::history::archiver(&cfg, lake.clone());
+        tracing::info!(lake = %lake.url(), group = mdhub_history::archive::GROUP,
+            flush_secs = cfg.history.flush_interval_secs, "starting the archiver");
+        archive_stats = Some(stats);
+        history = Some(mdhub_history::query::History::new(lake, Some(hot)));
+        Some(tokio::spawn(mdhub_history::archive::run(
+            bus.clone(),
+            archiver,
+            archive_stop.clone(),
+        )))
+    } else {
+        if roles.gateway {
+            match crate::history::open_lake(&cfg) {
+                Ok(lake) => history = Some(mdhub_history::query::History::new(lake, None)),
+                Err(e) => tracing::warn!(error = %e, "no history over REST: the lake cannot be opened"),
+            }
+        }
+        None
     };
 
     let feed_stop = CancellationToken::new();
@@ -310,6 +342,17 @@ pub(crate) async fn run_roles(
             } else {
                 gateway
             };
+            let gateway = match &archive_stats {
+                Some(a) => {
+                    let a = Arc::new(crate::status::Archiver(a.clone()));
+                    gateway.with_status(a.clone()).with_metrics(a)
+                }
+                None => gateway,
+            };
+            let gateway = match history.clone() {
+                Some(h) => gateway.with_history(Arc::new(crate::history::HistoryApi(h))),
+                None => gateway,
+            };
             let gateway = match kafka_stats {
                 Some(k) => gateway.with_metrics(Arc::new(crate::status::Kafka(k))),
                 None => gateway,
@@ -330,6 +373,12 @@ pub(crate) async fn run_roles(
         _ => {
             if roles.feeds {
                 println!("mdhub running: {} -> {log_desc}", feeds_desc(&cfg));
+            } else if roles.archive {
+                println!(
+                    "mdhub running: {log_desc} -> lake {} (archiver, group {})",
+                    cfg.lake_url(),
+                    mdhub_history::archive::GROUP
+                );
             } else {
                 println!(
                     "mdhub running: {log_desc} -> Redis {} (cache writer)",
@@ -371,6 +420,18 @@ pub(crate) async fn run_roles(
                 Err(e) => Err(anyhow::anyhow!("the ingest stage panicked: {e}")),
             };
         }
+        r = async { archive_task.as_mut().expect("guarded").await }, if archive_task.is_some() => {
+            feed_stop.cancel();
+            follow_stop.cancel();
+            gateway_stop.cancel();
+            writer_stop.cancel();
+            reporter.abort();
+            return match r {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the archiver stopped unexpectedly")),
+                Ok(Err(e)) => Err(anyhow::anyhow!("the archiver stopped: {e}")),
+                Err(e) => Err(anyhow::anyhow!("the archiver panicked: {e}")),
+            };
+        }
         r = async { writer_task.as_mut().expect("guarded").await }, if writer_task.is_some() => {
             feed_stop.cancel();
             follow_stop.cancel();
@@ -410,6 +471,14 @@ pub(crate) async fn run_roles(
             match t.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "cache writer stopped with an error"),
                 Err(e) => tracing::warn!(error = %e, "cache writer task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        archive_stop.cancel();
+        if let Some(t) = archive_task {
+            match t.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "archiver stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "archiver task failed"),
                 Ok(Ok(())) => {}
             }
         }

@@ -1,0 +1,90 @@
+//! History in the binary: the archiver's set-up from the configuration and
+//! the REST answers of `/v1/history/*` over the query engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mdhub_gateway::{HistoryFailure, HistoryKind, HistoryRequest, HistorySource};
+use mdhub_history::archive::{ArchiveConfig, Archiver, ArchiveStats, HotTier};
+use mdhub_history::query::{History, QueryError};
+use mdhub_history::{Lake, TableKind};
+use serde_json::json;
+
+use crate::config::Config;
+
+/// Open the lake the configuration names.
+pub(crate) fn open_lake(cfg: &Config) -> anyhow::Result<Lake> {
+    let url = cfg.lake_url();
+    Lake::open(&url).map_err(|e| anyhow::anyhow!("history.lake_url {url:?}: {e}"))
+}
+
+/// An archiver for `cfg`, its hot tier and counters.
+pub(crate) fn archiver(cfg: &Config, lake: Lake) -> (Archiver, Arc<HotTier>, Arc<ArchiveStats>) {
+    let hot = HotTier::new();
+    let stats = Arc::new(ArchiveStats::default());
+    let archiver = Archiver::new(
+        lake,
+        ArchiveConfig {
+            flush_interval: Duration::from_secs(cfg.history.flush_interval_secs),
+            max_buffered_rows: cfg.history.max_buffered_rows,
+            ..ArchiveConfig::default()
+        },
+        hot.clone(),
+        stats.clone(),
+    );
+    (archiver, hot, stats)
+}
+
+/// `/v1/history/*` over [`History`].
+#[derive(Debug)]
+pub(crate) struct HistoryApi(pub(crate) History);
+
+fn failure(e: QueryError) -> HistoryFailure {
+    if e.is_invalid() {
+        HistoryFailure::Invalid(e.to_string())
+    } else {
+        HistoryFailure::Failed(e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl HistorySource for HistoryApi {
+    async fn query(&self, req: HistoryRequest) -> Result<serde_json::Value, HistoryFailure> {
+        let mut doc = mdhub_gateway::history::echo(&req);
+        match req.kind {
+            HistoryKind::Bars => {
+                let bars = self
+                    .0
+                    .bars(&req.symbol, req.interval, req.from, req.to)
+                    .await
+                    .map_err(failure)?;
+                doc["interval_ms"] = json!(req.interval.as_millis() as u64);
+                doc["bars"] = serde_json::to_value(bars).map_err(|e| HistoryFailure::Failed(e.to_string()))?;
+            }
+            HistoryKind::Trades | HistoryKind::Quotes => {
+                let table = if req.kind == HistoryKind::Trades {
+                    TableKind::Trades
+                } else {
+                    TableKind::Quotes
+                };
+                let batches = self
+                    .0
+                    .range(table, &req.symbol, req.from, req.to, req.limit)
+                    .await
+                    .map_err(failure)?;
+                let mut rows = Vec::new();
+                for b in &batches {
+                    for p in mdhub_history::events(table, b).map_err(|e| HistoryFailure::Failed(e.to_string()))? {
+                        let mut v = serde_json::to_value(&p.event)
+                            .map_err(|e| HistoryFailure::Failed(e.to_string()))?;
+                        v["position"] = json!(p.position.to_string());
+                        rows.push(v);
+                    }
+                }
+                doc["truncated"] = json!(rows.len() >= req.limit);
+                doc[table.as_str()] = json!(rows);
+            }
+        }
+        Ok(doc)
+    }
+}

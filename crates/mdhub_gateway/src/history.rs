@@ -1,0 +1,242 @@
+//! `GET /v1/history/trades|quotes|bars`: history over REST.
+//!
+//! The gateway parses and checks the request; a [`HistorySource`] (the
+//! binary's query engine over the hot tier and the lake) answers it.
+//!
+//! Parameters:
+//! - `symbol` (required): a canonical symbol;
+//! - `from`, `to`: RFC 3339 times (`2024-05-01T13:30:00Z`) or Unix
+//!   nanoseconds; the range is `[from, to)` of `ts_exchange`. Default: the
+//!   last hour up to now;
+//! - `interval` (bars): `250ms`, `5s`, `1m`, `15m`, `1h`, `1d`; default `1m`;
+//! - `limit` (trades, quotes): most rows, default 1000, at most 100000.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use mdhub_types::{Symbol, Timestamp};
+use serde_json::json;
+
+use crate::Shared;
+
+/// What is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryKind {
+    /// Trades in the range.
+    Trades,
+    /// Quotes in the range.
+    Quotes,
+    /// OHLCV bars of trades.
+    Bars,
+}
+
+/// A checked history request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRequest {
+    /// What is asked for.
+    pub kind: HistoryKind,
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Start of the range (inclusive), `ts_exchange`.
+    pub from: Timestamp,
+    /// End of the range (exclusive).
+    pub to: Timestamp,
+    /// Bar width (bars only).
+    pub interval: Duration,
+    /// Most rows (trades, quotes).
+    pub limit: usize,
+}
+
+/// Why a history request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryFailure {
+    /// The request cannot be answered as asked (400).
+    Invalid(String),
+    /// The history store failed (500).
+    Failed(String),
+}
+
+/// Answers history requests (implemented over the query engine).
+#[async_trait::async_trait]
+pub trait HistorySource: Send + Sync + std::fmt::Debug {
+    /// The JSON document for `req`.
+    async fn query(&self, req: HistoryRequest) -> Result<serde_json::Value, HistoryFailure>;
+}
+
+/// Most rows one request may ask for.
+pub const MAX_LIMIT: usize = 100_000;
+
+fn bad(message: impl Into<String>) -> Response {
+    crate::rest::error(StatusCode::BAD_REQUEST, "bad_request", message.into())
+}
+
+pub(crate) async fn handler(
+    State(s): State<Arc<Shared>>,
+    Path(kind): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let kind = match kind.as_str() {
+        "trades" => HistoryKind::Trades,
+        "quotes" => HistoryKind::Quotes,
+        "bars" => HistoryKind::Bars,
+        other => {
+            return crate::rest::error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no history of {other:?}: use trades, quotes or bars"),
+            );
+        }
+    };
+    let Some(source) = s.history.clone() else {
+        return crate::rest::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_history",
+            "this process serves no history (run the archiver, or set history.lake_url)".into(),
+        );
+    };
+    let req = match parse(kind, &q, Timestamp::now()) {
+        Ok(r) => r,
+        Err(message) => return bad(message),
+    };
+    match source.query(req).await {
+        Ok(doc) => Json(doc).into_response(),
+        Err(HistoryFailure::Invalid(m)) => bad(m),
+        Err(HistoryFailure::Failed(m)) => {
+            tracing::warn!(error = %m, "history query failed");
+            crate::rest::error(StatusCode::INTERNAL_SERVER_ERROR, "history_failed", m)
+        }
+    }
+}
+
+/// Check the query string of a history request.
+pub fn parse(
+    kind: HistoryKind,
+    q: &HashMap<String, String>,
+    now: Timestamp,
+) -> Result<HistoryRequest, String> {
+    let symbol = q
+        .get("symbol")
+        .ok_or("give ?symbol=AAPL")?
+        .trim();
+    let symbol = Symbol::new(symbol).map_err(|e| format!("symbol {symbol:?}: {e}"))?;
+    let time = |key: &str| -> Result<Option<Timestamp>, String> {
+        q.get(key)
+            .map(|v| parse_time(v).ok_or_else(|| format!("{key}={v:?}: expected an RFC 3339 time (2024-05-01T13:30:00Z) or Unix nanoseconds")))
+            .transpose()
+    };
+    let to = time("to")?.unwrap_or(now);
+    let from = time("from")?.unwrap_or(to.add_nanos(-3_600_000_000_000));
+    if from >= to {
+        return Err(format!("from ({from}) must be before to ({to})"));
+    }
+    let interval = match q.get("interval") {
+        Some(v) => parse_interval(v).ok_or_else(|| {
+            format!("interval={v:?}: expected a number and a unit: 250ms, 5s, 1m, 1h, 1d")
+        })?,
+        None => Duration::from_secs(60),
+    };
+    let limit = match q.get("limit") {
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => return Err(format!("limit={v:?}: expected 1 to {MAX_LIMIT}")),
+        },
+        None => 1000,
+    };
+    Ok(HistoryRequest {
+        kind,
+        symbol,
+        from,
+        to,
+        interval,
+        limit,
+    })
+}
+
+/// An RFC 3339 time or Unix nanoseconds.
+pub fn parse_time(v: &str) -> Option<Timestamp> {
+    let v = v.trim();
+    if let Ok(n) = v.parse::<i64>() {
+        return Some(Timestamp::from_nanos(n));
+    }
+    Timestamp::parse_rfc3339(v).ok()
+}
+
+/// `250ms`, `5s`, `1m`, `1h`, `1d` (a positive whole number and a unit).
+pub fn parse_interval(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = v.split_at(split);
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms).map(Duration::from_millis)
+}
+
+/// The JSON of a request echoed back in an answer.
+pub fn echo(req: &HistoryRequest) -> serde_json::Value {
+    json!({
+        "symbol": req.symbol,
+        "from": req.from,
+        "to": req.to,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_and_defaults() {
+        let now = Timestamp::from_secs(1_714_600_000);
+        let r = parse(HistoryKind::Bars, &q(&[("symbol", "AAPL"), ("interval", "5m")]), now).unwrap();
+        assert_eq!((r.from, r.to), (now.add_nanos(-3_600_000_000_000), now));
+        assert_eq!(r.interval, Duration::from_secs(300));
+        assert_eq!(r.limit, 1000);
+        let r = parse(
+            HistoryKind::Trades,
+            &q(&[("symbol", "BTC-USD"), ("from", "2024-05-01T00:00:00Z"), ("to", "1714608000000000000"), ("limit", "5")]),
+            now,
+        )
+        .unwrap();
+        assert_eq!(r.from, Timestamp::from_secs(1_714_521_600));
+        assert_eq!(r.to, Timestamp::from_secs(1_714_608_000));
+        assert_eq!(r.limit, 5);
+    }
+
+    #[test]
+    fn rejects_with_a_reason() {
+        let now = Timestamp::from_secs(1_714_600_000);
+        for (pairs, needle) in [
+            (vec![], "symbol"),
+            (vec![("symbol", "aapl")], "symbol"),
+            (vec![("symbol", "AAPL"), ("from", "yesterday")], "from="),
+            (vec![("symbol", "AAPL"), ("from", "10"), ("to", "5")], "before"),
+            (vec![("symbol", "AAPL"), ("interval", "0s")], "interval"),
+            (vec![("symbol", "AAPL"), ("interval", "1w")], "interval"),
+            (vec![("symbol", "AAPL"), ("limit", "0")], "limit"),
+        ] {
+            let e = parse(HistoryKind::Bars, &q(&pairs), now).unwrap_err();
+            assert!(e.contains(needle), "{pairs:?}: {e}");
+        }
+        assert_eq!(parse_interval("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_interval("1d"), Some(Duration::from_secs(86_400)));
+    }
+}

@@ -1,0 +1,470 @@
+//! The archiver: the log's price topics → the lake, exactly once.
+//!
+//! [`run`] reads `price-trades` and `price-quotes` as consumer group
+//! [`GROUP`], keeps what it reads in memory (the [`HotTier`], which queries
+//! see at once), and every `flush_interval` — or when `max_buffered_rows`
+//! are held — writes it out as Parquet files, one per table, UTC date,
+//! symbol and log partition, and only then commits the group's offsets.
+//!
+//! Why nothing is lost or written twice:
+//! - offsets are committed only after every file of a flush is durable
+//!   ([`Lake::put`]), so a crash replays records, never skips them;
+//! - the rows of one table, date, symbol and partition are written in log
+//!   order, so the lake always holds a *prefix* of each such group, and its
+//!   highest offset ([`Lake::watermark`], read from the file names) says which
+//!   replayed rows are already there: a flush drops rows at or below it;
+//! - a file's name is a function of its rows' log positions, so the rows a
+//!   flush keeps never collide with an existing file.
+//!
+//! While the lake is unreachable the archiver retries the same flush with
+//! capped backoff and reads nothing more: memory stays bounded by
+//! `max_buffered_rows` (plus one read batch) and the log is the buffer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use mdhub_bus::{Bus, Start, SubscribeSpec};
+use mdhub_types::{Position, Positioned, Symbol, Topic};
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use crate::path::day_of;
+use crate::{FileKey, HistoryError, Lake, Result, TableKind, encode_parquet, record_batch};
+
+/// The consumer group's name (before the Kafka prefix).
+pub const GROUP: &str = "mdhub-archive";
+
+/// How the archiver batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveConfig {
+    /// Write the buffered rows out at least this often. Longer intervals make
+    /// fewer, larger files; rows are queryable from the hot tier meanwhile.
+    pub flush_interval: Duration,
+    /// Write out as soon as this many rows are buffered (bounds memory).
+    pub max_buffered_rows: usize,
+    /// Records read from the log per batch.
+    pub read_batch: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            flush_interval: Duration::from_secs(60),
+            max_buffered_rows: 1_000_000,
+            read_batch: 10_000,
+        }
+    }
+}
+
+/// Counters of the archiver.
+#[derive(Debug, Default)]
+pub struct ArchiveStats {
+    /// Rows written to the lake.
+    pub rows_written: AtomicU64,
+    /// Files written.
+    pub files_written: AtomicU64,
+    /// Bytes written.
+    pub bytes_written: AtomicU64,
+    /// Flushes that completed (offsets committed after each).
+    pub flushes: AtomicU64,
+    /// Rows read again after a restart that the lake already held (dropped).
+    pub rows_already_archived: AtomicU64,
+    /// Records that could not be decoded (skipped, counted).
+    pub undecodable: AtomicU64,
+    /// Failed flush attempts (each retried).
+    pub errors: AtomicU64,
+    /// Rows buffered now (the hot tier's size).
+    pub buffered: AtomicU64,
+}
+
+/// Rows read from the log but not yet in the lake, as Arrow batches in the
+/// lake's schema, per table. Shared between the archiver, which appends and
+/// clears, and queries, which take a snapshot.
+#[derive(Debug, Default)]
+pub struct HotTier {
+    tables: RwLock<[Vec<RecordBatch>; 2]>,
+}
+
+impl HotTier {
+    /// An empty hot tier.
+    pub fn new() -> Arc<HotTier> {
+        Arc::new(HotTier::default())
+    }
+
+    /// The batches of `table` held now (cheap: the arrays are shared).
+    pub fn snapshot(&self, table: TableKind) -> Vec<RecordBatch> {
+        self.tables.read()[idx(table)].clone()
+    }
+
+    /// Rows held now, both tables.
+    pub fn rows(&self) -> usize {
+        self.tables
+            .read()
+            .iter()
+            .flatten()
+            .map(RecordBatch::num_rows)
+            .sum()
+    }
+
+    fn push(&self, table: TableKind, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.tables.write()[idx(table)].push(batch);
+        }
+    }
+
+    fn clear(&self) {
+        *self.tables.write() = Default::default();
+    }
+}
+
+fn idx(t: TableKind) -> usize {
+    match t {
+        TableKind::Trades => 0,
+        TableKind::Quotes => 1,
+    }
+}
+
+/// What one flush did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Files written.
+    pub files: usize,
+    /// Rows written.
+    pub rows: usize,
+    /// Bytes written.
+    pub bytes: usize,
+    /// Rows dropped because the lake already held them.
+    pub already_archived: usize,
+}
+
+/// Buffers rows and writes them to the lake ([`Archiver::flush`]).
+#[derive(Debug)]
+pub struct Archiver {
+    lake: Lake,
+    cfg: ArchiveConfig,
+    pending: [Vec<Positioned>; 2],
+    since: Option<Instant>,
+    hot: Arc<HotTier>,
+    stats: Arc<ArchiveStats>,
+}
+
+impl Archiver {
+    /// An archiver writing to `lake`, buffering into `hot`.
+    pub fn new(
+        lake: Lake,
+        cfg: ArchiveConfig,
+        hot: Arc<HotTier>,
+        stats: Arc<ArchiveStats>,
+    ) -> Archiver {
+        Archiver {
+            lake,
+            cfg,
+            pending: Default::default(),
+            since: None,
+            hot,
+            stats,
+        }
+    }
+
+    /// Buffer rows read from the log. Feed-status events are not lake rows
+    /// and are ignored.
+    pub fn push(&mut self, rows: Vec<Positioned>) -> Result<()> {
+        let mut by_table: [Vec<Positioned>; 2] = Default::default();
+        for r in rows {
+            if let Some(t) = mdhub_types_table(&r) {
+                by_table[idx(t)].push(r);
+            }
+        }
+        for t in TableKind::ALL {
+            let rows = std::mem::take(&mut by_table[idx(t)]);
+            if rows.is_empty() {
+                continue;
+            }
+            self.hot.push(t, record_batch(t, &rows)?);
+            self.pending[idx(t)].extend(rows);
+            self.since.get_or_insert_with(Instant::now);
+        }
+        self.stats
+            .buffered
+            .store(self.buffered() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rows buffered.
+    pub fn buffered(&self) -> usize {
+        self.pending.iter().map(Vec::len).sum()
+    }
+
+    /// Whether the buffer should be written now (full, or older than the
+    /// flush interval).
+    pub fn due(&self) -> bool {
+        self.buffered() >= self.cfg.max_buffered_rows
+            || self
+                .since
+                .is_some_and(|t| t.elapsed() >= self.cfg.flush_interval)
+    }
+
+    /// Write every buffered row that the lake does not hold yet, durably.
+    /// On success the buffer (and the hot tier) is empty; on an error nothing
+    /// is dropped and the same flush can be tried again — the files it wrote
+    /// before failing are then found by their watermarks and not written twice.
+    pub async fn flush(&mut self) -> Result<FlushReport> {
+        let mut report = FlushReport::default();
+        for table in TableKind::ALL {
+            let rows = std::mem::take(&mut self.pending[idx(table)]);
+            let r = self.flush_table(table, &rows).await;
+            match r {
+                Ok(r) => {
+                    report.files += r.files;
+                    report.rows += r.rows;
+                    report.bytes += r.bytes;
+                    report.already_archived += r.already_archived;
+                }
+                Err(e) => {
+                    self.pending[idx(table)] = rows;
+                    return Err(e);
+                }
+            }
+        }
+        self.hot.clear();
+        self.since = None;
+        self.stats.buffered.store(0, Ordering::Relaxed);
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    async fn flush_table(&self, table: TableKind, rows: &[Positioned]) -> Result<FlushReport> {
+        let mut report = FlushReport::default();
+        if rows.is_empty() {
+            return Ok(report);
+        }
+        // Group row indices by (day, symbol, partition), in log order.
+        let mut groups: BTreeMap<(i64, Symbol, u32), Vec<usize>> = BTreeMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            groups
+                .entry((
+                    day_of(r.event.ts_exchange()),
+                    r.event.symbol().clone(),
+                    r.position.partition,
+                ))
+                .or_default()
+                .push(i);
+        }
+        // One listing per (day, symbol): its files of every partition.
+        let dirs: BTreeSet<(i64, Symbol)> = groups.keys().map(|(d, s, _)| (*d, s.clone())).collect();
+        let mut marks: BTreeMap<(i64, Symbol, u32), u64> = BTreeMap::new();
+        for (day, symbol) in dirs {
+            let files = self
+                .lake
+                .files(
+                    table,
+                    &crate::FileFilter {
+                        symbol: Some(symbol.clone()),
+                        days: Some(day..=day),
+                    },
+                )
+                .await?;
+            for f in files {
+                let m = marks
+                    .entry((day, symbol.clone(), f.key.partition))
+                    .or_insert(f.key.last_offset);
+                *m = (*m).max(f.key.last_offset);
+            }
+        }
+        for (key, idxs) in groups {
+            let mark = marks.get(&key).copied();
+            let keep: Vec<&Positioned> = idxs
+                .iter()
+                .map(|&i| &rows[i])
+                .filter(|r| mark.is_none_or(|m| r.position.offset > m))
+                .collect();
+            let dropped = idxs.len() - keep.len();
+            report.already_archived += dropped;
+            if keep.is_empty() {
+                continue;
+            }
+            let (first, last) = keep.iter().fold((keep[0].position, keep[0].position), |(a, b), r| {
+                (a.min(r.position), b.max(r.position))
+            });
+            let file_key = FileKey::new(table, keep[0].event.ts_exchange(), key.1.clone(), first, last)?;
+            let bytes = encode_blocking(table, keep).await?;
+            let len = bytes.len();
+            self.lake.put(&file_key.path(), bytes).await?;
+            report.files += 1;
+            report.rows += idxs.len() - dropped;
+            report.bytes += len;
+            self.stats.files_written.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .rows_written
+                .fetch_add((idxs.len() - dropped) as u64, Ordering::Relaxed);
+            self.stats.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
+        }
+        self.stats
+            .rows_already_archived
+            .fetch_add(report.already_archived as u64, Ordering::Relaxed);
+        Ok(report)
+    }
+}
+
+fn mdhub_types_table(r: &Positioned) -> Option<TableKind> {
+    TableKind::of(&r.event).filter(|t| t.topic() == r.position.topic)
+}
+
+/// Encode off the async threads (a large file takes a while).
+async fn encode_blocking(table: TableKind, rows: Vec<&Positioned>) -> Result<Bytes> {
+    let owned: Vec<Positioned> = rows.into_iter().cloned().collect();
+    tokio::task::spawn_blocking(move || encode_parquet(table, &owned))
+        .await
+        .map_err(|e| HistoryError::Io {
+            path: "<encoder>".into(),
+            source: std::io::Error::other(e),
+        })?
+}
+
+/// Why the archiver stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The log failed for good.
+    #[error("log: {0}")]
+    Bus(#[from] mdhub_bus::Error),
+    /// The lake failed in a way retrying cannot fix (bad data or configuration).
+    #[error("lake: {0}")]
+    Lake(#[from] HistoryError),
+}
+
+/// Run the archiver until `stop`: read the price topics as group [`GROUP`]
+/// (from the oldest record when the group has no offsets), buffer, flush when
+/// [`Archiver::due`], commit after each flush. On `stop` it flushes what it
+/// holds and commits once more; if that flush fails, nothing is committed and
+/// the next start reads those records again.
+pub async fn run(
+    bus: Arc<dyn Bus>,
+    mut archiver: Archiver,
+    stop: CancellationToken,
+) -> std::result::Result<(), ArchiveError> {
+    let mut sub = bus
+        .subscribe(SubscribeSpec::Group {
+            name: GROUP.into(),
+            topics: Topic::PRICES.to_vec(),
+            reset: Start::Earliest,
+        })
+        .await?;
+    let mut read: BTreeMap<(Topic, u32), u64> = BTreeMap::new();
+    let tick = Duration::from_millis(200);
+    loop {
+        let batch = tokio::select! {
+            _ = stop.cancelled() => break,
+            b = sub.next_batch(archiver.cfg.read_batch, tick) => b?,
+        };
+        if !take(&mut archiver, batch, &mut read, &stop, &mut *sub).await? {
+            return Ok(()); // stopped while the lake was down: nothing committed
+        }
+    }
+    // The roles that publish stop before this one: read on to the log's end
+    // (bounded in time, for a log that others keep writing) so that a clean
+    // shutdown leaves the lake complete.
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    while Instant::now() < deadline {
+        let batch = sub.next_batch(archiver.cfg.read_batch, Duration::from_millis(100)).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let never = CancellationToken::new();
+        take(&mut archiver, batch, &mut read, &never, &mut *sub).await?;
+    }
+    if archiver.buffered() > 0 || !read.is_empty() {
+        match archiver.flush().await {
+            Ok(r) => {
+                tracing::info!(files = r.files, rows = r.rows, "archiver flushed at shutdown");
+                commit(&mut *sub, &mut read).await;
+            }
+            Err(e) => tracing::warn!(error = %e, rows = archiver.buffered(),
+                "archiver could not flush at shutdown; the next start archives these rows"),
+        }
+    }
+    Ok(())
+}
+
+/// How long a stopping archiver reads on towards the log's end.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Buffer one batch of records; flush and commit when due. `false` when
+/// `stop` came while a flush was being retried.
+async fn take(
+    archiver: &mut Archiver,
+    batch: Vec<mdhub_bus::Delivery>,
+    read: &mut BTreeMap<(Topic, u32), u64>,
+    stop: &CancellationToken,
+    sub: &mut dyn mdhub_bus::Subscription,
+) -> std::result::Result<bool, ArchiveError> {
+    let mut rows = Vec::with_capacity(batch.len());
+    for d in &batch {
+        let p = d.position;
+        read.insert((p.topic, p.partition), p.offset);
+        match d.positioned() {
+            Ok(e) => rows.push(e),
+            Err(e) => {
+                archiver.stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, position = %p, "skipping a record the archiver cannot decode");
+            }
+        }
+    }
+    archiver.push(rows)?;
+    if archiver.due() && !flush_retrying(archiver, stop).await? {
+        return Ok(false);
+    }
+    // Everything read is in the lake (or was not a lake row): commit.
+    if archiver.since.is_none() && !read.is_empty() {
+        commit(sub, read).await;
+    }
+    Ok(true)
+}
+
+/// Flush, retrying what may succeed later with capped backoff; `false` when
+/// `stop` came first.
+async fn flush_retrying(
+    archiver: &mut Archiver,
+    stop: &CancellationToken,
+) -> std::result::Result<bool, ArchiveError> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match archiver.flush().await {
+            Ok(r) => {
+                tracing::debug!(files = r.files, rows = r.rows, bytes = r.bytes, already = r.already_archived, "archiver flushed");
+                return Ok(true);
+            }
+            Err(e) if e.is_retryable() => {
+                archiver.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, rows = archiver.buffered(),
+                    "archiver flush failed; retrying (the log keeps the records)");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(false),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn commit(sub: &mut dyn mdhub_bus::Subscription, read: &mut BTreeMap<(Topic, u32), u64>) {
+    let done: Vec<Position> = read
+        .iter()
+        .map(|(&(topic, partition), &offset)| Position {
+            topic,
+            partition,
+            offset,
+        })
+        .collect();
+    match sub.commit(&done).await {
+        Ok(()) => read.clear(),
+        // The next commit covers these records; a restart replays them and
+        // the watermarks drop what the lake already holds.
+        Err(e) => tracing::warn!(error = %e, "archiver could not commit its offsets"),
+    }
+}

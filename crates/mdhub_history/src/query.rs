@@ -1,0 +1,629 @@
+//! Queries over history: the lake's Parquet files (cold) and the archiver's
+//! buffer (hot), as the SQL tables `trades` and `quotes`, with Apache
+//! DataFusion.
+//!
+//! Each table is a [`LakeTable`]: at every scan it lists the lake files the
+//! query's filters can touch (a `symbol = '…'` filter reads one symbol's
+//! directories, a `ts_exchange` range only its dates), drops files a
+//! compacted file replaces ([`live_files`]), and adds the hot rows the lake
+//! does not hold yet. So a query sees every archived row exactly once, from
+//! the moment the archiver reads it from the log.
+//!
+//! On top of SQL, [`History::bars`] computes OHLCV bars with VWAP and trade
+//! count, and [`History::range`] a time range of one symbol's rows. The SQL
+//! function `vwap(price, size)` is exact: it sums `price × size` in 256-bit
+//! integers (a `DECIMAL(38, 18)` product needs 36 decimal places, which
+//! overflow `DECIMAL(38, …)` arithmetic for ordinary prices and sizes).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Decimal256Array, RecordBatch,
+};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, SchemaRef, TimestampNanosecondType, UInt32Type, UInt64Type,
+    i256,
+};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{
+    Accumulator, BinaryExpr, Expr, Operator, TableProviderFilterPushDown, Volatility, create_udaf,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use mdhub_types::{Decimal, Symbol, Timestamp};
+
+use crate::archive::HotTier;
+use crate::path::day_of;
+use crate::{FileFilter, HistoryError, Lake, TableKind, live_files, schema};
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query is wrong (SQL syntax, unknown column, bad parameter).
+    #[error("{0}")]
+    Invalid(String),
+    /// Planning or executing failed.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// Listing or reading the lake failed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+impl QueryError {
+    /// Whether the caller's input is at fault (a 400 rather than a 500).
+    pub fn is_invalid(&self) -> bool {
+        matches!(
+            self,
+            QueryError::Invalid(_)
+                | QueryError::DataFusion(
+                    DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..)
+                )
+        )
+    }
+}
+
+/// The object store URL the lake is registered under in each session.
+const LAKE_URL: &str = "mdhub-lake://lake/";
+
+/// History: the lake and, in the process that archives, the hot tier.
+#[derive(Debug, Clone)]
+pub struct History {
+    lake: Lake,
+    hot: Option<Arc<HotTier>>,
+}
+
+impl History {
+    /// Queries over `lake`, and over `hot` (rows not in the lake yet) when given.
+    pub fn new(lake: Lake, hot: Option<Arc<HotTier>>) -> History {
+        History { lake, hot }
+    }
+
+    /// The lake.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// A DataFusion session with the tables `trades` and `quotes` and the
+    /// function `vwap(price, size)`.
+    pub fn context(&self) -> Result<SessionContext, QueryError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .set_str("datafusion.execution.time_zone", "UTC");
+        let ctx = SessionContext::new_with_config(config);
+        let url = url::Url::parse(LAKE_URL).expect("static URL");
+        ctx.register_object_store(&url, self.lake.store().clone());
+        for table in TableKind::ALL {
+            ctx.register_table(
+                table.as_str(),
+                Arc::new(LakeTable {
+                    table,
+                    lake: self.lake.clone(),
+                    hot: self.hot.clone(),
+                    schema: schema(table, &[]),
+                }),
+            )?;
+        }
+        ctx.register_udaf(vwap_udaf());
+        Ok(ctx)
+    }
+
+    /// Run one SQL statement and collect its result.
+    pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+        let ctx = self.context()?;
+        let df = ctx.sql(sql).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        Ok((schema, df.collect().await?))
+    }
+
+    /// OHLCV bars of `symbol`'s trades with `ts_exchange` in `[from, to)`,
+    /// `interval` wide (aligned to the Unix epoch), oldest first. Bars
+    /// without trades are left out. Ties in time are ordered by log offset,
+    /// so `open` and `close` are the first and last trade as the venue sent them.
+    pub async fn bars(
+        &self,
+        symbol: &Symbol,
+        interval: std::time::Duration,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Bar>, QueryError> {
+        let sql = bars_sql(symbol, interval, from, to)?;
+        let (_, batches) = self.sql(&sql).await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let ts = b.column(0).as_primitive::<TimestampNanosecondType>();
+            let dec = |i: usize| b.column(i).as_primitive::<Decimal128Type>().clone();
+            let (open, high, low, close, volume, vwap) = (dec(1), dec(2), dec(3), dec(4), dec(5), dec(6));
+            let trades = b.column(7).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for r in 0..b.num_rows() {
+                out.push(Bar {
+                    ts: Timestamp::from_nanos(ts.value(r)),
+                    open: decimal(&open, r),
+                    high: decimal(&high, r),
+                    low: decimal(&low, r),
+                    close: decimal(&close, r),
+                    volume: decimal(&volume, r),
+                    vwap: (!vwap.is_null(r)).then(|| decimal(&vwap, r)),
+                    trades: trades.value(r) as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `symbol`'s rows of `table` with `ts_exchange` in `[from, to)`, in time
+    /// order (then log order), at most `limit`.
+    pub async fn range(
+        &self,
+        table: TableKind,
+        symbol: &Symbol,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        let sql = format!(
+            "SELECT * FROM {table} WHERE {} ORDER BY ts_exchange, log_partition, log_offset LIMIT {limit}",
+            range_predicate(symbol, from, to)
+        );
+        Ok(self.sql(&sql).await?.1)
+    }
+}
+
+/// The SQL of [`History::bars`]: columns `ts`, `open`, `high`, `low`,
+/// `close`, `volume`, `vwap`, `trades`.
+pub fn bars_sql(
+    symbol: &Symbol,
+    interval: std::time::Duration,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<String, QueryError> {
+    let nanos = interval.as_nanos();
+    if nanos == 0 || nanos > i64::MAX as u128 {
+        return Err(QueryError::Invalid(format!(
+            "interval {interval:?} must be between 1ns and 292 years"
+        )));
+    }
+    Ok(format!(
+        "SELECT date_bin(INTERVAL '{nanos} nanoseconds', ts_exchange, to_timestamp_nanos(0)) AS ts, \
+         first_value(price ORDER BY ts_exchange, log_offset) AS open, max(price) AS high, \
+         min(price) AS low, last_value(price ORDER BY ts_exchange, log_offset) AS close, \
+         sum(size) AS volume, vwap(price, size) AS vwap, count(*) AS trades \
+         FROM trades WHERE {} GROUP BY 1 ORDER BY 1",
+        range_predicate(symbol, from, to)
+    ))
+}
+
+/// `symbol = '…' AND ts_exchange >= … AND ts_exchange < …` (a canonical
+/// symbol needs no quoting: `A-Z 0-9 . _ -`).
+fn range_predicate(symbol: &Symbol, from: Timestamp, to: Timestamp) -> String {
+    format!(
+        "symbol = '{symbol}' AND ts_exchange >= to_timestamp_nanos({}) AND ts_exchange < to_timestamp_nanos({})",
+        from.as_nanos(),
+        to.as_nanos()
+    )
+}
+
+fn decimal(a: &Decimal128Array, row: usize) -> Decimal {
+    Decimal::from_parts(a.value(row), a.scale() as u8)
+        .map(Decimal::normalized)
+        .unwrap_or(Decimal::ZERO)
+}
+
+/// One OHLCV bar.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Bar {
+    /// Start of the bar (inclusive).
+    pub ts: Timestamp,
+    /// First trade's price.
+    pub open: Decimal,
+    /// Highest price.
+    pub high: Decimal,
+    /// Lowest price.
+    pub low: Decimal,
+    /// Last trade's price.
+    pub close: Decimal,
+    /// Sum of sizes.
+    pub volume: Decimal,
+    /// Volume-weighted average price (exact to 18 decimal places, rounded
+    /// half away from zero); `None` when the volume is zero.
+    pub vwap: Option<Decimal>,
+    /// Number of trades.
+    pub trades: u64,
+}
+
+/// A lake table (cold files plus hot rows) as a DataFusion table.
+#[derive(Debug)]
+pub struct LakeTable {
+    table: TableKind,
+    lake: Lake,
+    hot: Option<Arc<HotTier>>,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for LakeTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
+        // Used to choose files only; DataFusion still applies every filter.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let filter = file_filter(filters);
+        let files = self
+            .lake
+            .files(self.table, &filter)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let files = live_files(files);
+        let mut marks: BTreeMap<(i64, Symbol, u32), u64> = BTreeMap::new();
+        for f in &files {
+            let m = marks
+                .entry((f.key.day, f.key.symbol.clone(), f.key.partition))
+                .or_insert(f.key.last_offset);
+            *m = (*m).max(f.key.last_offset);
+        }
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !files.is_empty() {
+            let groups = state.config().target_partitions().max(1);
+            let mut file_groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups.min(files.len())];
+            let n = file_groups.len();
+            for (i, f) in files.iter().enumerate() {
+                file_groups[i % n].push(PartitionedFile::new(f.key.path().to_string(), f.size));
+            }
+            let format = ParquetFormat::default();
+            let source = format.file_source(TableSchema::from(self.schema.clone()));
+            let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(LAKE_URL)?, source)
+                .with_file_groups(file_groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+            inputs.push(format.create_physical_plan(state, config).await?);
+        }
+        if let Some(hot) = &self.hot {
+            let batches: Vec<RecordBatch> = hot
+                .snapshot(self.table)
+                .iter()
+                .map(|b| not_in_lake(b, &marks))
+                .collect::<datafusion::common::Result<_>>()?;
+            let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+            if !batches.is_empty() {
+                inputs.push(MemorySourceConfig::try_new_exec(
+                    &[batches],
+                    self.schema.clone(),
+                    projection.cloned(),
+                )?);
+            }
+        }
+        if inputs.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+/// The rows of a hot batch whose group the lake holds only below them.
+fn not_in_lake(
+    batch: &RecordBatch,
+    marks: &BTreeMap<(i64, Symbol, u32), u64>,
+) -> datafusion::common::Result<RecordBatch> {
+    if marks.is_empty() {
+        return Ok(batch.clone());
+    }
+    let col = |name: &str| -> datafusion::common::Result<&ArrayRef> {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| DataFusionError::Internal(format!("hot batch without {name}")))
+    };
+    let ts = col("ts_exchange")?.as_primitive::<TimestampNanosecondType>();
+    let symbol = col("symbol")?.as_string::<i32>();
+    let partition = col("log_partition")?.as_primitive::<UInt32Type>();
+    let offset = col("log_offset")?.as_primitive::<UInt64Type>();
+    let mut keep = Vec::with_capacity(batch.num_rows());
+    for r in 0..batch.num_rows() {
+        let mark = Symbol::new(symbol.value(r)).ok().and_then(|s| {
+            marks
+                .get(&(day_of(Timestamp::from_nanos(ts.value(r))), s, partition.value(r)))
+                .copied()
+        });
+        keep.push(mark.is_none_or(|m| offset.value(r) > m));
+    }
+    Ok(filter_record_batch(batch, &BooleanArray::from(keep))?)
+}
+
+/// Which files a query's filters can touch: one symbol, a range of days.
+fn file_filter(filters: &[Expr]) -> FileFilter {
+    let mut out = FileFilter::default();
+    let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
+    let mut visit = |e: &Expr| {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
+            if let Expr::Between(b) = e
+                && !b.negated
+                && is_column(&b.expr, "ts_exchange")
+                && let (Some(l), Some(h)) = (timestamp(&b.low), timestamp(&b.high))
+            {
+                lo = Some(lo.map_or(l, |x| x.max(l)));
+                hi = Some(hi.map_or(h, |x| x.min(h)));
+            }
+            return;
+        };
+        // Normalize to `column op literal`.
+        let (column, op, literal) = if matches!(**left, Expr::Column(_)) {
+            (left, *op, right)
+        } else if let Some(swapped) = op.swap() {
+            (right, swapped, left)
+        } else {
+            return;
+        };
+        if is_column(column, "symbol") && op == Operator::Eq {
+            if let Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) =
+                &**literal
+            {
+                match Symbol::new(s) {
+                    Ok(sym) => out.symbol = Some(sym),
+                    // Not a canonical symbol: no file can match; keep listing
+                    // everything rather than guess.
+                    Err(_) => {}
+                }
+            }
+        } else if is_column(column, "ts_exchange")
+            && let Some(t) = timestamp(literal)
+        {
+            match op {
+                Operator::Gt | Operator::GtEq => lo = Some(lo.map_or(t, |x| x.max(t))),
+                Operator::Lt | Operator::LtEq => hi = Some(hi.map_or(t, |x| x.min(t))),
+                Operator::Eq => {
+                    lo = Some(t);
+                    hi = Some(t);
+                }
+                _ => {}
+            }
+        }
+    };
+    for f in filters {
+        for conjunct in split_and(f) {
+            visit(conjunct);
+        }
+    }
+    if lo.is_some() || hi.is_some() {
+        let day = |t: i64| day_of(Timestamp::from_nanos(t));
+        out.days = Some(lo.map_or(i64::MIN, day)..=hi.map_or(i64::MAX, day));
+    }
+    out
+}
+
+fn split_and(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            let mut v = split_and(left);
+            v.extend(split_and(right));
+            v
+        }
+        e => vec![e],
+    }
+}
+
+fn is_column(e: &Expr, name: &str) -> bool {
+    matches!(e, Expr::Column(c) if c.name == name)
+}
+
+/// A timestamp literal in nanoseconds.
+fn timestamp(e: &Expr) -> Option<i64> {
+    let Expr::Literal(v, _) = e else { return None };
+    match v {
+        ScalarValue::TimestampNanosecond(Some(n), _) => Some(*n),
+        ScalarValue::TimestampMicrosecond(Some(n), _) => n.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(n), _) => n.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(n), _) => n.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+/// `vwap(price, size)`: `Σ price·size / Σ size` over `DECIMAL(38, 18)`
+/// columns, exact (256-bit sums), rounded half away from zero to 18 places.
+pub fn vwap_udaf() -> datafusion::logical_expr::AggregateUDF {
+    let dec = DataType::Decimal128(38, 18);
+    create_udaf(
+        "vwap",
+        vec![dec.clone(), dec.clone()],
+        Arc::new(dec),
+        Volatility::Immutable,
+        Arc::new(|_| Ok(Box::new(Vwap::default()))),
+        Arc::new(vec![DataType::Decimal256(76, 36), DataType::Decimal256(76, 18)]),
+    )
+}
+
+#[derive(Debug, Default)]
+struct Vwap {
+    /// Σ price·size at scale 36.
+    notional: i256,
+    /// Σ size at scale 18.
+    volume: i256,
+}
+
+impl Accumulator for Vwap {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::common::Result<()> {
+        let (p, s) = (
+            values[0].as_primitive::<Decimal128Type>(),
+            values[1].as_primitive::<Decimal128Type>(),
+        );
+        for r in 0..p.len() {
+            if p.is_null(r) || s.is_null(r) {
+                continue;
+            }
+            let size = i256::from_i128(s.value(r));
+            self.notional = self
+                .notional
+                .checked_add(i256::from_i128(p.value(r)).wrapping_mul(size))
+                .ok_or_else(|| DataFusionError::Execution("vwap: sum overflows".into()))?;
+            self.volume = self.volume.wrapping_add(size);
+        }
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::common::Result<()> {
+        let n = states[0].as_any().downcast_ref::<Decimal256Array>();
+        let v = states[1].as_any().downcast_ref::<Decimal256Array>();
+        let (Some(n), Some(v)) = (n, v) else {
+            return Err(DataFusionError::Internal("vwap state is not Decimal256".into()));
+        };
+        for r in 0..n.len() {
+            if !n.is_null(r) {
+                self.notional = self.notional.wrapping_add(n.value(r));
+            }
+            if !v.is_null(r) {
+                self.volume = self.volume.wrapping_add(v.value(r));
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> datafusion::common::Result<Vec<ScalarValue>> {
+        Ok(vec![
+            ScalarValue::Decimal256(Some(self.notional), 76, 36),
+            ScalarValue::Decimal256(Some(self.volume), 76, 18),
+        ])
+    }
+
+    fn evaluate(&mut self) -> datafusion::common::Result<ScalarValue> {
+        if self.volume == i256::ZERO {
+            return Ok(ScalarValue::Decimal128(None, 38, 18));
+        }
+        // notional (scale 36) / volume (scale 18) = scale 18, rounded.
+        let (q, r) = (self.notional / self.volume, self.notional % self.volume);
+        let twice = r.wrapping_mul(i256::from_i128(2)).wrapping_abs();
+        let round = if twice >= self.volume.wrapping_abs() {
+            if (self.notional < i256::ZERO) != (self.volume < i256::ZERO) {
+                i256::MINUS_ONE
+            } else {
+                i256::ONE
+            }
+        } else {
+            i256::ZERO
+        };
+        let v = (q + round)
+            .to_i128()
+            .ok_or_else(|| DataFusionError::Execution("vwap: result overflows DECIMAL(38, 18)".into()))?;
+        Ok(ScalarValue::Decimal128(Some(v), 38, 18))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+}
+
+impl fmt::Display for Bar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} O {} H {} L {} C {} V {} n {}",
+            self.ts, self.open, self.high, self.low, self.close, self.volume, self.trades
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> i128 {
+        let x = Decimal::parse(s).unwrap().rescaled(18).unwrap();
+        x.mantissa()
+    }
+
+    fn vwap_of(prices: &[&str], sizes: &[&str]) -> ScalarValue {
+        let arr = |v: &[&str]| -> ArrayRef {
+            Arc::new(
+                Decimal128Array::from(v.iter().map(|s| d(s)).collect::<Vec<_>>())
+                    .with_precision_and_scale(38, 18)
+                    .unwrap(),
+            )
+        };
+        let mut acc = Vwap::default();
+        acc.update_batch(&[arr(prices), arr(sizes)]).unwrap();
+        // Split and merged, as a partitioned aggregate does.
+        let mut merged = Vwap::default();
+        let state: Vec<ArrayRef> = acc
+            .state()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.to_array().unwrap())
+            .collect();
+        merged.merge_batch(&state).unwrap();
+        assert_eq!(merged.evaluate().unwrap(), acc.evaluate().unwrap());
+        acc.evaluate().unwrap()
+    }
+
+    fn text(v: ScalarValue) -> String {
+        let ScalarValue::Decimal128(Some(v), 38, 18) = v else {
+            panic!("{v:?}")
+        };
+        Decimal::from_parts(v, 18).unwrap().normalized().to_string()
+    }
+
+    #[test]
+    fn vwap_is_exact_and_rounds_half_away() {
+        // 60000.12… × 1.5 needs 36 decimal places and 41 digits: beyond i128.
+        assert_eq!(
+            text(vwap_of(&["60000.123456789012345678"], &["1.5"])),
+            "60000.123456789012345678"
+        );
+        // (10·1 + 11·2) / 3 = 10.666…
+        assert_eq!(text(vwap_of(&["10", "11"], &["1", "2"])), "10.666666666666666667");
+        assert_eq!(text(vwap_of(&["-10", "-11"], &["1", "2"])), "-10.666666666666666667");
+        assert_eq!(vwap_of(&["5"], &["0"]), ScalarValue::Decimal128(None, 38, 18));
+    }
+
+    #[test]
+    fn filters_choose_a_symbol_and_days() {
+        use datafusion::prelude::{col, lit};
+        let ts = |n: i64| lit(ScalarValue::TimestampNanosecond(Some(n), Some("UTC".into())));
+        let day = 86_400_000_000_000i64;
+        let f = file_filter(&[col("symbol")
+            .eq(lit("AAPL"))
+            .and(col("ts_exchange").gt_eq(ts(3 * day + 5)))
+            .and(ts(5 * day).gt(col("ts_exchange")))]);
+        assert_eq!(f.symbol, Some(Symbol::new("AAPL").unwrap()));
+        assert_eq!(f.days, Some(3..=5));
+        assert_eq!(file_filter(&[col("price").gt(lit(1))]), FileFilter::default());
+    }
+}
