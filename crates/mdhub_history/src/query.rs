@@ -68,13 +68,17 @@ pub enum QueryError {
 impl QueryError {
     /// Whether the caller's input is at fault (a 400 rather than a 500).
     pub fn is_invalid(&self) -> bool {
-        matches!(
-            self,
-            QueryError::Invalid(_)
-                | QueryError::DataFusion(
-                    DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..)
-                )
-        )
+        match self {
+            QueryError::Invalid(_) => true,
+            QueryError::DataFusion(e) => matches!(
+                e.find_root(),
+                DataFusionError::SQL(..)
+                    | DataFusionError::Plan(_)
+                    | DataFusionError::SchemaError(..)
+                    | DataFusionError::NotImplemented(_)
+            ),
+            QueryError::History(_) => false,
+        }
     }
 }
 
@@ -394,11 +398,10 @@ fn file_filter(filters: &[Expr]) -> FileFilter {
             if let Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) =
                 &**literal
             {
-                match Symbol::new(s) {
-                    Ok(sym) => out.symbol = Some(sym),
-                    // Not a canonical symbol: no file can match; keep listing
-                    // everything rather than guess.
-                    Err(_) => {}
+                // Not a canonical symbol: no file can match, but listing
+                // everything is the safe answer.
+                if let Ok(sym) = Symbol::new(s) {
+                    out.symbol = Some(sym);
                 }
             }
         } else if is_column(column, "ts_exchange")

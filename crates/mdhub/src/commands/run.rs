@@ -167,7 +167,7 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
             feeds: true,
             gateway: true,
             cache_writer: writer,
-            archive: archive,
+            archive,
         },
         Some(listener),
         exit_after,
