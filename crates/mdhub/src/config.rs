@@ -185,6 +185,12 @@ pub struct HistoryConfig {
     /// The archiver writes as soon as it holds this many rows (bounds its
     /// memory: about 300 bytes a row). Default 1000000.
     pub max_buffered_rows: usize,
+    /// The archiver merges the lake's small files this often, in seconds
+    /// (0 = never; `mdhub archive --compact` runs it once). Default 3600.
+    pub compact_interval_secs: u64,
+    /// Compaction leaves files of this many MiB alone and grows merged
+    /// files up to it. Default 64.
+    pub compact_target_mb: u64,
 }
 
 impl Default for HistoryConfig {
@@ -194,6 +200,8 @@ impl Default for HistoryConfig {
             lake_url: None,
             flush_interval_secs: 60,
             max_buffered_rows: 1_000_000,
+            compact_interval_secs: 3600,
+            compact_target_mb: 64,
         }
     }
 }
@@ -457,6 +465,11 @@ impl Config {
         if self.history.max_buffered_rows == 0 {
             return Err(ConfigError(
                 "history.max_buffered_rows: must be at least 1".into(),
+            ));
+        }
+        if self.history.compact_target_mb == 0 {
+            return Err(ConfigError(
+                "history.compact_target_mb: must be at least 1".into(),
             ));
         }
         if let Some(url) = &self.history.lake_url {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mdhub_gateway::{HistoryFailure, HistoryKind, HistoryRequest, HistorySource};
-use mdhub_history::archive::{ArchiveConfig, Archiver, ArchiveStats, HotTier};
+use mdhub_history::archive::{ArchiveConfig, ArchiveStats, Archiver, HotTier};
 use mdhub_history::query::{History, QueryError};
 use mdhub_history::{Lake, TableKind};
 use serde_json::json;
@@ -35,6 +35,13 @@ pub(crate) fn archiver(cfg: &Config, lake: Lake) -> (Archiver, Arc<HotTier>, Arc
     (archiver, hot, stats)
 }
 
+/// The compaction policy of `cfg`.
+pub(crate) fn compact_policy(cfg: &Config) -> mdhub_history::compact::CompactPolicy {
+    mdhub_history::compact::CompactPolicy {
+        target_bytes: cfg.history.compact_target_mb.saturating_mul(1 << 20),
+    }
+}
+
 /// `/v1/history/*` over [`History`].
 #[derive(Debug)]
 pub(crate) struct HistoryApi(pub(crate) History);
@@ -59,7 +66,8 @@ impl HistorySource for HistoryApi {
                     .await
                     .map_err(failure)?;
                 doc["interval_ms"] = json!(req.interval.as_millis() as u64);
-                doc["bars"] = serde_json::to_value(bars).map_err(|e| HistoryFailure::Failed(e.to_string()))?;
+                doc["bars"] = serde_json::to_value(bars)
+                    .map_err(|e| HistoryFailure::Failed(e.to_string()))?;
             }
             HistoryKind::Trades | HistoryKind::Quotes => {
                 let table = if req.kind == HistoryKind::Trades {
@@ -74,7 +82,9 @@ impl HistorySource for HistoryApi {
                     .map_err(failure)?;
                 let mut rows = Vec::new();
                 for b in &batches {
-                    for p in mdhub_history::events(table, b).map_err(|e| HistoryFailure::Failed(e.to_string()))? {
+                    for p in mdhub_history::events(table, b)
+                        .map_err(|e| HistoryFailure::Failed(e.to_string()))?
+                    {
                         let mut v = serde_json::to_value(&p.event)
                             .map_err(|e| HistoryFailure::Failed(e.to_string()))?;
                         v["position"] = json!(p.position.to_string());

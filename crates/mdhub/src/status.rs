@@ -265,17 +265,41 @@ impl MetricsSource for Archiver {
         counters(
             out,
             &[
-                ("mdhub_archive_rows_total", "Rows written to the lake.", &s.rows_written),
-                ("mdhub_archive_files_total", "Parquet files written to the lake.", &s.files_written),
-                ("mdhub_archive_bytes_total", "Bytes written to the lake.", &s.bytes_written),
-                ("mdhub_archive_flushes_total", "Archiver flushes (offsets committed after each).", &s.flushes),
+                (
+                    "mdhub_archive_rows_total",
+                    "Rows written to the lake.",
+                    &s.rows_written,
+                ),
+                (
+                    "mdhub_archive_files_total",
+                    "Parquet files written to the lake.",
+                    &s.files_written,
+                ),
+                (
+                    "mdhub_archive_bytes_total",
+                    "Bytes written to the lake.",
+                    &s.bytes_written,
+                ),
+                (
+                    "mdhub_archive_flushes_total",
+                    "Archiver flushes (offsets committed after each).",
+                    &s.flushes,
+                ),
                 (
                     "mdhub_archive_rows_already_archived_total",
                     "Rows read again after a restart that the lake already held (dropped, not duplicated).",
                     &s.rows_already_archived,
                 ),
-                ("mdhub_archive_undecodable_total", "Log records the archiver skipped because they did not decode.", &s.undecodable),
-                ("mdhub_archive_errors_total", "Failed lake writes (each retried).", &s.errors),
+                (
+                    "mdhub_archive_undecodable_total",
+                    "Log records the archiver skipped because they did not decode.",
+                    &s.undecodable,
+                ),
+                (
+                    "mdhub_archive_errors_total",
+                    "Failed lake writes (each retried).",
+                    &s.errors,
+                ),
             ],
         );
         let _ = writeln!(

@@ -76,10 +76,7 @@ fn query_without_sql_is_a_usage_error() {
     let out = mdhub().arg("query").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
-    let out = mdhub()
-        .args(["query", "--bars", "aapl"])
-        .output()
-        .unwrap();
+    let out = mdhub().args(["query", "--bars", "aapl"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--bars \"aapl\""), "{err}");

@@ -90,14 +90,31 @@ fn kill_9_and_restarts_neither_lose_nor_duplicate_a_row() {
         let got: Vec<(u64, u64)> = rows
             .iter()
             .map(|r| {
-                let r: Vec<u64> = r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-                let [partition, count, distinct, min, max] = r[..] else { panic!("{r:?}") };
-                assert_eq!(count, distinct, "{table} partition {partition}: duplicated rows");
-                assert_eq!((min, max + 1), (0, count), "{table} partition {partition}: missing rows");
+                let r: Vec<u64> = r
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect();
+                let [partition, count, distinct, min, max] = r[..] else {
+                    panic!("{r:?}")
+                };
+                assert_eq!(
+                    count, distinct,
+                    "{table} partition {partition}: duplicated rows"
+                );
+                assert_eq!(
+                    (min, max + 1),
+                    (0, count),
+                    "{table} partition {partition}: missing rows"
+                );
                 (partition, count)
             })
             .collect();
-        assert_eq!(got, ends, "{table}: the lake holds every record of the log once");
+        assert_eq!(
+            got, ends,
+            "{table}: the lake holds every record of the log once"
+        );
     }
 }
 
@@ -120,11 +137,17 @@ fn history_over_rest_and_query_agree_with_duckdb() {
     for t in trades {
         assert_eq!(t["symbol"], "AAPL");
         assert!(t["price"].is_string(), "exact decimals as strings: {t}");
-        assert!(t["position"].as_str().unwrap().starts_with("trades:"), "{t}");
+        assert!(
+            t["position"].as_str().unwrap().starts_with("trades:"),
+            "{t}"
+        );
     }
     let (_, status_doc) = http_get(&hub.addr, "/v1/status");
     let status_doc: Value = serde_json::from_str(&status_doc).unwrap();
-    assert!(status_doc["archiver"]["buffered"].as_u64().unwrap() > 0, "{status_doc}");
+    assert!(
+        status_doc["archiver"]["buffered"].as_u64().unwrap() > 0,
+        "{status_doc}"
+    );
     assert_eq!(status_doc["archiver"]["files_written"], 0);
 
     // Bad requests are 400s with a reason.
@@ -162,9 +185,36 @@ fn history_over_rest_and_query_agree_with_duckdb() {
     ]);
     let expected = expected.as_array().unwrap();
     assert!(expected.len() >= 2, "a few seconds of bars: {expected:?}");
+    // The DuckDB example of docs/history.md, on this lake.
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/history.md"
+    ))
+    .unwrap();
+    let example = doc
+        .split("<!-- duckdb-example")
+        .nth(1)
+        .and_then(|rest| rest.split("```sql").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/history.md has the DuckDB example");
+    let example = example.replace("mdhub-data/lake", lake.to_str().unwrap());
+    let rows = lake_check(&["sql", &example]);
+    let rows = rows.as_array().unwrap();
+    let total: u64 = rows
+        .iter()
+        .map(|r| r[6].as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    let want: u64 = expected.iter().map(|b| b["trades"].as_u64().unwrap()).sum();
+    assert_eq!(
+        total, want,
+        "the documented DuckDB query counts every AAPL trade"
+    );
     let rest_bars = rest["bars"].as_array().unwrap();
     // The restarted hub may have added a trade or two; compare the archived ones.
-    assert_eq!(&rest_bars[..expected.len() - 1], &expected[..expected.len() - 1]);
+    assert_eq!(
+        &rest_bars[..expected.len() - 1],
+        &expected[..expected.len() - 1]
+    );
 
     let out = mdhub()
         .args([
@@ -184,7 +234,11 @@ fn history_over_rest_and_query_agree_with_duckdb() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -192,32 +246,63 @@ fn history_over_rest_and_query_agree_with_duckdb() {
         .collect();
     assert!(lines.len() >= expected.len() - 1);
     for (cli, want) in lines.iter().zip(&expected[..expected.len() - 1]) {
-        assert_eq!(cli["trades"].as_u64(), want["trades"].as_u64(), "{cli} vs {want}");
+        assert_eq!(
+            cli["trades"].as_u64(),
+            want["trades"].as_u64(),
+            "{cli} vs {want}"
+        );
     }
 
     // SQL with every output format.
     let sql = "SELECT symbol, count(*) AS n FROM trades GROUP BY symbol ORDER BY symbol";
     for format in ["table", "csv", "json"] {
         let out = mdhub()
-            .args(["query", "--lake", lake.to_str().unwrap(), "--format", format, sql])
+            .args([
+                "query",
+                "--lake",
+                lake.to_str().unwrap(),
+                "--format",
+                format,
+                sql,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("AAPL"), "{format}: {text}");
     }
     let parquet = dir.path().join("out.parquet");
     let out = mdhub()
-        .args(["query", "--lake", lake.to_str().unwrap(), "--format", "parquet", "-o"])
+        .args([
+            "query",
+            "--lake",
+            lake.to_str().unwrap(),
+            "--format",
+            "parquet",
+            "-o",
+        ])
         .arg(&parquet)
         .arg("SELECT * FROM trades WHERE symbol = 'AAPL'")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(std::fs::metadata(&parquet).unwrap().len() > 0);
     // A wrong query is a usage error with DataFusion's reason.
     let out = mdhub()
-        .args(["query", "--lake", lake.to_str().unwrap(), "SELECT nope FROM trades"])
+        .args([
+            "query",
+            "--lake",
+            lake.to_str().unwrap(),
+            "SELECT nope FROM trades",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

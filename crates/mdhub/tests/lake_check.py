@@ -3,6 +3,8 @@
 Usage:
   lake_check.py positions LAKE
       {"trades": [[partition, rows, distinct offsets, min, max], ...], "quotes": [...]}
+  lake_check.py sql QUERY
+      the query's rows as JSON arrays of text
   lake_check.py bars LAKE SYMBOL INTERVAL_NS FROM_NS TO_NS
       [{"ts", "open", "high", "low", "close", "volume", "vwap", "trades"}, ...]
       one per bar with trades, oldest first; decimals as exact normalized
@@ -79,6 +81,8 @@ def bars(lake, symbol, interval, start, end):
 if __name__ == "__main__":
     if sys.argv[1] == "positions":
         positions(sys.argv[2])
+    elif sys.argv[1] == "sql":
+        print(json.dumps([[str(v) for v in row] for row in duckdb.sql(sys.argv[2]).fetchall()]))
     elif sys.argv[1] == "bars":
         bars(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:

@@ -119,10 +119,7 @@ pub fn parse(
     q: &HashMap<String, String>,
     now: Timestamp,
 ) -> Result<HistoryRequest, String> {
-    let symbol = q
-        .get("symbol")
-        .ok_or("give ?symbol=AAPL")?
-        .trim();
+    let symbol = q.get("symbol").ok_or("give ?symbol=AAPL")?.trim();
     let symbol = Symbol::new(symbol).map_err(|e| format!("symbol {symbol:?}: {e}"))?;
     let time = |key: &str| -> Result<Option<Timestamp>, String> {
         q.get(key)
@@ -206,13 +203,23 @@ mod tests {
     #[test]
     fn parses_and_defaults() {
         let now = Timestamp::from_secs(1_714_600_000);
-        let r = parse(HistoryKind::Bars, &q(&[("symbol", "AAPL"), ("interval", "5m")]), now).unwrap();
+        let r = parse(
+            HistoryKind::Bars,
+            &q(&[("symbol", "AAPL"), ("interval", "5m")]),
+            now,
+        )
+        .unwrap();
         assert_eq!((r.from, r.to), (now.add_nanos(-3_600_000_000_000), now));
         assert_eq!(r.interval, Duration::from_secs(300));
         assert_eq!(r.limit, 1000);
         let r = parse(
             HistoryKind::Trades,
-            &q(&[("symbol", "BTC-USD"), ("from", "2024-05-01T00:00:00Z"), ("to", "1714608000000000000"), ("limit", "5")]),
+            &q(&[
+                ("symbol", "BTC-USD"),
+                ("from", "2024-05-01T00:00:00Z"),
+                ("to", "1714608000000000000"),
+                ("limit", "5"),
+            ]),
             now,
         )
         .unwrap();
@@ -228,7 +235,10 @@ mod tests {
             (vec![], "symbol"),
             (vec![("symbol", "aapl")], "symbol"),
             (vec![("symbol", "AAPL"), ("from", "yesterday")], "from="),
-            (vec![("symbol", "AAPL"), ("from", "10"), ("to", "5")], "before"),
+            (
+                vec![("symbol", "AAPL"), ("from", "10"), ("to", "5")],
+                "before",
+            ),
             (vec![("symbol", "AAPL"), ("interval", "0s")], "interval"),
             (vec![("symbol", "AAPL"), ("interval", "1w")], "interval"),
             (vec![("symbol", "AAPL"), ("limit", "0")], "limit"),

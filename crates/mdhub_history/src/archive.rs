@@ -26,14 +26,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use bytes::Bytes;
+use futures_util::StreamExt;
 use mdhub_bus::{Bus, Start, SubscribeSpec};
 use mdhub_types::{Position, Positioned, Symbol, Topic};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
+use crate::encode::record_batch_unsorted;
 use crate::path::day_of;
-use crate::{FileKey, HistoryError, Lake, Result, TableKind, encode_parquet, record_batch};
+use crate::{FileKey, HistoryError, Lake, Result, TableKind, encode_parquet};
 
 /// The consumer group's name (before the Kafka prefix).
 pub const GROUP: &str = "mdhub-archive";
@@ -81,12 +82,22 @@ pub struct ArchiveStats {
     pub buffered: AtomicU64,
 }
 
-/// Rows read from the log but not yet in the lake, as Arrow batches in the
-/// lake's schema, per table. Shared between the archiver, which appends and
-/// clears, and queries, which take a snapshot.
+/// Rows read from the log but not yet in the lake, per table, in the batches
+/// they were read in. Shared between the archiver, which appends and clears,
+/// and queries, which see them in the lake's Arrow schema: each batch is
+/// converted once, by the first query that needs it, so reading from the log
+/// costs no conversion and memory holds the rows once (plus the Arrow copy
+/// of batches that have been queried).
 #[derive(Debug, Default)]
 pub struct HotTier {
-    tables: RwLock<[Vec<RecordBatch>; 2]>,
+    tables: RwLock<[Vec<Arc<Chunk>>; 2]>,
+}
+
+/// One batch of rows and, once a query asked, its Arrow form.
+#[derive(Debug)]
+struct Chunk {
+    rows: Vec<Positioned>,
+    arrow: std::sync::OnceLock<RecordBatch>,
 }
 
 impl HotTier {
@@ -95,9 +106,22 @@ impl HotTier {
         Arc::new(HotTier::default())
     }
 
-    /// The batches of `table` held now (cheap: the arrays are shared).
-    pub fn snapshot(&self, table: TableKind) -> Vec<RecordBatch> {
-        self.tables.read()[idx(table)].clone()
+    /// The rows of `table` held now, as Arrow batches in the lake's schema.
+    pub fn snapshot(&self, table: TableKind) -> Result<Vec<RecordBatch>> {
+        let chunks = self.tables.read()[idx(table)].clone();
+        let mut out = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let batch = match c.arrow.get() {
+                Some(b) => b.clone(),
+                None => {
+                    let b = record_batch_unsorted(table, &c.rows)?;
+                    let _ = c.arrow.set(b.clone());
+                    b
+                }
+            };
+            out.push(batch);
+        }
+        Ok(out)
     }
 
     /// Rows held now, both tables.
@@ -106,13 +130,20 @@ impl HotTier {
             .read()
             .iter()
             .flatten()
-            .map(RecordBatch::num_rows)
+            .map(|c| c.rows.len())
             .sum()
     }
 
-    fn push(&self, table: TableKind, batch: RecordBatch) {
-        if batch.num_rows() > 0 {
-            self.tables.write()[idx(table)].push(batch);
+    fn chunks(&self, table: TableKind) -> Vec<Arc<Chunk>> {
+        self.tables.read()[idx(table)].clone()
+    }
+
+    fn push(&self, table: TableKind, rows: Vec<Positioned>) {
+        if !rows.is_empty() {
+            self.tables.write()[idx(table)].push(Arc::new(Chunk {
+                rows,
+                arrow: std::sync::OnceLock::new(),
+            }));
         }
     }
 
@@ -146,7 +177,6 @@ pub struct FlushReport {
 pub struct Archiver {
     lake: Lake,
     cfg: ArchiveConfig,
-    pending: [Vec<Positioned>; 2],
     since: Option<Instant>,
     hot: Arc<HotTier>,
     stats: Arc<ArchiveStats>,
@@ -163,7 +193,6 @@ impl Archiver {
         Archiver {
             lake,
             cfg,
-            pending: Default::default(),
             since: None,
             hot,
             stats,
@@ -184,8 +213,7 @@ impl Archiver {
             if rows.is_empty() {
                 continue;
             }
-            self.hot.push(t, record_batch(t, &rows)?);
-            self.pending[idx(t)].extend(rows);
+            self.hot.push(t, rows);
             self.since.get_or_insert_with(Instant::now);
         }
         self.stats
@@ -196,7 +224,7 @@ impl Archiver {
 
     /// Rows buffered.
     pub fn buffered(&self) -> usize {
-        self.pending.iter().map(Vec::len).sum()
+        self.hot.rows()
     }
 
     /// Whether the buffer should be written now (full, or older than the
@@ -215,20 +243,15 @@ impl Archiver {
     pub async fn flush(&mut self) -> Result<FlushReport> {
         let mut report = FlushReport::default();
         for table in TableKind::ALL {
-            let rows = std::mem::take(&mut self.pending[idx(table)]);
-            let r = self.flush_table(table, &rows).await;
-            match r {
-                Ok(r) => {
-                    report.files += r.files;
-                    report.rows += r.rows;
-                    report.bytes += r.bytes;
-                    report.already_archived += r.already_archived;
-                }
-                Err(e) => {
-                    self.pending[idx(table)] = rows;
-                    return Err(e);
-                }
-            }
+            // On an error the rows stay held; a retry finds the files this
+            // attempt wrote by their watermarks.
+            let r = self
+                .flush_table(table, Arc::new(self.hot.chunks(table)))
+                .await?;
+            report.files += r.files;
+            report.rows += r.rows;
+            report.bytes += r.bytes;
+            report.already_archived += r.already_archived;
         }
         self.hot.clear();
         self.since = None;
@@ -237,25 +260,33 @@ impl Archiver {
         Ok(report)
     }
 
-    async fn flush_table(&self, table: TableKind, rows: &[Positioned]) -> Result<FlushReport> {
+    async fn flush_table(
+        &self,
+        table: TableKind,
+        chunks: Arc<Vec<Arc<Chunk>>>,
+    ) -> Result<FlushReport> {
         let mut report = FlushReport::default();
-        if rows.is_empty() {
+        if chunks.is_empty() {
             return Ok(report);
         }
-        // Group row indices by (day, symbol, partition), in log order.
-        let mut groups: BTreeMap<(i64, Symbol, u32), Vec<usize>> = BTreeMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            groups
-                .entry((
-                    day_of(r.event.ts_exchange()),
-                    r.event.symbol().clone(),
-                    r.position.partition,
-                ))
-                .or_default()
-                .push(i);
+        let row = |(c, r): (usize, usize)| &chunks[c].rows[r];
+        // Group rows (chunk, index) by (day, symbol, partition), in log order.
+        let mut groups: BTreeMap<(i64, Symbol, u32), Vec<(usize, usize)>> = BTreeMap::new();
+        for (c, chunk) in chunks.iter().enumerate() {
+            for (i, r) in chunk.rows.iter().enumerate() {
+                groups
+                    .entry((
+                        day_of(r.event.ts_exchange()),
+                        r.event.symbol().clone(),
+                        r.position.partition,
+                    ))
+                    .or_default()
+                    .push((c, i));
+            }
         }
         // One listing per (day, symbol): its files of every partition.
-        let dirs: BTreeSet<(i64, Symbol)> = groups.keys().map(|(d, s, _)| (*d, s.clone())).collect();
+        let dirs: BTreeSet<(i64, Symbol)> =
+            groups.keys().map(|(d, s, _)| (*d, s.clone())).collect();
         let mut marks: BTreeMap<(i64, Symbol, u32), u64> = BTreeMap::new();
         for (day, symbol) in dirs {
             let files = self
@@ -275,33 +306,66 @@ impl Archiver {
                 *m = (*m).max(f.key.last_offset);
             }
         }
+        // The files to write: each group's rows above its watermark.
+        let mut jobs = Vec::new();
         for (key, idxs) in groups {
             let mark = marks.get(&key).copied();
-            let keep: Vec<&Positioned> = idxs
-                .iter()
-                .map(|&i| &rows[i])
-                .filter(|r| mark.is_none_or(|m| r.position.offset > m))
+            let total = idxs.len();
+            let keep: Vec<(usize, usize)> = idxs
+                .into_iter()
+                .filter(|&i| mark.is_none_or(|m| row(i).position.offset > m))
                 .collect();
-            let dropped = idxs.len() - keep.len();
-            report.already_archived += dropped;
+            report.already_archived += total - keep.len();
             if keep.is_empty() {
                 continue;
             }
-            let (first, last) = keep.iter().fold((keep[0].position, keep[0].position), |(a, b), r| {
-                (a.min(r.position), b.max(r.position))
-            });
-            let file_key = FileKey::new(table, keep[0].event.ts_exchange(), key.1.clone(), first, last)?;
-            let bytes = encode_blocking(table, keep).await?;
-            let len = bytes.len();
-            self.lake.put(&file_key.path(), bytes).await?;
+            let (first, last) = keep.iter().fold(
+                (row(keep[0]).position, row(keep[0]).position),
+                |(a, b), &i| (a.min(row(i).position), b.max(row(i).position)),
+            );
+            let file_key = FileKey::new(
+                table,
+                row(keep[0]).event.ts_exchange(),
+                key.1.clone(),
+                first,
+                last,
+            )?;
+            jobs.push((file_key, keep));
+        }
+        // Encode (CPU) and put (I/O) several files at once: one per core.
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut done = futures_util::stream::iter(jobs.into_iter().map(|(file_key, keep)| {
+            let chunks = chunks.clone();
+            async move {
+                let n = keep.len();
+                let bytes = tokio::task::spawn_blocking(move || {
+                    let refs: Vec<&Positioned> =
+                        keep.iter().map(|&(c, i)| &chunks[c].rows[i]).collect();
+                    encode_parquet(table, &refs)
+                })
+                .await
+                .map_err(|e| HistoryError::Io {
+                    path: "<encoder>".into(),
+                    source: std::io::Error::other(e),
+                })??;
+                let len = bytes.len();
+                self.lake.put(&file_key.path(), bytes).await?;
+                Ok::<_, HistoryError>((n, len))
+            }
+        }))
+        .buffer_unordered(parallel);
+        while let Some(r) = done.next().await {
+            let (n, len) = r?;
             report.files += 1;
-            report.rows += idxs.len() - dropped;
+            report.rows += n;
             report.bytes += len;
             self.stats.files_written.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .rows_written
-                .fetch_add((idxs.len() - dropped) as u64, Ordering::Relaxed);
-            self.stats.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.stats
+                .bytes_written
+                .fetch_add(len as u64, Ordering::Relaxed);
         }
         self.stats
             .rows_already_archived
@@ -312,17 +376,6 @@ impl Archiver {
 
 fn mdhub_types_table(r: &Positioned) -> Option<TableKind> {
     TableKind::of(&r.event).filter(|t| t.topic() == r.position.topic)
-}
-
-/// Encode off the async threads (a large file takes a while).
-async fn encode_blocking(table: TableKind, rows: Vec<&Positioned>) -> Result<Bytes> {
-    let owned: Vec<Positioned> = rows.into_iter().cloned().collect();
-    tokio::task::spawn_blocking(move || encode_parquet(table, &owned))
-        .await
-        .map_err(|e| HistoryError::Io {
-            path: "<encoder>".into(),
-            source: std::io::Error::other(e),
-        })?
 }
 
 /// Why the archiver stopped.
@@ -369,7 +422,9 @@ pub async fn run(
     // shutdown leaves the lake complete.
     let deadline = Instant::now() + DRAIN_LIMIT;
     while Instant::now() < deadline {
-        let batch = sub.next_batch(archiver.cfg.read_batch, Duration::from_millis(100)).await?;
+        let batch = sub
+            .next_batch(archiver.cfg.read_batch, Duration::from_millis(100))
+            .await?;
         if batch.is_empty() {
             break;
         }
@@ -379,7 +434,11 @@ pub async fn run(
     if archiver.buffered() > 0 || !read.is_empty() {
         match archiver.flush().await {
             Ok(r) => {
-                tracing::info!(files = r.files, rows = r.rows, "archiver flushed at shutdown");
+                tracing::info!(
+                    files = r.files,
+                    rows = r.rows,
+                    "archiver flushed at shutdown"
+                );
                 commit(&mut *sub, &mut read).await;
             }
             Err(e) => tracing::warn!(error = %e, rows = archiver.buffered(),
@@ -401,13 +460,15 @@ async fn take(
     stop: &CancellationToken,
     sub: &mut dyn mdhub_bus::Subscription,
 ) -> std::result::Result<bool, ArchiveError> {
-    let mut rows = Vec::with_capacity(batch.len());
     for d in &batch {
         let p = d.position;
         read.insert((p.topic, p.partition), p.offset);
-        match d.positioned() {
+    }
+    let mut rows = Vec::with_capacity(batch.len());
+    for part in decode_parallel(batch).await {
+        match part {
             Ok(e) => rows.push(e),
-            Err(e) => {
+            Err((p, e)) => {
                 archiver.stats.undecodable.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, position = %p, "skipping a record the archiver cannot decode");
             }
@@ -424,6 +485,44 @@ async fn take(
     Ok(true)
 }
 
+type Decoded = std::result::Result<Positioned, (Position, mdhub_types::CodecError)>;
+
+/// Decode records in order, on up to one blocking thread per core (decoding
+/// is most of the archiver's CPU between flushes).
+async fn decode_parallel(batch: Vec<mdhub_bus::Delivery>) -> Vec<Decoded> {
+    let decode = |part: Vec<mdhub_bus::Delivery>| -> Vec<Decoded> {
+        part.iter()
+            .map(|d| d.positioned().map_err(|e| (d.position, e)))
+            .collect()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if batch.len() < 1024 || cores == 1 {
+        return decode(batch);
+    }
+    let per = batch.len().div_ceil(cores);
+    let mut parts = Vec::with_capacity(cores);
+    let mut rest = batch;
+    while rest.len() > per {
+        let tail = rest.split_off(per);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    let tasks: Vec<_> = parts
+        .into_iter()
+        .map(|p| tokio::task::spawn_blocking(move || decode(p)))
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(v) => out.extend(v),
+            // A panic in a decoder is a bug; the records stay uncommitted.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
 /// Flush, retrying what may succeed later with capped backoff; `false` when
 /// `stop` came first.
 async fn flush_retrying(
@@ -434,7 +533,13 @@ async fn flush_retrying(
     loop {
         match archiver.flush().await {
             Ok(r) => {
-                tracing::debug!(files = r.files, rows = r.rows, bytes = r.bytes, already = r.already_archived, "archiver flushed");
+                tracing::debug!(
+                    files = r.files,
+                    rows = r.rows,
+                    bytes = r.bytes,
+                    already = r.already_archived,
+                    "archiver flushed"
+                );
                 return Ok(true);
             }
             Err(e) if e.is_retryable() => {

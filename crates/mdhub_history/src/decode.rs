@@ -3,7 +3,9 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, TimestampNanosecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
-use mdhub_types::{Decimal, Event, Position, Positioned, Quote, Side, Symbol, Timestamp, Trade, Venue};
+use mdhub_types::{
+    Decimal, Event, Position, Positioned, Quote, Side, Symbol, Timestamp, Trade, Venue,
+};
 
 use crate::{HistoryError, Result, TableKind};
 
@@ -65,11 +67,21 @@ pub fn events(table: TableKind, batch: &RecordBatch) -> Result<Vec<Positioned>> 
                     },
                     trade_id: (!trade_id.is_null(r)).then(|| trade_id.value(r).to_owned()),
                 });
-                out.push(positioned(table, event, partition.value(r), offset.value(r)));
+                out.push(positioned(
+                    table,
+                    event,
+                    partition.value(r),
+                    offset.value(r),
+                ));
             }
         }
         TableKind::Quotes => {
-            let (bp, bs, ap, a_s) = (dec("bid_price")?, dec("bid_size")?, dec("ask_price")?, dec("ask_size")?);
+            let (bp, bs, ap, a_s) = (
+                dec("bid_price")?,
+                dec("bid_size")?,
+                dec("ask_price")?,
+                dec("ask_size")?,
+            );
             for r in 0..batch.num_rows() {
                 let event = Event::Quote(Quote {
                     venue: Venue::new(venue.value(r)).map_err(|e| bad(e.to_string()))?,
@@ -81,7 +93,12 @@ pub fn events(table: TableKind, batch: &RecordBatch) -> Result<Vec<Positioned>> 
                     ask_price: d(ap, r)?,
                     ask_size: d(a_s, r)?,
                 });
-                out.push(positioned(table, event, partition.value(r), offset.value(r)));
+                out.push(positioned(
+                    table,
+                    event,
+                    partition.value(r),
+                    offset.value(r),
+                ));
             }
         }
     }
@@ -110,7 +127,11 @@ mod tests {
         let d = |s| Decimal::parse(s).unwrap();
         let rows = vec![
             Positioned {
-                position: Position { topic: mdhub_types::Topic::Trades, partition: 2, offset: 7 },
+                position: Position {
+                    topic: mdhub_types::Topic::Trades,
+                    partition: 2,
+                    offset: 7,
+                },
                 event: Event::Trade(Trade {
                     venue: Venue::new("binance").unwrap(),
                     symbol: Symbol::new("BTC-USDT").unwrap(),
@@ -123,7 +144,11 @@ mod tests {
                 }),
             },
             Positioned {
-                position: Position { topic: mdhub_types::Topic::Trades, partition: 2, offset: 8 },
+                position: Position {
+                    topic: mdhub_types::Topic::Trades,
+                    partition: 2,
+                    offset: 8,
+                },
                 event: Event::Trade(Trade {
                     venue: Venue::new("binance").unwrap(),
                     symbol: Symbol::new("BTC-USDT").unwrap(),

@@ -100,10 +100,22 @@ pub fn encode_parquet_with<R: Borrow<Positioned>>(
     rows: &[R],
     opts: &EncodeOptions,
 ) -> Result<Bytes> {
-    let (batch, decimals) = build_batch(table, rows, opts)?;
+    let (batch, decimals) = build_batch(table, rows, opts, true)?;
     let props = properties(table, &decimals, opts)?;
     let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
     writer.write(&batch)?;
+    Ok(Bytes::from(writer.into_inner()?))
+}
+
+/// One Parquet file of `table` from a batch already in the lake's schema
+/// ([`crate::schema`]`(table, &[])`) and already sorted like a lake file:
+/// how compaction rewrites files it has merged.
+pub(crate) fn encode_batch(table: TableKind, batch: &RecordBatch) -> Result<Bytes> {
+    let opts = EncodeOptions::default();
+    let decimals = vec![DecimalType::LAKE; table.decimal_columns().len()];
+    let props = properties(table, &decimals, &opts)?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
+    writer.write(batch)?;
     Ok(Bytes::from(writer.into_inner()?))
 }
 
@@ -114,7 +126,16 @@ pub fn encode_parquet_with<R: Borrow<Positioned>>(
 ///
 /// Every row must be a row of `table`, else [`HistoryError::NotLakeRow`].
 pub fn record_batch<R: Borrow<Positioned>>(table: TableKind, rows: &[R]) -> Result<RecordBatch> {
-    Ok(build_batch(table, rows, &EncodeOptions::default())?.0)
+    Ok(build_batch(table, rows, &EncodeOptions::default(), true)?.0)
+}
+
+/// [`record_batch`] in the order given (the hot tier: queries sort as they
+/// need, and the log's order is as good as any).
+pub(crate) fn record_batch_unsorted<R: Borrow<Positioned>>(
+    table: TableKind,
+    rows: &[R],
+) -> Result<RecordBatch> {
+    Ok(build_batch(table, rows, &EncodeOptions::default(), false)?.0)
 }
 
 /// The sorted batch and the decimal type of each decimal column.
@@ -122,6 +143,7 @@ fn build_batch<R: Borrow<Positioned>>(
     table: TableKind,
     rows: &[R],
     opts: &EncodeOptions,
+    sort: bool,
 ) -> Result<(RecordBatch, Vec<DecimalType>)> {
     let mut sorted: Vec<&Positioned> = rows.iter().map(Borrow::borrow).collect();
     for r in &sorted {
@@ -133,7 +155,9 @@ fn build_batch<R: Borrow<Positioned>>(
         }
     }
     // Stable: equal (ts_received, offset) keep their input order.
-    sorted.sort_by_key(|r| (r.event.ts_received(), r.position.offset));
+    if sort {
+        sorted.sort_by_key(|r| (r.event.ts_received(), r.position.offset));
+    }
 
     let mut columns = common_columns(&sorted, opts.venue_dictionary);
     let decimals = match table {

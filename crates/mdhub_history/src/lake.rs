@@ -77,9 +77,7 @@ impl Lake {
     /// directories above it up to the lake root are fsynced (the store writes
     /// a temporary file and renames it, so a reader never sees half a file).
     pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<()> {
-        self.store
-            .put(path, PutPayload::from_bytes(bytes))
-            .await?;
+        self.store.put(path, PutPayload::from_bytes(bytes)).await?;
         if let Some(root) = &self.local {
             let root = root.clone();
             let rel = PathBuf::from(path.as_ref());
@@ -131,7 +129,9 @@ impl Lake {
                         dir.filename()
                             .and_then(|d| d.strip_prefix("date="))
                             .and_then(day_of_date)
-                            .is_some_and(|day| filter.days.as_ref().is_none_or(|r| r.contains(&day)))
+                            .is_some_and(|day| {
+                                filter.days.as_ref().is_none_or(|r| r.contains(&day))
+                            })
                     })
                     .collect()
             }

@@ -24,6 +24,7 @@
 //! `feed-status` topic, which the archiver does not read).
 
 pub mod archive;
+pub mod compact;
 mod decimal;
 mod decode;
 mod encode;
@@ -37,7 +38,9 @@ mod store;
 
 pub use decimal::DecimalType;
 pub use decode::events;
-pub use encode::{ColumnEncoding, EncodeOptions, encode_parquet, encode_parquet_with, record_batch};
+pub use encode::{
+    ColumnEncoding, EncodeOptions, encode_parquet, encode_parquet_with, record_batch,
+};
 pub use error::{HistoryError, Result};
 pub use lake::{FileFilter, Lake, LakeFile, live_files};
 pub use path::FileKey;

@@ -25,8 +25,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, SchemaRef, TimestampNanosecondType, UInt32Type, UInt64Type,
-    i256,
+    DataType, Decimal128Type, SchemaRef, TimestampNanosecondType, UInt32Type, UInt64Type, i256,
 };
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue};
@@ -152,8 +151,11 @@ impl History {
         for b in &batches {
             let ts = b.column(0).as_primitive::<TimestampNanosecondType>();
             let dec = |i: usize| b.column(i).as_primitive::<Decimal128Type>().clone();
-            let (open, high, low, close, volume, vwap) = (dec(1), dec(2), dec(3), dec(4), dec(5), dec(6));
-            let trades = b.column(7).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let (open, high, low, close, volume, vwap) =
+                (dec(1), dec(2), dec(3), dec(4), dec(5), dec(6));
+            let trades = b
+                .column(7)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
             for r in 0..b.num_rows() {
                 out.push(Bar {
                     ts: Timestamp::from_nanos(ts.value(r)),
@@ -301,7 +303,8 @@ impl TableProvider for LakeTable {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
             let groups = state.config().target_partitions().max(1);
-            let mut file_groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups.min(files.len())];
+            let mut file_groups: Vec<Vec<PartitionedFile>> =
+                vec![Vec::new(); groups.min(files.len())];
             let n = file_groups.len();
             for (i, f) in files.iter().enumerate() {
                 file_groups[i % n].push(PartitionedFile::new(f.key.path().to_string(), f.size));
@@ -318,10 +321,12 @@ impl TableProvider for LakeTable {
         if let Some(hot) = &self.hot {
             let batches: Vec<RecordBatch> = hot
                 .snapshot(self.table)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
                 .iter()
                 .map(|b| not_in_lake(b, &marks))
                 .collect::<datafusion::common::Result<_>>()?;
-            let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+            let batches: Vec<RecordBatch> =
+                batches.into_iter().filter(|b| b.num_rows() > 0).collect();
             if !batches.is_empty() {
                 inputs.push(MemorySourceConfig::try_new_exec(
                     &[batches],
@@ -362,7 +367,11 @@ fn not_in_lake(
     for r in 0..batch.num_rows() {
         let mark = Symbol::new(symbol.value(r)).ok().and_then(|s| {
             marks
-                .get(&(day_of(Timestamp::from_nanos(ts.value(r))), s, partition.value(r)))
+                .get(&(
+                    day_of(Timestamp::from_nanos(ts.value(r))),
+                    s,
+                    partition.value(r),
+                ))
                 .copied()
         });
         keep.push(mark.is_none_or(|m| offset.value(r) > m));
@@ -471,7 +480,10 @@ pub fn vwap_udaf() -> datafusion::logical_expr::AggregateUDF {
         Arc::new(dec),
         Volatility::Immutable,
         Arc::new(|_| Ok(Box::new(Vwap::default()))),
-        Arc::new(vec![DataType::Decimal256(76, 36), DataType::Decimal256(76, 18)]),
+        Arc::new(vec![
+            DataType::Decimal256(76, 36),
+            DataType::Decimal256(76, 18),
+        ]),
     )
 }
 
@@ -507,7 +519,9 @@ impl Accumulator for Vwap {
         let n = states[0].as_any().downcast_ref::<Decimal256Array>();
         let v = states[1].as_any().downcast_ref::<Decimal256Array>();
         let (Some(n), Some(v)) = (n, v) else {
-            return Err(DataFusionError::Internal("vwap state is not Decimal256".into()));
+            return Err(DataFusionError::Internal(
+                "vwap state is not Decimal256".into(),
+            ));
         };
         for r in 0..n.len() {
             if !n.is_null(r) {
@@ -543,9 +557,9 @@ impl Accumulator for Vwap {
         } else {
             i256::ZERO
         };
-        let v = (q + round)
-            .to_i128()
-            .ok_or_else(|| DataFusionError::Execution("vwap: result overflows DECIMAL(38, 18)".into()))?;
+        let v = (q + round).to_i128().ok_or_else(|| {
+            DataFusionError::Execution("vwap: result overflows DECIMAL(38, 18)".into())
+        })?;
         Ok(ScalarValue::Decimal128(Some(v), 38, 18))
     }
 
@@ -611,15 +625,29 @@ mod tests {
             "60000.123456789012345678"
         );
         // (10·1 + 11·2) / 3 = 10.666…
-        assert_eq!(text(vwap_of(&["10", "11"], &["1", "2"])), "10.666666666666666667");
-        assert_eq!(text(vwap_of(&["-10", "-11"], &["1", "2"])), "-10.666666666666666667");
-        assert_eq!(vwap_of(&["5"], &["0"]), ScalarValue::Decimal128(None, 38, 18));
+        assert_eq!(
+            text(vwap_of(&["10", "11"], &["1", "2"])),
+            "10.666666666666666667"
+        );
+        assert_eq!(
+            text(vwap_of(&["-10", "-11"], &["1", "2"])),
+            "-10.666666666666666667"
+        );
+        assert_eq!(
+            vwap_of(&["5"], &["0"]),
+            ScalarValue::Decimal128(None, 38, 18)
+        );
     }
 
     #[test]
     fn filters_choose_a_symbol_and_days() {
         use datafusion::prelude::{col, lit};
-        let ts = |n: i64| lit(ScalarValue::TimestampNanosecond(Some(n), Some("UTC".into())));
+        let ts = |n: i64| {
+            lit(ScalarValue::TimestampNanosecond(
+                Some(n),
+                Some("UTC".into()),
+            ))
+        };
         let day = 86_400_000_000_000i64;
         let f = file_filter(&[col("symbol")
             .eq(lit("AAPL"))
@@ -627,6 +655,9 @@ mod tests {
             .and(ts(5 * day).gt(col("ts_exchange")))]);
         assert_eq!(f.symbol, Some(Symbol::new("AAPL").unwrap()));
         assert_eq!(f.days, Some(3..=5));
-        assert_eq!(file_filter(&[col("price").gt(lit(1))]), FileFilter::default());
+        assert_eq!(
+            file_filter(&[col("price").gt(lit(1))]),
+            FileFilter::default()
+        );
     }
 }

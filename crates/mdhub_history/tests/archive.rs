@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{Int64Type, UInt32Type, UInt64Type};
 use mdhub_bus::{Bus, EmbeddedBus, EmbeddedBusConfig, Start, SubscribeSpec};
 use mdhub_history::archive::{self, ArchiveConfig, ArchiveStats, Archiver, HotTier};
@@ -17,6 +17,7 @@ use mdhub_log::{Log, LogConfig};
 use mdhub_types::{
     Decimal, Encoding, Event, Positioned, Quote, Side, Symbol, Timestamp, Trade, Venue,
 };
+use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
 
 /// 2024-05-01T23:59:00Z: the events run over midnight into 2024-05-02.
@@ -29,7 +30,15 @@ fn bus(dir: &std::path::Path) -> Arc<dyn Bus> {
         ..LogConfig::default()
     })
     .expect("open log");
-    Arc::new(EmbeddedBus::new(Arc::new(log), EmbeddedBusConfig { encoding: Encoding::Json }).unwrap())
+    Arc::new(
+        EmbeddedBus::new(
+            Arc::new(log),
+            EmbeddedBusConfig {
+                encoding: Encoding::Json,
+            },
+        )
+        .unwrap(),
+    )
 }
 
 /// `n` events: trades and quotes of three symbols, one every 50 ms from
@@ -71,12 +80,17 @@ fn events(start: usize, n: usize) -> Vec<Event> {
 /// Every `(partition, offset)` of `table` the queries see, in order, with duplicates.
 async fn positions(history: &History, table: TableKind) -> Vec<(u32, u64)> {
     let (_, batches) = history
-        .sql(&format!("SELECT log_partition, log_offset FROM {table} ORDER BY 1, 2"))
+        .sql(&format!(
+            "SELECT log_partition, log_offset FROM {table} ORDER BY 1, 2"
+        ))
         .await
         .unwrap();
     let mut out = Vec::new();
     for b in &batches {
-        let (p, o) = (b.column(0).as_primitive::<UInt32Type>(), b.column(1).as_primitive::<UInt64Type>());
+        let (p, o) = (
+            b.column(0).as_primitive::<UInt32Type>(),
+            b.column(1).as_primitive::<UInt64Type>(),
+        );
         out.extend((0..b.num_rows()).map(|r| (p.value(r), o.value(r))));
     }
     out
@@ -102,7 +116,10 @@ async fn read_all(bus: &dyn Bus) -> Vec<Positioned> {
         .unwrap();
     let mut out = Vec::new();
     loop {
-        let b = sub.next_batch(10_000, Duration::from_millis(300)).await.unwrap();
+        let b = sub
+            .next_batch(10_000, Duration::from_millis(300))
+            .await
+            .unwrap();
         if b.is_empty() {
             return out;
         }
@@ -124,6 +141,16 @@ fn archiver(lake: &Lake, flush: Duration) -> (Archiver, Arc<HotTier>, Arc<Archiv
         stats.clone(),
     );
     (a, hot, stats)
+}
+
+/// A log holding `events(0, n)`, an empty lake next to it, and the log's records.
+async fn setup(n: usize) -> (tempfile::TempDir, Arc<dyn Bus>, Lake, Vec<Positioned>) {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = bus(&dir.path().join("log"));
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    bus.publish(&events(0, n)).await.unwrap();
+    let rows = read_all(&*bus).await;
+    (dir, bus, lake, rows)
 }
 
 /// Start the archiver, let it read, stop it (it drains to the log's end and flushes).
@@ -156,14 +183,23 @@ async fn every_row_once_across_a_crash_mid_flush_and_restarts() {
     assert!(planned.len() > 3, "several files: {}", planned.len());
     let crashed: usize = planned[..3].iter().map(|f| f.rows.len()).sum();
     for f in &planned[..3] {
-        lake.put(&f.key.path(), encode_parquet(TableKind::Trades, &f.rows).unwrap())
-            .await
-            .unwrap();
+        lake.put(
+            &f.key.path(),
+            encode_parquet(TableKind::Trades, &f.rows).unwrap(),
+        )
+        .await
+        .unwrap();
     }
 
     let stats = run_once(&bus, &lake).await;
-    assert_eq!(stats.rows_already_archived.load(Ordering::Relaxed), crashed as u64);
-    assert_eq!(stats.rows_written.load(Ordering::Relaxed), 3000 - crashed as u64);
+    assert_eq!(
+        stats.rows_already_archived.load(Ordering::Relaxed),
+        crashed as u64
+    );
+    assert_eq!(
+        stats.rows_written.load(Ordering::Relaxed),
+        3000 - crashed as u64
+    );
     // A file per table, date and symbol (a symbol is in one partition),
     // but for the three groups the crashed flush wrote completely.
     assert_eq!(stats.files_written.load(Ordering::Relaxed), 2 * 2 * 3 - 3);
@@ -193,18 +229,20 @@ async fn every_row_once_across_a_crash_mid_flush_and_restarts() {
     )
     .unwrap();
     assert_eq!(text.as_string::<i32>().value(0), "102.000000000000002998");
-    let days = lake.files(TableKind::Quotes, &Default::default()).await.unwrap();
+    let days = lake
+        .files(TableKind::Quotes, &Default::default())
+        .await
+        .unwrap();
     let dates: BTreeSet<String> = days.iter().map(|f| f.key.date()).collect();
-    assert_eq!(dates, BTreeSet::from(["2024-05-01".to_string(), "2024-05-02".to_string()]));
+    assert_eq!(
+        dates,
+        BTreeSet::from(["2024-05-01".to_string(), "2024-05-02".to_string()])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_rows_are_queryable_and_never_counted_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = bus(&dir.path().join("log"));
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
-    bus.publish(&events(0, 900)).await.unwrap();
-    let rows = read_all(&*bus).await;
+    let (_dir, _bus, lake, rows) = setup(900).await;
 
     let (mut a, hot, _) = archiver(&lake, Duration::from_secs(3600));
     a.push(rows.clone()).unwrap();
@@ -213,7 +251,11 @@ async fn hot_rows_are_queryable_and_never_counted_twice() {
         let (_, b) = h.sql("SELECT count(*) FROM trades").await.unwrap();
         b[0].column(0).as_primitive::<Int64Type>().value(0)
     };
-    assert_eq!(count(history.clone()).await, 450, "hot rows, before any file");
+    assert_eq!(
+        count(history.clone()).await,
+        450,
+        "hot rows, before any file"
+    );
 
     // Files written while the hot tier still holds their rows (a flush in
     // progress): each row is counted once.
@@ -223,24 +265,27 @@ async fn hot_rows_are_queryable_and_never_counted_twice() {
         .cloned()
         .collect();
     for f in plan_files(TableKind::Trades, &trades[..200]).unwrap() {
-        lake.put(&f.key.path(), encode_parquet(TableKind::Trades, &f.rows).unwrap())
-            .await
-            .unwrap();
+        lake.put(
+            &f.key.path(),
+            encode_parquet(TableKind::Trades, &f.rows).unwrap(),
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(count(history.clone()).await, 450, "during a flush");
     let r = a.flush().await.unwrap();
     assert_eq!((r.rows, r.already_archived), (700, 200));
     assert_eq!(hot.rows(), 0);
-    assert_eq!(count(history.clone()).await, 450, "after the flush, from the lake");
+    assert_eq!(
+        count(history.clone()).await,
+        450,
+        "after the flush, from the lake"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bars_from_hot_and_cold_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = bus(&dir.path().join("log"));
-    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
-    bus.publish(&events(0, 3000)).await.unwrap();
-    let rows = read_all(&*bus).await;
+    let (_dir, _bus, lake, rows) = setup(3000).await;
     let (mut a, hot, _) = archiver(&lake, Duration::from_secs(3600));
     a.push(rows[..2000].to_vec()).unwrap();
     a.flush().await.unwrap();
@@ -268,17 +313,112 @@ async fn bars_from_hot_and_cold_rows() {
     let mine: Vec<&Trade> = rows
         .iter()
         .filter_map(|r| match &r.event {
-            Event::Trade(t) if t.symbol == aapl && t.ts_exchange.as_nanos() < T0 + 60_000_000_000 => Some(t),
+            Event::Trade(t)
+                if t.symbol == aapl && t.ts_exchange.as_nanos() < T0 + 60_000_000_000 =>
+            {
+                Some(t)
+            }
             _ => None,
         })
         .collect();
     assert_eq!(mine.len(), 200);
     let max = mine.iter().map(|t| t.price).max().unwrap();
     let min = mine.iter().map(|t| t.price).min().unwrap();
-    assert_eq!((first.high, first.low), (max.normalized(), min.normalized()));
+    assert_eq!(
+        (first.high, first.low),
+        (max.normalized(), min.normalized())
+    );
     assert_eq!(first.close, mine.last().unwrap().price.normalized());
-    let volume = mine.iter().fold(Decimal::ZERO, |v, t| v.checked_add(t.size).unwrap());
+    let volume = mine
+        .iter()
+        .fold(Decimal::ZERO, |v, t| v.checked_add(t.size).unwrap());
     assert_eq!(first.volume, volume.normalized());
     assert!(first.vwap.is_some());
-    let _ = RecordBatch::new_empty(mdhub_history::schema(TableKind::Trades, &[]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_small_files_and_survives_an_interrupted_run() {
+    use mdhub_history::compact::{CompactPolicy, compact};
+    let (_dir, bus, lake, rows) = setup(3000).await;
+    let (mut a, hot, _) = archiver(&lake, Duration::from_secs(3600));
+    for chunk in rows.chunks(500) {
+        a.push(chunk.to_vec()).unwrap();
+        a.flush().await.unwrap();
+    }
+    let history = History::new(lake.clone(), Some(hot));
+    let before = lake
+        .files(TableKind::Trades, &Default::default())
+        .await
+        .unwrap();
+    assert!(
+        before.len() >= 12,
+        "several files per group: {}",
+        before.len()
+    );
+    let source = &before[0];
+    let source_bytes = lake
+        .store()
+        .get(&source.key.path())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+
+    let r = compact(
+        &lake,
+        TableKind::Trades,
+        &Default::default(),
+        &CompactPolicy::default(),
+    )
+    .await
+    .unwrap();
+    let after = lake
+        .files(TableKind::Trades, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 6, "one file per date and symbol: {after:?}");
+    assert_eq!(
+        (r.files_merged, r.files_written, r.rows),
+        (before.len(), 6, 1500)
+    );
+    assert_eq!(
+        positions(&history, TableKind::Trades).await,
+        log_positions(&*bus, TableKind::Trades).await
+    );
+
+    // A compaction killed after its write and before its deletes leaves a
+    // source behind: readers skip it, the next compaction deletes it.
+    lake.put(&source.key.path(), source_bytes).await.unwrap();
+    assert_eq!(
+        positions(&history, TableKind::Trades).await,
+        log_positions(&*bus, TableKind::Trades).await
+    );
+    let r = compact(
+        &lake,
+        TableKind::Trades,
+        &Default::default(),
+        &CompactPolicy::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.files_deleted, r.files_merged), (1, 0));
+
+    // The archiver goes on above the compacted files.
+    bus.publish(&events(3000, 300)).await.unwrap();
+    let more: Vec<Positioned> = read_all(&*bus)
+        .await
+        .into_iter()
+        .filter(|r| r.event.ts_exchange().as_nanos() >= T0 + 3000 * 50_000_000)
+        .collect();
+    assert_eq!(more.len(), 300);
+    a.push(more).unwrap();
+    let f = a.flush().await.unwrap();
+    assert_eq!((f.rows, f.already_archived), (300, 0));
+    for table in TableKind::ALL {
+        assert_eq!(
+            positions(&history, table).await,
+            log_positions(&*bus, table).await
+        );
+    }
 }

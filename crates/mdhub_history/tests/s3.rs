@@ -182,18 +182,35 @@ async fn archiver_and_queries_on_s3() {
     })
     .unwrap();
     let bus: Arc<dyn Bus> = Arc::new(
-        EmbeddedBus::new(Arc::new(log), EmbeddedBusConfig { encoding: mdhub_types::Encoding::Avro })
-            .unwrap(),
+        EmbeddedBus::new(
+            Arc::new(log),
+            EmbeddedBusConfig {
+                encoding: mdhub_types::Encoding::Avro,
+            },
+        )
+        .unwrap(),
     );
     let events: Vec<Event> = (0..400)
-        .map(|n| trade(if n % 2 == 0 { "BTC-USD" } else { "ETH-USD" }, n, PRICES[n % 4]).event)
+        .map(|n| {
+            trade(
+                if n % 2 == 0 { "BTC-USD" } else { "ETH-USD" },
+                n,
+                PRICES[n % 4],
+            )
+            .event
+        })
         .collect();
     bus.publish(&events).await.unwrap();
     let lake = Lake::open("s3://lake/archive").unwrap();
     let mut written = Vec::new();
     for _ in 0..2 {
         let stats = Arc::new(ArchiveStats::default());
-        let a = Archiver::new(lake.clone(), ArchiveConfig::default(), HotTier::new(), stats.clone());
+        let a = Archiver::new(
+            lake.clone(),
+            ArchiveConfig::default(),
+            HotTier::new(),
+            stats.clone(),
+        );
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(archive::run(bus.clone(), a, stop.clone()));
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -201,7 +218,11 @@ async fn archiver_and_queries_on_s3() {
         task.await.unwrap().unwrap();
         written.push(stats.rows_written.load(Ordering::Relaxed));
     }
-    assert_eq!(written, vec![400, 0], "the second run resumes after the committed offsets");
+    assert_eq!(
+        written,
+        vec![400, 0],
+        "the second run resumes after the committed offsets"
+    );
     let (_, batches) = History::new(lake, None)
         .sql(
             "SELECT count(*), count(DISTINCT symbol), \

@@ -38,6 +38,8 @@ pub enum Scenario {
     Cache(super::bench_cache::CacheArgs),
     /// Socket read -> publish latency of a venue feed (Binance protocol over loopback) into the embedded log.
     Feed(super::bench_feed::FeedArgs),
+    /// Archiver ingest rate, bytes per row in the lake, and 1-minute bars over a symbol-day against DuckDB.
+    History(super::bench_history::HistoryArgs),
 }
 
 /// Flags of `mdhub bench fanout`.
@@ -77,6 +79,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
             Scenario::Bus(b) => super::bench_bus::run(b).await,
             Scenario::Cache(c) => super::bench_cache::run(c).await,
             Scenario::Feed(f) => super::bench_feed::run(f).await,
+            Scenario::History(h) => super::bench_history::run(h).await,
         };
         match r {
             Ok(()) => ExitCode::SUCCESS,
@@ -106,6 +109,24 @@ impl Drop for Child {
 pub(crate) mod tempfile_dir {
     /// A directory removed on drop.
     pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
+
+    impl TempDir {
+        /// A fresh `mdhub-bench-<what>-…` directory under the system's temp dir.
+        pub(crate) fn new(what: &str) -> std::io::Result<TempDir> {
+            let d = std::env::temp_dir().join(format!(
+                "mdhub-bench-{what}-{}-{}",
+                std::process::id(),
+                mdhub_types::Timestamp::now().as_nanos()
+            ));
+            std::fs::create_dir_all(&d)?;
+            Ok(TempDir(d))
+        }
+
+        /// Its path.
+        pub(crate) fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);

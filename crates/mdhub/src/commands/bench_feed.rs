@@ -148,7 +148,7 @@ fn pct(v: &[u64], q: f64) -> Duration {
 }
 
 async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
-    let dir = tempfile_dir()?;
+    let dir = super::bench::tempfile_dir::TempDir::new("feed")?;
     let log = Log::open(LogConfig {
         dir: dir.0.join("log"),
         ..LogConfig::default()
@@ -227,16 +227,6 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
         Duration::from_nanos(inside / events.max(1) as u64),
     );
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<super::bench::tempfile_dir::TempDir> {
-    let d = std::env::temp_dir().join(format!(
-        "mdhub-bench-feed-{}-{}",
-        std::process::id(),
-        Timestamp::now().as_nanos()
-    ));
-    std::fs::create_dir_all(&d)?;
-    Ok(super::bench::tempfile_dir::TempDir(d))
 }
 
 /// Run every rate and print one table.

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_bus;
 pub mod bench_cache;
 pub mod bench_feed;
+pub mod bench_history;
 pub mod normalize;
 pub mod query;
 pub mod roles;

@@ -93,7 +93,10 @@ fn sql_of(args: &QueryArgs) -> anyhow::Result<String> {
     };
     let symbol = Symbol::new(symbol).with_context(|| format!("--bars {symbol:?}"))?;
     let interval = mdhub_gateway::history::parse_interval(&args.interval).with_context(|| {
-        format!("--interval {:?}: expected 250ms, 5s, 1m, 1h, 1d", args.interval)
+        format!(
+            "--interval {:?}: expected 250ms, 5s, 1m, 1h, 1d",
+            args.interval
+        )
     })?;
     let time = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<Timestamp>> {
         v.as_deref()
@@ -116,7 +119,8 @@ async fn run(cfg: &Config, sql: &str, args: &QueryArgs) -> anyhow::Result<()> {
     let (schema, batches) = history.sql(sql).await?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
@@ -135,12 +139,18 @@ pub(crate) fn write(
     use datafusion::arrow;
     match format {
         "table" => {
-            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches)?)?;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(batches)?
+            )?;
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" })?;
         }
         "csv" => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             for b in batches {
                 w.write(b)?;
             }

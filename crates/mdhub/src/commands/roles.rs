@@ -172,6 +172,37 @@ pub struct ArchiveArgs {
     /// Stop by itself after this many seconds (flushing what it holds).
     #[arg(long, value_name = "SECS")]
     pub exit_after: Option<f64>,
+    /// Merge the lake's small files once and exit (no log needed).
+    #[arg(long, conflicts_with = "exit_after")]
+    pub compact: bool,
+}
+
+/// `mdhub archive --compact`: one compaction of both tables.
+fn compact_once(cfg: &Config) -> ExitCode {
+    let lake = match crate::history::open_lake(cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let policy = crate::history::compact_policy(cfg);
+    super::block_on(false, async move {
+        for table in mdhub_history::TableKind::ALL {
+            match mdhub_history::compact::compact(&lake, table, &Default::default(), &policy).await
+            {
+                Ok(r) => println!(
+                    "{table}: merged {} files into {}, {} rows; deleted {} files",
+                    r.files_merged, r.files_written, r.rows, r.files_deleted
+                ),
+                Err(e) => {
+                    eprintln!("error: compacting {table} in {}: {e}", lake.url());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 /// `mdhub archive`: log → Parquet lake as consumer group `mdhub-archive`,
@@ -184,6 +215,9 @@ pub fn archive(mut cfg: Config, args: ArchiveArgs) -> ExitCode {
     if let Err(e) = cfg.validate() {
         eprintln!("error: {e}");
         return ExitCode::from(2);
+    }
+    if args.compact {
+        return compact_once(&cfg);
     }
     warn_embedded(&cfg, "archive");
     let roles = Roles {

@@ -230,13 +230,22 @@ pub(crate) async fn run_roles(
     let archive_stop = CancellationToken::new();
     let mut archive_stats = None;
     let mut history = None;
+    let mut compact_task = None;
     let mut archive_task = if roles.archive {
         let lake = crate::history::open_lake(&cfg)?;
         let (archiver, hot, stats) = crate::history::archiver(&cfg, lake.clone());
         tracing::info!(lake = %lake.url(), group = mdhub_history::archive::GROUP,
             flush_secs = cfg.history.flush_interval_secs, "starting the archiver");
         archive_stats = Some(stats);
-        history = Some(mdhub_history::query::History::new(lake, Some(hot)));
+        history = Some(mdhub_history::query::History::new(lake.clone(), Some(hot)));
+        if cfg.history.compact_interval_secs > 0 {
+            compact_task = Some(tokio::spawn(mdhub_history::compact::run_periodic(
+                lake.clone(),
+                Duration::from_secs(cfg.history.compact_interval_secs),
+                crate::history::compact_policy(&cfg),
+                archive_stop.clone(),
+            )));
+        }
         Some(tokio::spawn(mdhub_history::archive::run(
             bus.clone(),
             archiver,
@@ -246,7 +255,9 @@ pub(crate) async fn run_roles(
         if roles.gateway {
             match crate::history::open_lake(&cfg) {
                 Ok(lake) => history = Some(mdhub_history::query::History::new(lake, None)),
-                Err(e) => tracing::warn!(error = %e, "no history over REST: the lake cannot be opened"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no history over REST: the lake cannot be opened")
+                }
             }
         }
         None
@@ -475,6 +486,9 @@ pub(crate) async fn run_roles(
             }
         }
         archive_stop.cancel();
+        if let Some(t) = compact_task {
+            let _ = t.await;
+        }
         if let Some(t) = archive_task {
             match t.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "archiver stopped with an error"),
