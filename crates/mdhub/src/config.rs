@@ -191,6 +191,10 @@ pub struct HistoryConfig {
     /// Compaction leaves files of this many MiB alone and grows merged
     /// files up to it. Default 64.
     pub compact_target_mb: u64,
+    /// Keep raw ticks of this many UTC days before today; older days keep
+    /// only their minute bars (applied with compaction). 0 = keep forever.
+    /// Default 0.
+    pub raw_retention_days: u32,
 }
 
 impl Default for HistoryConfig {
@@ -202,6 +206,7 @@ impl Default for HistoryConfig {
             max_buffered_rows: 1_000_000,
             compact_interval_secs: 3600,
             compact_target_mb: 64,
+            raw_retention_days: 0,
         }
     }
 }

@@ -42,6 +42,13 @@ pub(crate) fn compact_policy(cfg: &Config) -> mdhub_history::compact::CompactPol
     }
 }
 
+/// The retention policy of `cfg`.
+pub(crate) fn retention_policy(cfg: &Config) -> mdhub_history::retention::RetentionPolicy {
+    mdhub_history::retention::RetentionPolicy {
+        raw_days: (cfg.history.raw_retention_days > 0).then_some(cfg.history.raw_retention_days),
+    }
+}
+
 /// `/v1/history/*` over [`History`].
 #[derive(Debug)]
 pub(crate) struct HistoryApi(pub(crate) History);

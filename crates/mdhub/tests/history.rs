@@ -253,6 +253,67 @@ fn history_over_rest_and_query_agree_with_duckdb() {
         );
     }
 
+    // Whole minutes come from the files' minute bars: the same bars as
+    // DuckDB and exact Python over the ticks, every field.
+    let minute_to = 60_000_000_000i64 * 100_000_000;
+    let want = lake_check(&[
+        "bars",
+        lake.to_str().unwrap(),
+        "AAPL",
+        "60000000000",
+        "0",
+        &minute_to.to_string(),
+    ]);
+    let out = mdhub()
+        .args([
+            "query",
+            "--lake",
+            lake.to_str().unwrap(),
+            "--bars",
+            "AAPL",
+            "--interval",
+            "1m",
+        ])
+        .args([
+            "--from",
+            "0",
+            "--to",
+            &minute_to.to_string(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want = want.as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    let norm = |v: &Value| -> String {
+        // Exact text (never a JSON float), with the column's 18 places.
+        let t = v.as_str().expect("decimals as exact text").to_owned();
+        match t.split_once('.') {
+            Some((i, f)) if !f.trim_end_matches('0').is_empty() => {
+                format!("{i}.{}", f.trim_end_matches('0'))
+            }
+            Some((i, _)) => i.to_string(),
+            None => t,
+        }
+    };
+    for (g, w) in got.iter().zip(want) {
+        for k in ["open", "high", "low", "close", "volume", "vwap"] {
+            assert_eq!(norm(&g[k]), norm(&w[k]), "{k}: {g} vs {w}");
+        }
+        assert_eq!(g["trades"].as_u64(), w["trades"].as_u64());
+    }
+
     // SQL with every output format.
     let sql = "SELECT symbol, count(*) AS n FROM trades GROUP BY symbol ORDER BY symbol";
     for format in ["table", "csv", "json"] {

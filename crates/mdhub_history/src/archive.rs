@@ -134,6 +134,13 @@ impl HotTier {
             .sum()
     }
 
+    /// Call `f` on every row of `table` held now (no copy, no conversion).
+    pub(crate) fn for_each(&self, table: TableKind, mut f: impl FnMut(&Positioned)) {
+        for c in self.chunks(table) {
+            c.rows.iter().for_each(&mut f);
+        }
+    }
+
     fn chunks(&self, table: TableKind) -> Vec<Arc<Chunk>> {
         self.tables.read()[idx(table)].clone()
     }

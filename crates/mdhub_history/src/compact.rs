@@ -125,18 +125,37 @@ pub async fn compact(
 }
 
 /// Write one file holding the rows of `run` (consecutive files of one
-/// group); returns its row count.
+/// group); returns its row count. A trades file's minute bars are its
+/// sources' bars combined (so bars survive files whose rows are gone).
 async fn merge(lake: &Lake, table: TableKind, run: &[LakeFile]) -> Result<usize> {
     let mut batches = Vec::new();
+    let mut bars = crate::bars::Bars::new();
     for f in run {
         let bytes = lake.store().get(&f.key.path()).await?.bytes().await?;
-        batches.extend(read_parquet(bytes)?);
+        let (file_batches, footer) = read_file(bytes)?;
+        if table == TableKind::Trades {
+            let file_bars = match footer {
+                Some(text) => crate::bars::from_json(&text)?,
+                None => {
+                    let mut rows = Vec::new();
+                    for b in &file_batches {
+                        rows.extend(crate::events(table, b)?);
+                    }
+                    crate::bars::minute_bars(&rows)?
+                }
+            };
+            for bar in file_bars.into_values() {
+                crate::bars::add(&mut bars, bar)?;
+            }
+        }
+        batches.extend(file_batches);
     }
+    let footer = (table == TableKind::Trades).then(|| crate::bars::to_json(&bars));
     let merged = tokio::task::spawn_blocking(move || -> Result<(Bytes, usize)> {
         let schema = schema(table, &[]);
         let all = concat_batches(&schema, &batches)?;
         let sorted = sort_like_lake(&all)?;
-        Ok((encode_batch(table, &sorted)?, sorted.num_rows()))
+        Ok((encode_batch(table, &sorted, footer)?, sorted.num_rows()))
     })
     .await
     .map_err(|e| HistoryError::Io {
@@ -152,12 +171,25 @@ async fn merge(lake: &Lake, table: TableKind, run: &[LakeFile]) -> Result<usize>
     Ok(merged.1)
 }
 
-/// Compact every table's files every `every` until `stop` (a compaction
-/// under way finishes first). Failures are logged and retried next time.
+/// Every batch of one Parquet file of the lake, and its minute-bars footer.
+pub(crate) fn read_file(bytes: Bytes) -> Result<(Vec<RecordBatch>, Option<String>)> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let footer = crate::bars::footer_bars(builder.metadata().file_metadata()).map(str::to_owned);
+    let reader = builder.with_batch_size(64 * 1024).build()?;
+    let batches = reader
+        .map(|b| b.map_err(HistoryError::from))
+        .collect::<Result<_>>()?;
+    Ok((batches, footer))
+}
+
+/// Every `every` until `stop`: compact every table's files, then apply
+/// `retention` (work under way finishes first). Failures are logged and
+/// retried next time.
 pub async fn run_periodic(
     lake: Lake,
     every: std::time::Duration,
     policy: CompactPolicy,
+    retention: crate::retention::RetentionPolicy,
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
@@ -177,15 +209,26 @@ pub async fn run_periodic(
                 }
             }
         }
+        let today = mdhub_types::Timestamp::now()
+            .as_nanos()
+            .div_euclid(86_400_000_000_000);
+        match crate::retention::apply(&lake, &retention, today).await {
+            Ok(r) if r.files_thinned > 0 => tracing::info!(
+                files = r.files_thinned,
+                rows = r.rows_dropped,
+                "raw ticks past retention dropped (minute bars kept)"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "lake retention failed; retrying at the next interval")
+            }
+        }
     }
 }
 
 /// Every batch of one Parquet file of the lake.
 pub(crate) fn read_parquet(bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
-        .with_batch_size(64 * 1024)
-        .build()?;
-    reader.map(|b| b.map_err(HistoryError::from)).collect()
+    Ok(read_file(bytes)?.0)
 }
 
 /// Sorted by `ts_received`, then `log_offset` (the order of every lake file).

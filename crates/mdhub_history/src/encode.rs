@@ -101,7 +101,13 @@ pub fn encode_parquet_with<R: Borrow<Positioned>>(
     opts: &EncodeOptions,
 ) -> Result<Bytes> {
     let (batch, decimals) = build_batch(table, rows, opts, true)?;
-    let props = properties(table, &decimals, opts)?;
+    let footer = match table {
+        TableKind::Trades => Some(crate::bars::to_json(&crate::bars::minute_bars(
+            rows.iter().map(Borrow::borrow),
+        )?)),
+        TableKind::Quotes => None,
+    };
+    let props = properties(table, &decimals, opts, footer)?;
     let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
     writer.write(&batch)?;
     Ok(Bytes::from(writer.into_inner()?))
@@ -110,10 +116,14 @@ pub fn encode_parquet_with<R: Borrow<Positioned>>(
 /// One Parquet file of `table` from a batch already in the lake's schema
 /// ([`crate::schema`]`(table, &[])`) and already sorted like a lake file:
 /// how compaction rewrites files it has merged.
-pub(crate) fn encode_batch(table: TableKind, batch: &RecordBatch) -> Result<Bytes> {
+pub(crate) fn encode_batch(
+    table: TableKind,
+    batch: &RecordBatch,
+    bars: Option<String>,
+) -> Result<Bytes> {
     let opts = EncodeOptions::default();
     let decimals = vec![DecimalType::LAKE; table.decimal_columns().len()];
-    let props = properties(table, &decimals, &opts)?;
+    let props = properties(table, &decimals, &opts, bars)?;
     let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
     writer.write(batch)?;
     Ok(Bytes::from(writer.into_inner()?))
@@ -286,12 +296,19 @@ fn properties(
     table: TableKind,
     decimals: &[DecimalType],
     opts: &EncodeOptions,
+    bars: Option<String>,
 ) -> Result<WriterProperties> {
     let schema = schema_with(table, decimals, false);
     let index = |name: &str| schema.index_of(name).map(|i| i as i32);
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
         .set_dictionary_enabled(true)
+        .set_key_value_metadata(bars.map(|text| {
+            vec![parquet::file::metadata::KeyValue::new(
+                crate::bars::BARS_KEY.to_owned(),
+                text,
+            )]
+        }))
         .set_max_row_group_row_count(Some(opts.max_row_group_rows.max(1)))
         .set_sorting_columns(Some(vec![
             SortingColumn {

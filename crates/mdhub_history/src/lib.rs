@@ -24,6 +24,7 @@
 //! `feed-status` topic, which the archiver does not read).
 
 pub mod archive;
+pub mod bars;
 pub mod compact;
 mod decimal;
 mod decode;
@@ -33,6 +34,7 @@ mod lake;
 mod path;
 mod plan;
 pub mod query;
+pub mod retention;
 mod schema;
 mod store;
 

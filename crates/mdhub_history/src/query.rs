@@ -44,6 +44,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures_util::{StreamExt, TryStreamExt};
 use mdhub_types::{Decimal, Symbol, Timestamp};
 
 use crate::archive::HotTier;
@@ -135,10 +136,100 @@ impl History {
     }
 
     /// OHLCV bars of `symbol`'s trades with `ts_exchange` in `[from, to)`,
-    /// `interval` wide (aligned to the Unix epoch), oldest first. Bars
+    /// `interval` wide (aligned to the Unix epoch), oldest first; bars
     /// without trades are left out. Ties in time are ordered by log offset,
-    /// so `open` and `close` are the first and last trade as the venue sent them.
+    /// so `open` and `close` are the first and last trade as the venue sent
+    /// them.
+    ///
+    /// When `interval`, `from` and `to` are whole minutes, the answer comes
+    /// from the minute bars in the files' footers ([`crate::bars`]) and the
+    /// hot tier's rows, without reading ticks; otherwise from the ticks
+    /// ([`History::bars_from_ticks`]). Both give the same bars.
     pub async fn bars(
+        &self,
+        symbol: &Symbol,
+        interval: std::time::Duration,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Bar>, QueryError> {
+        let width = i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX);
+        let whole = |n: i64| n.rem_euclid(crate::bars::MINUTE) == 0;
+        if width > 0 && whole(width) && whole(from.as_nanos()) && whole(to.as_nanos()) {
+            return self.bars_from_minutes(symbol, width, from, to).await;
+        }
+        self.bars_from_ticks(symbol, interval, from, to).await
+    }
+
+    async fn bars_from_minutes(
+        &self,
+        symbol: &Symbol,
+        width: i64,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Bar>, QueryError> {
+        use crate::bars::{self as b, Bars};
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let (lo, hi) = (from.as_nanos(), to.as_nanos());
+        let days = day_of(from)..=day_of(to.add_nanos(-1));
+        let files = live_files(
+            self.lake
+                .files(
+                    TableKind::Trades,
+                    &FileFilter {
+                        symbol: Some(symbol.clone()),
+                        days: Some(days),
+                    },
+                )
+                .await?,
+        );
+        let mut marks: BTreeMap<(i64, u32), u64> = BTreeMap::new();
+        for f in &files {
+            let m = marks
+                .entry((f.key.day, f.key.partition))
+                .or_insert(f.key.last_offset);
+            *m = (*m).max(f.key.last_offset);
+        }
+        let footers: Vec<Bars> = futures_util::stream::iter(files.iter().cloned().map(|f| {
+            let lake = self.lake.clone();
+            async move { b::file_bars(&lake, &f).await }
+        }))
+        .buffered(16)
+        .try_collect()
+        .await?;
+        let mut minutes = Bars::new();
+        for bar in footers.into_iter().flat_map(Bars::into_values) {
+            if (lo..hi).contains(&bar.start) {
+                b::add(&mut minutes, bar)?;
+            }
+        }
+        if let Some(hot) = &self.hot {
+            let mut fresh = Vec::new();
+            hot.for_each(TableKind::Trades, |r| {
+                let ts = r.event.ts_exchange();
+                if r.event.symbol() == symbol
+                    && (lo..hi).contains(&ts.as_nanos())
+                    && marks
+                        .get(&(day_of(ts), r.position.partition))
+                        .is_none_or(|m| r.position.offset > *m)
+                {
+                    fresh.push(r.clone());
+                }
+            });
+            for bar in b::minute_bars(&fresh)?.into_values() {
+                b::add(&mut minutes, bar)?;
+            }
+        }
+        Ok(b::rebucket(minutes.into_values(), width)?
+            .values()
+            .map(b::finish)
+            .collect())
+    }
+
+    /// [`History::bars`] computed from the ticks (SQL over the trades):
+    /// any interval, any range.
+    pub async fn bars_from_ticks(
         &self,
         symbol: &Symbol,
         interval: std::time::Duration,
@@ -228,6 +319,54 @@ fn decimal(a: &Decimal128Array, row: usize) -> Decimal {
     Decimal::from_parts(a.value(row), a.scale() as u8)
         .map(Decimal::normalized)
         .unwrap_or(Decimal::ZERO)
+}
+
+/// `bars` as an Arrow batch with the columns of [`bars_sql`]'s result: `ts`
+/// (`Timestamp(ns, UTC)`), `open`, `high`, `low`, `close`, `volume`, `vwap`
+/// (`Decimal128(38, 18)`, `vwap` nullable) and `trades` (`Int64`).
+pub fn bars_batch(bars: &[Bar]) -> Result<RecordBatch, QueryError> {
+    use datafusion::arrow::array::{Int64Array, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    let dec = DataType::Decimal128(38, 18);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("open", dec.clone(), false),
+        Field::new("high", dec.clone(), false),
+        Field::new("low", dec.clone(), false),
+        Field::new("close", dec.clone(), false),
+        Field::new("volume", dec.clone(), false),
+        Field::new("vwap", dec, true),
+        Field::new("trades", DataType::Int64, false),
+    ]));
+    let m = |d: Decimal| d.rescaled(18).map(Decimal::mantissa);
+    let col = |f: fn(&Bar) -> Option<Decimal>| -> Result<ArrayRef, QueryError> {
+        let values: Vec<Option<i128>> = bars.iter().map(|b| f(b).and_then(m)).collect();
+        Ok(Arc::new(
+            Decimal128Array::from(values)
+                .with_precision_and_scale(38, 18)
+                .map_err(HistoryError::from)?,
+        ))
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            TimestampNanosecondArray::from_iter_values(bars.iter().map(|b| b.ts.as_nanos()))
+                .with_timezone("UTC"),
+        ),
+        col(|b| Some(b.open))?,
+        col(|b| Some(b.high))?,
+        col(|b| Some(b.low))?,
+        col(|b| Some(b.close))?,
+        col(|b| Some(b.volume))?,
+        col(|b| b.vwap)?,
+        Arc::new(Int64Array::from_iter_values(
+            bars.iter().map(|b| b.trades as i64),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema, columns).map_err(HistoryError::from)?)
 }
 
 /// One OHLCV bar.

@@ -422,3 +422,81 @@ async fn compaction_merges_small_files_and_survives_an_interrupted_run() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minute_bars_from_footers_match_the_ticks_through_compaction_and_retention() {
+    use mdhub_history::compact::{CompactPolicy, compact};
+    use mdhub_history::retention::{self, RetentionPolicy};
+    let (_dir, _bus, lake, rows) = setup(3000).await;
+    let (mut a, hot, _) = archiver(&lake, Duration::from_secs(3600));
+    for part in [&rows[..1000], &rows[1000..2000]] {
+        a.push(part.to_vec()).unwrap();
+        a.flush().await.unwrap();
+    }
+    a.push(rows[2000..].to_vec()).unwrap(); // in the hot tier only
+    let history = History::new(lake.clone(), Some(hot));
+    let aapl = Symbol::new("AAPL").unwrap();
+    let (from, to) = (
+        Timestamp::from_nanos(T0),
+        Timestamp::from_nanos(T0 + 3_600_000_000_000),
+    );
+    let mut want = Vec::new();
+    for secs in [60, 120, 3600] {
+        let width = Duration::from_secs(secs);
+        let fast = history.bars(&aapl, width, from, to).await.unwrap();
+        let ticks = history
+            .bars_from_ticks(&aapl, width, from, to)
+            .await
+            .unwrap();
+        assert_eq!(fast, ticks, "{secs} s bars: footers + hot rows = ticks");
+        want.push(fast);
+    }
+    assert_eq!(want[0].len(), 3);
+    for table in TableKind::ALL {
+        compact(&lake, table, &Default::default(), &CompactPolicy::default())
+            .await
+            .unwrap();
+    }
+    for (i, secs) in [60, 120, 3600].into_iter().enumerate() {
+        let width = Duration::from_secs(secs);
+        assert_eq!(
+            history.bars(&aapl, width, from, to).await.unwrap(),
+            want[i],
+            "after compaction"
+        );
+    }
+
+    // Drop the raw ticks of 2024-05-01 (T0's day): its minute bars stay.
+    let day2 = (T0 + 86_400_000_000_000).div_euclid(86_400_000_000_000);
+    let r = retention::apply(&lake, &RetentionPolicy { raw_days: Some(0) }, day2)
+        .await
+        .unwrap();
+    assert_eq!(r.files_thinned, 2 * 3, "trades and quotes of three symbols");
+    // (The hot tier still holds some of that day's rows: the lake alone.)
+    let (_, b) = History::new(lake.clone(), None)
+        .sql(&format!(
+            "SELECT count(*) FROM trades WHERE ts_exchange < to_timestamp_nanos({})",
+            T0 + 60_000_000_000
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        b[0].column(0).as_primitive::<Int64Type>().value(0),
+        0,
+        "raw ticks dropped"
+    );
+    for (i, secs) in [60, 120, 3600].into_iter().enumerate() {
+        let width = Duration::from_secs(secs);
+        assert_eq!(
+            history.bars(&aapl, width, from, to).await.unwrap(),
+            want[i],
+            "after retention"
+        );
+    }
+    // Thinned files keep their names: the archiver does not write those rows again.
+    let again = a.flush().await.unwrap();
+    assert_eq!(again.already_archived, 0);
+    let (mut b2, _, _) = archiver(&lake, Duration::from_secs(3600));
+    b2.push(rows[..1000].to_vec()).unwrap();
+    assert_eq!(b2.flush().await.unwrap().rows, 0);
+}

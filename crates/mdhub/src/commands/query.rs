@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use mdhub_history::query::{History, bars_sql};
+use mdhub_history::query::{History, bars_batch, bars_sql};
 use mdhub_types::{Symbol, Timestamp};
 
 use crate::config::Config;
@@ -63,7 +63,7 @@ pub fn main(mut cfg: Config, args: QueryArgs) -> ExitCode {
         eprintln!("error: --format parquet needs --output FILE");
         return ExitCode::from(2);
     }
-    let sql = match sql_of(&args) {
+    let job = match job_of(&args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -71,7 +71,7 @@ pub fn main(mut cfg: Config, args: QueryArgs) -> ExitCode {
         }
     };
     super::block_on(false, async move {
-        match run(&cfg, &sql, &args).await {
+        match run(&cfg, job, &args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -87,9 +87,15 @@ pub fn main(mut cfg: Config, args: QueryArgs) -> ExitCode {
     })
 }
 
-fn sql_of(args: &QueryArgs) -> anyhow::Result<String> {
+/// What to run: SQL, or bars of a symbol.
+enum Job {
+    Sql(String),
+    Bars(Symbol, std::time::Duration, Timestamp, Timestamp),
+}
+
+fn job_of(args: &QueryArgs) -> anyhow::Result<Job> {
     let Some(symbol) = &args.bars else {
-        return Ok(args.sql.clone().unwrap_or_default());
+        return Ok(Job::Sql(args.sql.clone().unwrap_or_default()));
     };
     let symbol = Symbol::new(symbol).with_context(|| format!("--bars {symbol:?}"))?;
     let interval = mdhub_gateway::history::parse_interval(&args.interval).with_context(|| {
@@ -110,13 +116,21 @@ fn sql_of(args: &QueryArgs) -> anyhow::Result<String> {
     let to = time("to", &args.to)?.unwrap_or_else(Timestamp::now);
     let from = time("from", &args.from)?.unwrap_or(to.add_nanos(-86_400_000_000_000));
     anyhow::ensure!(from < to, "--from must be before --to");
-    Ok(bars_sql(&symbol, interval, from, to)?)
+    bars_sql(&symbol, interval, from, to)?; // checks the interval
+    Ok(Job::Bars(symbol, interval, from, to))
 }
 
-async fn run(cfg: &Config, sql: &str, args: &QueryArgs) -> anyhow::Result<()> {
+async fn run(cfg: &Config, job: Job, args: &QueryArgs) -> anyhow::Result<()> {
     let lake = crate::history::open_lake(cfg)?;
     let history = History::new(lake, None);
-    let (schema, batches) = history.sql(sql).await?;
+    let (schema, batches) = match job {
+        Job::Sql(sql) => history.sql(&sql).await?,
+        // Whole minutes come from the files' minute bars, without reading ticks.
+        Job::Bars(symbol, interval, from, to) => {
+            let batch = bars_batch(&history.bars(&symbol, interval, from, to).await?)?;
+            (batch.schema(), vec![batch])
+        }
+    };
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -156,9 +170,10 @@ pub(crate) fn write(
             }
         }
         "json" => {
+            // arrow's JSON writer prints decimals as floats: exact text instead.
             let mut w = arrow::json::LineDelimitedWriter::new(out);
             for b in batches {
-                w.write(b)?;
+                w.write(&decimals_as_text(b)?)?;
             }
             w.finish()?;
         }
@@ -174,4 +189,28 @@ pub(crate) fn write(
         other => anyhow::bail!("unknown format {other:?}"),
     }
     Ok(())
+}
+
+/// `batch` with every decimal column cast to its exact text.
+fn decimals_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if matches!(
+            f.data_type(),
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        ) {
+            columns.push(datafusion::arrow::compute::cast(c, &DataType::Utf8)?);
+            fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+        } else {
+            columns.push(c.clone());
+            fields.push(f.as_ref().clone());
+        }
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }

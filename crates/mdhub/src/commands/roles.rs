@@ -172,7 +172,8 @@ pub struct ArchiveArgs {
     /// Stop by itself after this many seconds (flushing what it holds).
     #[arg(long, value_name = "SECS")]
     pub exit_after: Option<f64>,
-    /// Merge the lake's small files once and exit (no log needed).
+    /// Merge the lake's small files and apply `history.raw_retention_days`
+    /// once, then exit (no log needed).
     #[arg(long, conflicts_with = "exit_after")]
     pub compact: bool,
 }
@@ -187,6 +188,7 @@ fn compact_once(cfg: &Config) -> ExitCode {
         }
     };
     let policy = crate::history::compact_policy(cfg);
+    let retention = crate::history::retention_policy(cfg);
     super::block_on(false, async move {
         for table in mdhub_history::TableKind::ALL {
             match mdhub_history::compact::compact(&lake, table, &Default::default(), &policy).await
@@ -199,6 +201,19 @@ fn compact_once(cfg: &Config) -> ExitCode {
                     eprintln!("error: compacting {table} in {}: {e}", lake.url());
                     return ExitCode::FAILURE;
                 }
+            }
+        }
+        let today = mdhub_types::Timestamp::now()
+            .as_nanos()
+            .div_euclid(86_400_000_000_000);
+        match mdhub_history::retention::apply(&lake, &retention, today).await {
+            Ok(r) => println!(
+                "retention: dropped {} raw rows from {} files (minute bars kept)",
+                r.rows_dropped, r.files_thinned
+            ),
+            Err(e) => {
+                eprintln!("error: applying retention in {}: {e}", lake.url());
+                return ExitCode::FAILURE;
             }
         }
         ExitCode::SUCCESS

@@ -243,6 +243,7 @@ pub(crate) async fn run_roles(
                 lake.clone(),
                 Duration::from_secs(cfg.history.compact_interval_secs),
                 crate::history::compact_policy(&cfg),
+                crate::history::retention_policy(&cfg),
                 archive_stop.clone(),
             )));
         }
