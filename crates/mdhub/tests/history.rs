@@ -40,6 +40,31 @@ fn lake_check(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `mdhub query --lake LAKE ARGS… --format json`, one value per line.
+fn query_json(lake: &Path, args: &[&str]) -> Vec<Value> {
+    let out = mdhub()
+        .args([
+            "query",
+            "--lake",
+            lake.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 const ENV: &[(&str, &str)] = &[
     ("MDHUB_HISTORY__FLUSH_INTERVAL_SECS", "1"),
     ("MDHUB_INGEST__STATUS_INTERVAL_SECS", "0"),
@@ -216,34 +241,20 @@ fn history_over_rest_and_query_agree_with_duckdb() {
         &expected[..expected.len() - 1]
     );
 
-    let out = mdhub()
-        .args([
-            "query",
-            "--lake",
-            lake.to_str().unwrap(),
+    let (from_s, to_s) = (from.to_string(), to.to_string());
+    let lines = query_json(
+        &lake,
+        &[
             "--bars",
             "AAPL",
             "--interval",
             "1s",
             "--from",
-            &from.to_string(),
+            &from_s,
             "--to",
-            &to.to_string(),
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            &to_s,
+        ],
     );
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert!(lines.len() >= expected.len() - 1);
     for (cli, want) in lines.iter().zip(&expected[..expected.len() - 1]) {
         assert_eq!(
@@ -264,36 +275,20 @@ fn history_over_rest_and_query_agree_with_duckdb() {
         "0",
         &minute_to.to_string(),
     ]);
-    let out = mdhub()
-        .args([
-            "query",
-            "--lake",
-            lake.to_str().unwrap(),
+    let minute_to_s = minute_to.to_string();
+    let got = query_json(
+        &lake,
+        &[
             "--bars",
             "AAPL",
             "--interval",
             "1m",
-        ])
-        .args([
             "--from",
             "0",
             "--to",
-            &minute_to.to_string(),
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            &minute_to_s,
+        ],
     );
-    let got: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let want = want.as_array().unwrap();
     assert_eq!(got.len(), want.len());
     let norm = |v: &Value| -> String {
