@@ -158,6 +158,53 @@ async fn a_recorded_capture_replays_to_the_same_events() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+
+    // `mdhub archive --backfill` puts the same events into a lake, once.
+    let lake = live.path().join("backfilled");
+    let backfill = || {
+        let out = common::mdhub()
+            .args(["archive", "--lake", lake.to_str().unwrap(), "--backfill"])
+            .arg(&capture)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let first = backfill();
+    assert!(
+        first.starts_with(&format!("backfilled {} rows", live_events.len())),
+        "{first}"
+    );
+    let again = backfill();
+    assert!(
+        again.starts_with("backfilled 0 rows into 0 files")
+            && again.contains(&format!("({} already there)", live_events.len())),
+        "{again}"
+    );
+    let out = common::mdhub()
+        .args(["query", "--lake", lake.to_str().unwrap(), "--format", "csv"])
+        .arg("SELECT count(*) AS n, count(DISTINCT ts_received) AS t FROM (SELECT ts_received FROM trades UNION ALL SELECT ts_received FROM quotes)")
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let live_ts: std::collections::BTreeSet<i64> = live_events
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(e).unwrap()["ts_received"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        csv.lines().nth(1),
+        Some(format!("{},{}", live_events.len(), live_ts.len()).as_str()),
+        "{csv}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

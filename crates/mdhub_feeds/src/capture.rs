@@ -261,6 +261,113 @@ fn venue_of(path: &Path) -> Result<Venue, CaptureError> {
     Venue::new(&l.venue).map_err(|e| bad(e.to_string()))
 }
 
+/// Reads a capture file frame by frame through its venue's decoders (one per
+/// recorded connection), with each frame's recorded receipt time: what
+/// [`ReplayFeed`] plays and `mdhub archive --backfill` imports.
+pub struct CaptureReader {
+    path: PathBuf,
+    venue: Venue,
+    reader: std::io::BufReader<std::fs::File>,
+    decoders: HashMap<u32, Box<dyn VenueDecoder>>,
+    text: String,
+    /// Lines read so far.
+    pub lines: u64,
+    /// Bytes read so far (for progress).
+    pub bytes: u64,
+    /// Lines or frames dropped since this was last reset: not capture
+    /// records, another venue's, or refused by the decoder (each logged).
+    pub dropped: u64,
+}
+
+impl std::fmt::Debug for CaptureReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureReader")
+            .field("path", &self.path)
+            .field("venue", &self.venue)
+            .field("lines", &self.lines)
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CaptureReader {
+    /// Open a capture file (its first line names the venue).
+    pub fn open(path: &Path) -> Result<CaptureReader, CaptureError> {
+        let venue = venue_of(path)?;
+        let file = std::fs::File::open(path).map_err(io_err(path))?;
+        Ok(CaptureReader {
+            path: path.to_path_buf(),
+            venue,
+            reader: std::io::BufReader::with_capacity(1 << 20, file),
+            decoders: HashMap::new(),
+            text: String::new(),
+            lines: 0,
+            bytes: 0,
+            dropped: 0,
+        })
+    }
+
+    /// The capture's venue.
+    pub fn venue(&self) -> &Venue {
+        &self.venue
+    }
+
+    /// Decode the next line's frame into `events`; its receipt time, or
+    /// `None` at the end of the file. A line that cannot be used adds to
+    /// [`CaptureReader::dropped`] and leaves `events` as it was.
+    pub fn next_frame(
+        &mut self,
+        events: &mut Vec<mdhub_types::Event>,
+    ) -> Result<Option<Timestamp>, CaptureError> {
+        self.text.clear();
+        let n = self
+            .reader
+            .read_line(&mut self.text)
+            .map_err(io_err(&self.path))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.lines += 1;
+        self.bytes += n as u64;
+        let line: Line<'_> = match serde_json::from_str(self.text.trim_end()) {
+            Ok(l) => l,
+            Err(e) => {
+                self.dropped += 1;
+                tracing::warn!(path = %self.path.display(), line = self.lines, error = %e, "not a capture record");
+                return Ok(Some(Timestamp::EPOCH));
+            }
+        };
+        let ts = Timestamp::from_nanos(line.ts);
+        if line.venue != self.venue.as_str() {
+            self.dropped += 1;
+            tracing::warn!(path = %self.path.display(), line = self.lines, venue = %line.venue, "a frame of another venue");
+            return Ok(Some(ts));
+        }
+        let decoder = match self.decoders.get_mut(&line.conn) {
+            Some(d) => d,
+            None => {
+                let d = venues::decoder(self.venue.as_str()).ok_or_else(|| {
+                    CaptureError::UnknownVenue {
+                        path: self.path.clone(),
+                        venue: self.venue.to_string(),
+                        known: venues::VENUES.join(", "),
+                    }
+                })?;
+                self.decoders.entry(line.conn).or_insert(d)
+            }
+        };
+        match decoder.decode(line.frame.as_bytes(), ts, events) {
+            Ok(Frame::Refused(why)) => tracing::debug!(line = self.lines, %why, "refusal replayed"),
+            Ok(_) => {}
+            Err(e) => {
+                self.dropped += 1;
+                tracing::debug!(line = self.lines, error = %e, "frame dropped, as it was live");
+            }
+        }
+        Ok(Some(ts))
+    }
+}
+
 /// How fast a capture is played.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Speed {
@@ -308,42 +415,22 @@ impl Feed for ReplayFeed {
             venue: self.venue.to_string(),
             message,
         };
-        let file = std::fs::File::open(&self.path)
-            .map_err(|e| venue_err(format!("{}: {e}", self.path.display())))?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let mut decoders: HashMap<u32, Box<dyn VenueDecoder>> = HashMap::new();
+        let mut reader = CaptureReader::open(&self.path).map_err(|e| venue_err(e.to_string()))?;
         let mut events = Vec::with_capacity(8);
-        let mut text = String::new();
-        let mut n = 0u64;
         let mut first: Option<(Timestamp, tokio::time::Instant)> = None;
         loop {
             if ctx.shutdown.is_cancelled() {
                 return Ok(());
             }
-            text.clear();
-            // Reads are buffered (1 MiB); a blocking read here is short.
-            let read = reader.read_line(&mut text);
-            match read {
-                Ok(0) => break,
-                Ok(_) => n += 1,
-                Err(e) => {
-                    return Err(venue_err(format!("{}: {e}", self.path.display())));
-                }
-            }
-            let line: Line<'_> = match serde_json::from_str(text.trim_end()) {
-                Ok(l) => l,
-                Err(e) => {
-                    ctx.status.record_drop();
-                    tracing::warn!(path = %self.path.display(), line = n, error = %e, "not a capture record");
-                    continue;
-                }
+            events.clear();
+            let ts = match reader.next_frame(&mut events) {
+                Ok(Some(ts)) => ts,
+                Ok(None) => break,
+                Err(e) => return Err(venue_err(e.to_string())),
             };
-            if line.venue != self.venue.as_str() {
+            for _ in 0..std::mem::take(&mut reader.dropped) {
                 ctx.status.record_drop();
-                tracing::warn!(path = %self.path.display(), line = n, venue = %line.venue, "a frame of another venue");
-                continue;
             }
-            let ts = Timestamp::from_nanos(line.ts);
             if let Speed::Times(x) = self.speed {
                 let (t0, at0) = *first.get_or_insert((ts, tokio::time::Instant::now()));
                 let since = (ts.as_nanos() - t0.as_nanos()).max(0) as f64 / x.max(1e-9);
@@ -353,27 +440,11 @@ impl Feed for ReplayFeed {
                     _ = tokio::time::sleep_until(due) => {}
                 }
             }
-            let decoder = match decoders.get_mut(&line.conn) {
-                Some(d) => d,
-                None => {
-                    let d = venues::decoder(self.venue.as_str())
-                        .ok_or_else(|| venue_err("no decoder".into()))?;
-                    decoders.entry(line.conn).or_insert(d)
-                }
-            };
-            events.clear();
-            match decoder.decode(line.frame.as_bytes(), ts, &mut events) {
-                Ok(Frame::Refused(why)) => tracing::debug!(line = n, %why, "refusal replayed"),
-                Ok(_) => {}
-                Err(e) => {
-                    ctx.status.record_drop();
-                    tracing::debug!(line = n, error = %e, "frame dropped, as it was live");
-                }
-            }
             for e in events.drain(..) {
                 ctx.send(e).await?;
             }
         }
+        let n = reader.lines;
         tracing::info!(path = %self.path.display(), lines = n, "capture replayed");
         Ok(())
     }

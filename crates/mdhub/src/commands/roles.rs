@@ -176,6 +176,10 @@ pub struct ArchiveArgs {
     /// once, then exit (no log needed).
     #[arg(long, conflicts_with = "exit_after")]
     pub compact: bool,
+    /// Import raw captures (`--record-raw` files or directories) into the
+    /// lake, with a progress bar, then exit (no log needed). Idempotent.
+    #[arg(long, value_name = "CAPTURE", num_args = 1.., conflicts_with_all = ["exit_after", "compact"])]
+    pub backfill: Vec<std::path::PathBuf>,
 }
 
 /// `mdhub archive --compact`: one compaction of both tables.
@@ -233,6 +237,9 @@ pub fn archive(mut cfg: Config, args: ArchiveArgs) -> ExitCode {
     }
     if args.compact {
         return compact_once(&cfg);
+    }
+    if !args.backfill.is_empty() {
+        return super::backfill::main(&cfg, &args.backfill);
     }
     warn_embedded(&cfg, "archive");
     let roles = Roles {
