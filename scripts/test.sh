@@ -96,6 +96,15 @@ redis_up || die "Redis does not answer on 127.0.0.1:6379: the cache tests need i
 export MDHUB_TEST_REDIS="redis://127.0.0.1:6379"
 echo "Redis on $MDHUB_TEST_REDIS"
 
+say "PostgreSQL"
+# The hot-tier tests write to the machine's PostgreSQL (trust auth, database
+# test); MDHUB_TEST_DATABASE_URL points them elsewhere.
+export MDHUB_TEST_DATABASE_URL="${MDHUB_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+command -v psql >/dev/null || die "psql is not installed (apt-get install -y postgresql-client): the hot-tier tests use it"
+psql -X -q -t "$MDHUB_TEST_DATABASE_URL" -c 'SELECT 1' >/dev/null 2>&1 \
+  || die "PostgreSQL does not answer at $MDHUB_TEST_DATABASE_URL: the hot-tier tests need it"
+echo "PostgreSQL at $MDHUB_TEST_DATABASE_URL"
+
 say "cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee -a "$out"
 say "cargo test (doc tests)"

@@ -11,14 +11,13 @@
 //! knows every symbol the log still has. Several writers may run (one per
 //! `mdhub ingest`, say): the group shares the partitions among them.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mdhub_bus::{Bus, Start, SubscribeSpec};
+use mdhub_bus::{Bus, ReadMarks};
 use mdhub_cache::Cache;
-use mdhub_types::{Position, Positioned, Topic};
+use mdhub_types::Positioned;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::IngestError;
@@ -47,13 +46,7 @@ pub async fn run(
     stats: Arc<CacheWriterStats>,
     stop: CancellationToken,
 ) -> Result<(), IngestError> {
-    let mut sub = bus
-        .subscribe(SubscribeSpec::Group {
-            name: GROUP.into(),
-            topics: Topic::PRICES.to_vec(),
-            reset: Start::Earliest,
-        })
-        .await?;
+    let mut sub = mdhub_bus::subscribe_prices(&*bus, GROUP).await?;
     loop {
         let deliveries = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -63,10 +56,10 @@ pub async fn run(
             continue;
         }
         let mut events: Vec<Positioned> = Vec::with_capacity(deliveries.len());
-        let mut last: BTreeMap<(Topic, u32), u64> = BTreeMap::new();
+        let mut read = ReadMarks::default();
         for d in &deliveries {
             let p = d.position;
-            last.insert((p.topic, p.partition), p.offset);
+            read.note(p);
             match d.positioned() {
                 Ok(e) => events.push(e),
                 Err(e) => {
@@ -95,17 +88,7 @@ pub async fn run(
             .written
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        let done: Vec<Position> = last
-            .into_iter()
-            .map(|((topic, partition), offset)| Position {
-                topic,
-                partition,
-                offset,
-            })
-            .collect();
-        if let Err(e) = sub.commit(&done).await {
-            // The next commit covers these records; a restart replays them.
-            tracing::warn!(error = %e, "cache writer could not commit its offsets");
-        }
+        // A failed commit is covered by the next; a restart replays them.
+        read.commit(&mut *sub, "cache writer").await;
     }
 }

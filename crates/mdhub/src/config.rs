@@ -195,6 +195,15 @@ pub struct HistoryConfig {
     /// only their minute bars (applied with compaction). 0 = keep forever.
     /// Default 0.
     pub raw_retention_days: u32,
+    /// PostgreSQL for the SQL hot tier (`$DATABASE_URL`, Heroku Postgres'
+    /// variable): the archiving process also writes recent rows to tables
+    /// `mdhub_trades` / `mdhub_quotes` (consumer group `mdhub-pg`). Unset:
+    /// no PostgreSQL. `mdhub config` prints it with the password hidden.
+    #[serde(serialize_with = "url_without_password")]
+    pub database_url: Option<String>,
+    /// Days of rows the PostgreSQL tables keep (whole days are dropped).
+    /// Default 2.
+    pub pg_retention_days: u32,
 }
 
 impl Default for HistoryConfig {
@@ -207,7 +216,23 @@ impl Default for HistoryConfig {
             compact_interval_secs: 3600,
             compact_target_mb: 64,
             raw_retention_days: 0,
+            database_url: None,
+            pg_retention_days: 2,
         }
+    }
+}
+
+/// A URL with its password replaced by `***`.
+fn url_without_password<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        None => s.serialize_none(),
+        Some(text) => match url::Url::parse(text) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                s.serialize_some(u.as_str())
+            }
+            _ => s.serialize_some(text),
+        },
     }
 }
 
@@ -304,6 +329,16 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
                 (var.to_string(), value.clone(), path),
             );
         }
+    }
+    // Heroku Postgres' variable.
+    if let Some(url) = sources.env.get("DATABASE_URL") {
+        let path = vec!["history".to_string(), "database_url".to_string()];
+        set_path(&mut root, &path, toml::Value::String(url.clone()))
+            .map_err(|why| ConfigError(format!("DATABASE_URL: {why}")))?;
+        origin.insert(
+            "history.database_url".into(),
+            ("DATABASE_URL".into(), url.clone(), path),
+        );
     }
     if let Some(port) = sources.env.get("PORT") {
         let port: u16 = port
@@ -543,6 +578,25 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn database_url_is_read_and_printed_without_its_password() {
+        let c = load(&env(&[(
+            "DATABASE_URL",
+            "postgres://u:hunter2@db.example:5432/d?sslmode=require",
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.history.database_url.as_deref(),
+            Some("postgres://u:hunter2@db.example:5432/d?sslmode=require")
+        );
+        let printed = c.to_toml();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("postgres://u:***@db.example:5432/d?sslmode=require"),
+            "{printed}"
+        );
     }
 
     #[test]

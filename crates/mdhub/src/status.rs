@@ -309,3 +309,53 @@ impl MetricsSource for Archiver {
         );
     }
 }
+
+/// The PostgreSQL hot tier writer's counters.
+#[derive(Debug)]
+pub(crate) struct Postgres(pub(crate) Arc<mdhub_history::pg::PgStats>);
+
+impl StatusSource for Postgres {
+    fn section(&self) -> &str {
+        "postgres"
+    }
+    fn status(&self) -> serde_json::Value {
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "inserted": l(&self.0.inserted),
+            "batches": l(&self.0.batches),
+            "errors": l(&self.0.errors),
+            "days_dropped": l(&self.0.days_dropped),
+        })
+    }
+}
+
+impl MetricsSource for Postgres {
+    fn render(&self, out: &mut String) {
+        let s = &self.0;
+        counters(
+            out,
+            &[
+                (
+                    "mdhub_pg_inserted_total",
+                    "Rows inserted into the PostgreSQL hot tier.",
+                    &s.inserted,
+                ),
+                (
+                    "mdhub_pg_batches_total",
+                    "Batches written to PostgreSQL (one transaction each).",
+                    &s.batches,
+                ),
+                (
+                    "mdhub_pg_errors_total",
+                    "Failed PostgreSQL writes (each retried).",
+                    &s.errors,
+                ),
+                (
+                    "mdhub_pg_days_dropped_total",
+                    "Day partitions or chunks dropped by retention.",
+                    &s.days_dropped,
+                ),
+            ],
+        );
+    }
+}

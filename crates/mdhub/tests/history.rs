@@ -65,6 +65,66 @@ fn query_json(lake: &Path, args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// A PostgreSQL schema of the test's own (dropped at the end), on the
+/// machine's server (`MDHUB_TEST_DATABASE_URL`, default 127.0.0.1:5432).
+struct Schema {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    fn create() -> Schema {
+        let base = std::env::var("MDHUB_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("mdhub_e2e_{}", std::process::id());
+        let s = Schema {
+            url: format!("{base}?options=-csearch_path%3D{name}"),
+            base,
+            name,
+        };
+        s.run(
+            &format!(
+                "DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}",
+                s.name
+            ),
+            &s.base,
+        );
+        s
+    }
+
+    fn run(&self, sql: &str, url: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+            .output()
+            .expect("psql (PostgreSQL's client) runs the hot-tier checks");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        self.run(sql, &self.url)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                &self.base,
+                "-c",
+                &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+            ])
+            .output();
+    }
+}
+
 const ENV: &[(&str, &str)] = &[
     ("MDHUB_HISTORY__FLUSH_INTERVAL_SECS", "1"),
     ("MDHUB_INGEST__STATUS_INTERVAL_SECS", "0"),
@@ -151,7 +211,11 @@ fn history_over_rest_and_query_agree_with_duckdb() {
         ("MDHUB_HISTORY__FLUSH_INTERVAL_SECS", "3600"),
         ("MDHUB_INGEST__STATUS_INTERVAL_SECS", "0"),
     ];
-    let hub = Hub::start(dir.path(), &["--sim-rate", "2000", "--seed", "3"], &hot_env);
+    // DATABASE_URL: the PostgreSQL hot tier too, in a schema of its own.
+    let pg = Schema::create();
+    let mut env = hot_env.to_vec();
+    env.push(("DATABASE_URL", pg.url.as_str()));
+    let hub = Hub::start(dir.path(), &["--sim-rate", "2000", "--seed", "3"], &env);
     std::thread::sleep(Duration::from_secs(3));
     let (status, body) = http_get(&hub.addr, "/v1/history/trades?symbol=AAPL&limit=5");
     assert_eq!(status, 200, "{body}");
@@ -174,6 +238,12 @@ fn history_over_rest_and_query_agree_with_duckdb() {
         "{status_doc}"
     );
     assert_eq!(status_doc["archiver"]["files_written"], 0);
+    assert!(
+        status_doc["postgres"]["inserted"].as_u64().unwrap() > 0,
+        "DATABASE_URL: rows in PostgreSQL: {status_doc}"
+    );
+    let rows = pg.psql("SELECT count(*) FROM mdhub_trades WHERE symbol = 'AAPL'");
+    assert!(rows.trim().parse::<u64>().unwrap() > 0, "{rows}");
 
     // Bad requests are 400s with a reason.
     for (path, needle) in [

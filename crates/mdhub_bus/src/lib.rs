@@ -219,3 +219,52 @@ pub trait Subscription: Send + Debug {
     /// The next offset this subscription will read, per partition.
     fn positions(&self) -> Vec<Position>;
 }
+
+/// Subscribe consumer group `name` to the price topics (`price-quotes`,
+/// `price-trades`), from the oldest record where it has no committed offset:
+/// how the cache writer, the archiver and the PostgreSQL writer read.
+pub async fn subscribe_prices(bus: &dyn Bus, name: &str) -> Result<Box<dyn Subscription>> {
+    bus.subscribe(SubscribeSpec::Group {
+        name: name.into(),
+        topics: mdhub_types::Topic::PRICES.to_vec(),
+        reset: Start::Earliest,
+    })
+    .await
+}
+
+/// The highest position read in each partition since the last commit: what
+/// a consumer group commits once the records are safely processed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReadMarks(std::collections::BTreeMap<(mdhub_types::Topic, u32), u64>);
+
+impl ReadMarks {
+    /// Note a record read.
+    pub fn note(&mut self, p: Position) {
+        let e = self.0.entry((p.topic, p.partition)).or_insert(p.offset);
+        *e = (*e).max(p.offset);
+    }
+
+    /// Whether nothing was read since the last commit.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Commit every noted position on `sub` and forget them. A failed commit
+    /// is logged (as `who`) and kept for the next one: a restart replays
+    /// those records, which every group consumer of mdhub absorbs.
+    pub async fn commit(&mut self, sub: &mut dyn Subscription, who: &str) {
+        let done: Vec<Position> = self
+            .0
+            .iter()
+            .map(|(&(topic, partition), &offset)| Position {
+                topic,
+                partition,
+                offset,
+            })
+            .collect();
+        match sub.commit(&done).await {
+            Ok(()) => self.0.clear(),
+            Err(e) => tracing::warn!(error = %e, "{who} could not commit its offsets"),
+        }
+    }
+}

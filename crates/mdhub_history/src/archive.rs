@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use futures_util::StreamExt;
-use mdhub_bus::{Bus, Start, SubscribeSpec};
-use mdhub_types::{Position, Positioned, Symbol, Topic};
+use mdhub_bus::{Bus, ReadMarks};
+use mdhub_types::{Position, Positioned, Symbol};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -406,14 +406,8 @@ pub async fn run(
     mut archiver: Archiver,
     stop: CancellationToken,
 ) -> std::result::Result<(), ArchiveError> {
-    let mut sub = bus
-        .subscribe(SubscribeSpec::Group {
-            name: GROUP.into(),
-            topics: Topic::PRICES.to_vec(),
-            reset: Start::Earliest,
-        })
-        .await?;
-    let mut read: BTreeMap<(Topic, u32), u64> = BTreeMap::new();
+    let mut sub = mdhub_bus::subscribe_prices(&*bus, GROUP).await?;
+    let mut read = ReadMarks::default();
     let tick = Duration::from_millis(200);
     loop {
         let batch = tokio::select! {
@@ -446,7 +440,7 @@ pub async fn run(
                     rows = r.rows,
                     "archiver flushed at shutdown"
                 );
-                commit(&mut *sub, &mut read).await;
+                read.commit(&mut *sub, "archiver").await;
             }
             Err(e) => tracing::warn!(error = %e, rows = archiver.buffered(),
                 "archiver could not flush at shutdown; the next start archives these rows"),
@@ -463,13 +457,12 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 async fn take(
     archiver: &mut Archiver,
     batch: Vec<mdhub_bus::Delivery>,
-    read: &mut BTreeMap<(Topic, u32), u64>,
+    read: &mut ReadMarks,
     stop: &CancellationToken,
     sub: &mut dyn mdhub_bus::Subscription,
 ) -> std::result::Result<bool, ArchiveError> {
     for d in &batch {
-        let p = d.position;
-        read.insert((p.topic, p.partition), p.offset);
+        read.note(d.position);
     }
     let mut rows = Vec::with_capacity(batch.len());
     for part in decode_parallel(batch).await {
@@ -487,7 +480,7 @@ async fn take(
     }
     // Everything read is in the lake (or was not a lake row): commit.
     if archiver.since.is_none() && !read.is_empty() {
-        commit(sub, read).await;
+        read.commit(sub, "archiver").await;
     }
     Ok(true)
 }
@@ -561,22 +554,5 @@ async fn flush_retrying(
             }
             Err(e) => return Err(e.into()),
         }
-    }
-}
-
-async fn commit(sub: &mut dyn mdhub_bus::Subscription, read: &mut BTreeMap<(Topic, u32), u64>) {
-    let done: Vec<Position> = read
-        .iter()
-        .map(|(&(topic, partition), &offset)| Position {
-            topic,
-            partition,
-            offset,
-        })
-        .collect();
-    match sub.commit(&done).await {
-        Ok(()) => read.clear(),
-        // The next commit covers these records; a restart replays them and
-        // the watermarks drop what the lake already holds.
-        Err(e) => tracing::warn!(error = %e, "archiver could not commit its offsets"),
     }
 }

@@ -32,6 +32,7 @@ mod encode;
 mod error;
 mod lake;
 mod path;
+pub mod pg;
 mod plan;
 pub mod query;
 pub mod retention;

@@ -500,3 +500,111 @@ async fn minute_bars_from_footers_match_the_ticks_through_compaction_and_retenti
     b2.push(rows[..1000].to_vec()).unwrap();
     assert_eq!(b2.flush().await.unwrap().rows, 0);
 }
+
+/// The PostgreSQL server the hot-tier test writes to
+/// (`MDHUB_TEST_DATABASE_URL`, default the machine's own on 5432).
+fn database_url() -> String {
+    std::env::var("MDHUB_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hot_tier_exactly_once_with_day_partitions_and_retention() {
+    use mdhub_history::pg::{self, PgSink, PgStats};
+    let base = database_url();
+    // A schema of its own, so runs never see each other's tables.
+    let schema = format!(
+        "mdhub_test_{}_{}",
+        std::process::id(),
+        Timestamp::now().as_nanos()
+    );
+    let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {base} ({e}): the hot-tier test needs it (scripts/test.sh checks it)"
+            )
+        });
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+
+    let (_dir, bus, _lake, rows) = setup(3000).await;
+    let stats = Arc::new(PgStats::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(pg::run(
+        bus.clone(),
+        url.clone(),
+        0,
+        stats.clone(),
+        stop.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stats.inserted.load(Ordering::Relaxed) < 3000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "inserted {}",
+            stats.inserted.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    let mut sink = PgSink::connect(&url).await.unwrap();
+    assert!(
+        !sink.is_timescale(),
+        "this machine's PostgreSQL has no TimescaleDB"
+    );
+    let (reader, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let q = |sql: String| {
+        let client = &reader;
+        async move { client.query_one(&sql, &[]).await.unwrap() }
+    };
+    let n: i64 = q("SELECT count(*) FROM mdhub_trades".into()).await.get(0);
+    assert_eq!(n, 1500);
+    let row = q(
+        "SELECT price::text, ts_exchange_ns, log_offset FROM mdhub_trades WHERE trade_id = '2998'"
+            .into(),
+    )
+    .await;
+    assert_eq!(row.get::<_, String>(0), "102.000000000000002998");
+    assert_eq!(row.get::<_, i64>(1), T0 + 2998 * 50_000_000);
+    let parts: i64 = q("SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'mdhub_quotes' AND p.relnamespace = current_schema()::regnamespace".into())
+        .await
+        .get(0);
+    assert_eq!(parts, 2, "a partition per day");
+
+    // A replay inserts nothing: the log position is the key.
+    for table in TableKind::ALL {
+        assert_eq!(sink.write(table, &rows).await.unwrap(), 0);
+    }
+    // Retention: keep 1 day before 2024-05-03 → 2024-05-01 goes, 05-02 stays.
+    let may3 = Timestamp::from_nanos(T0 + 2 * 86_400_000_000_000);
+    assert_eq!(
+        sink.retention(1, may3).await.unwrap(),
+        2,
+        "one day of each table"
+    );
+    let left: i64 = q(format!(
+        "SELECT count(*) FROM mdhub_trades WHERE ts_exchange_ns < {}",
+        T0 + 60_000_000_000
+    ))
+    .await
+    .get(0);
+    assert_eq!(left, 0);
+    let kept: i64 = q("SELECT count(*) FROM mdhub_trades".into()).await.get(0);
+    assert_eq!(kept, 1500 - 600, "the 2024-05-02 trades stay");
+    drop(sink);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}

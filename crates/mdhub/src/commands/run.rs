@@ -231,6 +231,8 @@ pub(crate) async fn run_roles(
     let mut archive_stats = None;
     let mut history = None;
     let mut compact_task = None;
+    let mut pg_task = None;
+    let mut pg_stats = None;
     let mut archive_task = if roles.archive {
         let lake = crate::history::open_lake(&cfg)?;
         let (archiver, hot, stats) = crate::history::archiver(&cfg, lake.clone());
@@ -244,6 +246,21 @@ pub(crate) async fn run_roles(
                 Duration::from_secs(cfg.history.compact_interval_secs),
                 crate::history::compact_policy(&cfg),
                 crate::history::retention_policy(&cfg),
+                archive_stop.clone(),
+            )));
+        }
+        if let Some(url) = cfg.history.database_url.clone() {
+            let stats = Arc::new(mdhub_history::pg::PgStats::default());
+            tracing::info!(
+                group = mdhub_history::pg::GROUP,
+                "starting the PostgreSQL hot tier writer"
+            );
+            pg_stats = Some(stats.clone());
+            pg_task = Some(tokio::spawn(mdhub_history::pg::run(
+                bus.clone(),
+                url,
+                cfg.history.pg_retention_days,
+                stats,
                 archive_stop.clone(),
             )));
         }
@@ -358,6 +375,13 @@ pub(crate) async fn run_roles(
                 Some(a) => {
                     let a = Arc::new(crate::status::Archiver(a.clone()));
                     gateway.with_status(a.clone()).with_metrics(a)
+                }
+                None => gateway,
+            };
+            let gateway = match &pg_stats {
+                Some(p) => {
+                    let p = Arc::new(crate::status::Postgres(p.clone()));
+                    gateway.with_status(p.clone()).with_metrics(p)
                 }
                 None => gateway,
             };
@@ -489,6 +513,13 @@ pub(crate) async fn run_roles(
         archive_stop.cancel();
         if let Some(t) = compact_task {
             let _ = t.await;
+        }
+        if let Some(t) = pg_task {
+            match t.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "PostgreSQL writer stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "PostgreSQL writer task failed"),
+                Ok(Ok(())) => {}
+            }
         }
         if let Some(t) = archive_task {
             match t.await {
