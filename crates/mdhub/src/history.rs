@@ -76,6 +76,24 @@ impl HistorySource for HistoryApi {
                 doc["bars"] = serde_json::to_value(bars)
                     .map_err(|e| HistoryFailure::Failed(e.to_string()))?;
             }
+            HistoryKind::LastQuote => {
+                let at = req.at.unwrap_or(req.to);
+                let quote = self
+                    .0
+                    .last_quote(&req.symbol, at, 31)
+                    .await
+                    .map_err(failure)?;
+                doc["at"] = json!(at);
+                doc["quote"] = match quote {
+                    Some(p) => {
+                        let mut v = serde_json::to_value(&p.event)
+                            .map_err(|e| HistoryFailure::Failed(e.to_string()))?;
+                        v["position"] = json!(p.position.to_string());
+                        v
+                    }
+                    None => serde_json::Value::Null,
+                };
+            }
             HistoryKind::Trades | HistoryKind::Quotes => {
                 let table = if req.kind == HistoryKind::Trades {
                     TableKind::Trades
@@ -103,5 +121,18 @@ impl HistorySource for HistoryApi {
             }
         }
         Ok(doc)
+    }
+
+    async fn sql(&self, sql: &str, limit: usize) -> Result<serde_json::Value, HistoryFailure> {
+        let (schema, batches) = self.0.sql_read_only(sql).await.map_err(failure)?;
+        let mut rows = mdhub_history::query::json_rows(&batches).map_err(failure)?;
+        let truncated = rows.len() > limit;
+        rows.truncate(limit);
+        let columns: Vec<serde_json::Value> = schema
+            .fields()
+            .iter()
+            .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+            .collect();
+        Ok(json!({"columns": columns, "rows": rows, "truncated": truncated}))
     }
 }

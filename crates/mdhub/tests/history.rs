@@ -245,6 +245,59 @@ fn history_over_rest_and_query_agree_with_duckdb() {
     let rows = pg.psql("SELECT count(*) FROM mdhub_trades WHERE symbol = 'AAPL'");
     assert!(rows.trim().parse::<u64>().unwrap() > 0, "{rows}");
 
+    // The last quote as of now, and SQL over the hot rows (the lake is
+    // still empty): over REST and through `mdhub query --url`.
+    let now = mdhub_types::Timestamp::now().as_nanos();
+    let (status, body) = http_get(
+        &hub.addr,
+        &format!("/v1/history/quotes?symbol=AAPL&at={now}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["quote"]["symbol"], "AAPL", "{doc}");
+    assert!(doc["quote"]["ts_exchange"].as_i64().unwrap() <= now);
+    let enc = |sql: &str| -> String {
+        sql.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let (status, body) = http_get(
+        &hub.addr,
+        &format!(
+            "/v1/history/sql?q={}",
+            enc("SELECT count(*) AS n FROM trades WHERE symbol = 'AAPL'")
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert!(doc["rows"][0]["n"].as_u64().unwrap() > 0, "{doc}");
+    for sql in [
+        "CREATE TABLE x AS SELECT 1",
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+        "SELEC 1",
+    ] {
+        let (status, body) = http_get(&hub.addr, &format!("/v1/history/sql?q={}", enc(sql)));
+        assert_eq!(status, 400, "{sql}: {body}");
+    }
+    let out = mdhub()
+        .args(["query", "--url", &format!("http://{}", hub.addr), "--format", "csv"])
+        .arg("SELECT symbol, count(*) AS n, max(price) AS high FROM trades GROUP BY symbol ORDER BY symbol")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        csv.starts_with("symbol,n,high\n") && csv.contains("\nAAPL,"),
+        "{csv}"
+    );
+
     // Bad requests are 400s with a reason.
     for (path, needle) in [
         ("/v1/history/bars?symbol=aapl", "symbol"),

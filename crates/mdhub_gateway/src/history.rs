@@ -9,7 +9,12 @@
 //!   nanoseconds; the range is `[from, to)` of `ts_exchange`. Default: the
 //!   last hour up to now;
 //! - `interval` (bars): `250ms`, `5s`, `1m`, `15m`, `1h`, `1d`; default `1m`;
-//! - `limit` (trades, quotes): most rows, default 1000, at most 100000.
+//! - `limit` (trades, quotes): most rows, default 1000, at most 100000;
+//! - `at` (quotes): instead of a range, the last quote at or before it.
+//!
+//! `GET /v1/history/sql?q=SELECT…` runs one read-only SQL statement over the
+//! tables `trades` and `quotes` (no DDL, DML, `COPY` or `SET`) and answers
+//! `{"columns", "rows", "truncated"}`, decimals as exact text.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +38,8 @@ pub enum HistoryKind {
     Quotes,
     /// OHLCV bars of trades.
     Bars,
+    /// The last quote at or before `at` (`/v1/history/quotes?…&at=`).
+    LastQuote,
 }
 
 /// A checked history request.
@@ -50,6 +57,8 @@ pub struct HistoryRequest {
     pub interval: Duration,
     /// Most rows (trades, quotes).
     pub limit: usize,
+    /// The time of a [`HistoryKind::LastQuote`].
+    pub at: Option<Timestamp>,
 }
 
 /// Why a history request failed.
@@ -66,6 +75,9 @@ pub enum HistoryFailure {
 pub trait HistorySource: Send + Sync + std::fmt::Debug {
     /// The JSON document for `req`.
     async fn query(&self, req: HistoryRequest) -> Result<serde_json::Value, HistoryFailure>;
+    /// `{"columns": [...], "rows": [...], "truncated": bool}` for one
+    /// read-only SQL statement, at most `limit` rows.
+    async fn sql(&self, sql: &str, limit: usize) -> Result<serde_json::Value, HistoryFailure>;
 }
 
 /// Most rows one request may ask for.
@@ -81,6 +93,7 @@ pub(crate) async fn handler(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let kind = match kind.as_str() {
+        "sql" => return sql(s, q).await,
         "trades" => HistoryKind::Trades,
         "quotes" => HistoryKind::Quotes,
         "bars" => HistoryKind::Bars,
@@ -88,7 +101,7 @@ pub(crate) async fn handler(
             return crate::rest::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                format!("no history of {other:?}: use trades, quotes or bars"),
+                format!("no history of {other:?}: use trades, quotes, bars or sql"),
             );
         }
     };
@@ -126,6 +139,19 @@ pub fn parse(
             .map(|v| parse_time(v).ok_or_else(|| format!("{key}={v:?}: expected an RFC 3339 time (2024-05-01T13:30:00Z) or Unix nanoseconds")))
             .transpose()
     };
+    if kind == HistoryKind::Quotes
+        && let Some(at) = time("at")?
+    {
+        return Ok(HistoryRequest {
+            kind: HistoryKind::LastQuote,
+            symbol,
+            from: at,
+            to: at,
+            interval: Duration::from_secs(60),
+            limit: 1,
+            at: Some(at),
+        });
+    }
     let to = time("to")?.unwrap_or(now);
     let from = time("from")?.unwrap_or(to.add_nanos(-3_600_000_000_000));
     if from >= to {
@@ -151,7 +177,35 @@ pub fn parse(
         to,
         interval,
         limit,
+        at: None,
     })
+}
+
+/// `GET /v1/history/sql?q=SELECT…[&limit=N]`.
+async fn sql(s: Arc<Shared>, q: HashMap<String, String>) -> Response {
+    let Some(source) = s.history.clone() else {
+        return crate::rest::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_history",
+            "this process serves no history".into(),
+        );
+    };
+    let Some(text) = q.get("q").filter(|t| !t.trim().is_empty()) else {
+        return bad("give ?q=SELECT … (tables trades and quotes)");
+    };
+    let limit = match q.get("limit").map(|v| v.parse::<usize>()) {
+        None => MAX_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => return bad(format!("limit: expected 1 to {MAX_LIMIT}")),
+    };
+    match source.sql(text, limit).await {
+        Ok(doc) => Json(doc).into_response(),
+        Err(HistoryFailure::Invalid(m)) => bad(m),
+        Err(HistoryFailure::Failed(m)) => {
+            tracing::warn!(error = %m, "history SQL failed");
+            crate::rest::error(StatusCode::INTERNAL_SERVER_ERROR, "history_failed", m)
+        }
+    }
 }
 
 /// An RFC 3339 time or Unix nanoseconds.
@@ -226,6 +280,14 @@ mod tests {
         assert_eq!(r.from, Timestamp::from_secs(1_714_521_600));
         assert_eq!(r.to, Timestamp::from_secs(1_714_608_000));
         assert_eq!(r.limit, 5);
+        let r = parse(
+            HistoryKind::Quotes,
+            &q(&[("symbol", "EUR-USD"), ("at", "2024-05-01T16:00:00Z")]),
+            now,
+        )
+        .unwrap();
+        assert_eq!(r.kind, HistoryKind::LastQuote);
+        assert_eq!(r.at, Some(Timestamp::from_secs(1_714_579_200)));
     }
 
     #[test]

@@ -263,6 +263,50 @@ impl History {
         Ok(out)
     }
 
+    /// The last quote of `symbol` with `ts_exchange` at or before `at` (ties:
+    /// the later log offset), looking back day by day, at most `max_days`
+    /// UTC days before `at`'s. Hot rows count.
+    pub async fn last_quote(
+        &self,
+        symbol: &Symbol,
+        at: Timestamp,
+        max_days: u32,
+    ) -> Result<Option<mdhub_types::Positioned>, QueryError> {
+        const DAY: i64 = 86_400_000_000_000;
+        let day = day_of(at);
+        for back in 0..=i64::from(max_days) {
+            let start = (day - back) * DAY;
+            let sql = format!(
+                "SELECT * FROM quotes WHERE symbol = '{symbol}' AND ts_exchange >= to_timestamp_nanos({start}) \
+                 AND ts_exchange <= to_timestamp_nanos({}) ORDER BY ts_exchange DESC, log_offset DESC LIMIT 1",
+                at.as_nanos().min(start + DAY - 1)
+            );
+            let (_, batches) = self.sql(&sql).await?;
+            for b in &batches {
+                if let Some(q) = crate::events(TableKind::Quotes, b)?.into_iter().next() {
+                    return Ok(Some(q));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Run one read-only statement (a query: no DDL, DML, `COPY` or `SET`)
+    /// — what the REST endpoint `/v1/history/sql` accepts.
+    pub async fn sql_read_only(
+        &self,
+        sql: &str,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+        let ctx = self.context()?;
+        let opts = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = ctx.sql_with_options(sql, opts).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        Ok((schema, df.collect().await?))
+    }
+
     /// `symbol`'s rows of `table` with `ts_exchange` in `[from, to)`, in time
     /// order (then log order), at most `limit`.
     pub async fn range(
@@ -367,6 +411,47 @@ pub fn bars_batch(bars: &[Bar]) -> Result<RecordBatch, QueryError> {
         )),
     ];
     Ok(RecordBatch::try_new(schema, columns).map_err(HistoryError::from)?)
+}
+
+/// `batch` with every decimal column cast to its exact text (JSON writers
+/// print decimals as floats otherwise).
+pub fn decimals_as_text(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if matches!(
+            f.data_type(),
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        ) {
+            columns.push(
+                datafusion::arrow::compute::cast(c, &DataType::Utf8).map_err(HistoryError::from)?,
+            );
+            fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+        } else {
+            columns.push(c.clone());
+            fields.push(f.as_ref().clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(HistoryError::from)?)
+}
+
+/// The rows of `batches` as JSON objects, decimals as exact text,
+/// timestamps as RFC 3339.
+pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>, QueryError> {
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+        for b in batches {
+            w.write(&decimals_as_text(b)?).map_err(HistoryError::from)?;
+        }
+        w.finish().map_err(HistoryError::from)?;
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buf).map_err(|e| QueryError::Invalid(e.to_string()))
 }
 
 /// One OHLCV bar.

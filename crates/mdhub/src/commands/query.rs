@@ -50,8 +50,12 @@ pub struct QueryArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// The lake to query (overrides `history.lake_url` / `$MDHUB_LAKE_URL`).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "url")]
     pub lake: Option<String>,
+    /// Ask a running hub instead (http[s]://HOST:PORT): its answer includes
+    /// the rows its archiver holds in memory, not yet in the lake. SQL only.
+    #[arg(long, value_name = "URL", conflicts_with = "bars")]
+    pub url: Option<String>,
 }
 
 /// Run the query and print (or write) its result.
@@ -121,6 +125,9 @@ fn job_of(args: &QueryArgs) -> anyhow::Result<Job> {
 }
 
 async fn run(cfg: &Config, job: Job, args: &QueryArgs) -> anyhow::Result<()> {
+    if let (Some(url), Job::Sql(sql)) = (&args.url, &job) {
+        return remote(url, sql, args).await;
+    }
     let lake = crate::history::open_lake(cfg)?;
     let history = History::new(lake, None);
     let (schema, batches) = match job {
@@ -173,7 +180,7 @@ pub(crate) fn write(
             // arrow's JSON writer prints decimals as floats: exact text instead.
             let mut w = arrow::json::LineDelimitedWriter::new(out);
             for b in batches {
-                w.write(&decimals_as_text(b)?)?;
+                w.write(&mdhub_history::query::decimals_as_text(b)?)?;
             }
             w.finish()?;
         }
@@ -191,26 +198,66 @@ pub(crate) fn write(
     Ok(())
 }
 
-/// `batch` with every decimal column cast to its exact text.
-fn decimals_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let schema = batch.schema();
-    let mut fields = Vec::with_capacity(schema.fields().len());
-    let mut columns = Vec::with_capacity(batch.num_columns());
-    for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        if matches!(
-            f.data_type(),
-            DataType::Decimal128(..) | DataType::Decimal256(..)
-        ) {
-            columns.push(datafusion::arrow::compute::cast(c, &DataType::Utf8)?);
-            fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
-        } else {
-            columns.push(c.clone());
-            fields.push(f.as_ref().clone());
+/// `--url`: the hub's `/v1/history/sql` answer, written like a local one.
+async fn remote(url: &str, sql: &str, args: &QueryArgs) -> anyhow::Result<()> {
+    let endpoint = format!("{}/v1/history/sql", url.trim_end_matches('/'));
+    let resp = reqwest::Client::new()
+        .get(&endpoint)
+        .query(&[("q", sql)])
+        .send()
+        .await
+        .with_context(|| format!("asking {endpoint}"))?;
+    let status = resp.status();
+    let doc: serde_json::Value = resp
+        .json()
+        .await
+        .with_context(|| format!("reading {endpoint}'s answer"))?;
+    if !status.is_success() {
+        let message = doc["error"]["message"]
+            .as_str()
+            .unwrap_or("no reason given");
+        if status.is_client_error() {
+            return Err(mdhub_history::query::QueryError::Invalid(message.to_owned()).into());
         }
+        anyhow::bail!("{endpoint}: {status}: {message}");
     }
-    Ok(RecordBatch::try_new(
-        std::sync::Arc::new(Schema::new(fields)),
-        columns,
-    )?)
+    let rows = doc["rows"].as_array().cloned().unwrap_or_default();
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    if args.format == "json" {
+        for r in &rows {
+            writeln!(out, "{r}")?;
+        }
+    } else {
+        use datafusion::arrow::json::reader::{ReaderBuilder, infer_json_schema_from_iterator};
+        let inferred = infer_json_schema_from_iterator(rows.iter().map(Ok))?;
+        // JSON objects lose the column order: take it from `columns`.
+        let mut fields = Vec::new();
+        for c in doc["columns"].as_array().into_iter().flatten() {
+            let name = c["name"].as_str().unwrap_or_default();
+            let field = inferred.field_with_name(name).cloned().unwrap_or_else(|_| {
+                datafusion::arrow::datatypes::Field::new(
+                    name,
+                    datafusion::arrow::datatypes::DataType::Utf8,
+                    true,
+                )
+            });
+            fields.push(field);
+        }
+        let schema = std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        let mut decoder = ReaderBuilder::new(schema.clone()).build_decoder()?;
+        decoder.serialize(&rows)?;
+        let batches: Vec<RecordBatch> = decoder.flush()?.into_iter().collect();
+        write(&mut out, &args.format, schema, &batches)?;
+    }
+    if doc["truncated"] == true {
+        eprintln!("(the hub cut the answer at {} rows)", rows.len());
+    }
+    out.flush()?;
+    Ok(())
 }
