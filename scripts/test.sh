@@ -105,6 +105,31 @@ psql -X -q -t "$MDHUB_TEST_DATABASE_URL" -c 'SELECT 1' >/dev/null 2>&1 \
   || die "PostgreSQL does not answer at $MDHUB_TEST_DATABASE_URL: the hot-tier tests need it"
 echo "PostgreSQL at $MDHUB_TEST_DATABASE_URL"
 
+say "Browser tests: Node.js, Chromium, playwright-core (tests/web)"
+# The web UI's tests (crates/mdhub/tests/web.rs) drive Debian's Chromium
+# with playwright-core from npm; playwright never downloads a browser here.
+command -v node >/dev/null && command -v npm >/dev/null \
+  || die "node and npm are not installed: the web UI tests need Node.js 20+"
+[ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] \
+  || die "Node.js $(node --version) is too old: the web UI tests need 20+"
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (Debian)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+    </dev/null >/dev/null 2>&1 || die "chromium is not installed and apt-get could not install it"
+fi
+export MDHUB_TEST_CHROMIUM=/usr/bin/chromium
+"$MDHUB_TEST_CHROMIUM" --headless --no-sandbox --version >/dev/null 2>&1 || die "$MDHUB_TEST_CHROMIUM does not run"
+# npm ci again only when the lock file differs from the one last installed.
+stamp=tests/web/node_modules/.mdhub-installed-lock.json
+if ! cmp -s tests/web/package-lock.json "$stamp"; then
+  (cd tests/web && npm ci --no-audit --no-fund --loglevel=error </dev/null) \
+    || die "npm ci in tests/web failed: the web UI tests need playwright-core"
+  cp tests/web/package-lock.json "$stamp"
+fi
+export MDHUB_TEST_NODE
+MDHUB_TEST_NODE=$(command -v node)
+echo "node $(node --version), $("$MDHUB_TEST_CHROMIUM" --version 2>/dev/null), playwright-core in tests/web/node_modules"
+
 say "cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee -a "$out"
 say "cargo test (doc tests)"

@@ -6,11 +6,11 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use common::log::{assert_exactly, log_records};
 use common::{Hub, http_get};
 use futures_util::{SinkExt, StreamExt};
-use mdhub_log::{Log, LogConfig};
 use mdhub_types::protocol::DataFrame;
-use mdhub_types::{Encoding, Event, Position, Topic};
+use mdhub_types::{Event, Position, Topic};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -87,35 +87,6 @@ async fn collect(ws: &mut Ws, dur: Duration) -> (Vec<DataFrame>, Vec<Value>) {
     (data, other)
 }
 
-/// The log's records of `symbol` on `topic`, by offset.
-fn log_records(dir: &std::path::Path, topic: Topic, symbol: &str) -> BTreeMap<u64, Event> {
-    let log = Log::open(LogConfig {
-        dir: dir.join("log"),
-        ..LogConfig::default()
-    })
-    .expect("open log");
-    let parts = log.partitions(topic.log_name()).unwrap();
-    let p = mdhub_log::partition_for_key(symbol.as_bytes(), parts);
-    let mut out = BTreeMap::new();
-    let end = log.high_watermark(topic.log_name(), p).unwrap();
-    let mut next = log.start_offset(topic.log_name(), p).unwrap();
-    while next < end {
-        next = log
-            .read(topic.log_name(), p, next, 100_000, 64 << 20, |r| {
-                if r.key == symbol.as_bytes() {
-                    let enc = Encoding::parse(
-                        std::str::from_utf8(r.header("mdhub-encoding").unwrap()).unwrap(),
-                    )
-                    .unwrap();
-                    out.insert(r.offset, enc.decode(r.value).unwrap());
-                }
-            })
-            .unwrap()
-            .next_offset;
-    }
-    out
-}
-
 /// Check that `frames` of one symbol and channel are exactly the log's
 /// records from the first frame's offset to the last one: no gap, no
 /// duplicate, same events.
@@ -125,22 +96,9 @@ fn assert_exactly_the_log(
     symbol: &str,
     topic: Topic,
 ) {
-    assert!(!frames.is_empty(), "no frames for {symbol} {topic}");
     let log = log_records(dir, topic, symbol);
-    let (first, last) = (frames[0].pos.offset, frames[frames.len() - 1].pos.offset);
-    let want: Vec<(u64, &Event)> = log.range(first..=last).map(|(o, e)| (*o, e)).collect();
     let got: Vec<(u64, &Event)> = frames.iter().map(|f| (f.pos.offset, &f.data)).collect();
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{symbol} {topic}: {} frames for {} log records in {first}..={last}",
-        got.len(),
-        want.len()
-    );
-    assert!(
-        got == want,
-        "{symbol} {topic}: delivered frames differ from the log"
-    );
+    assert_exactly(&log, &got, &format!("{symbol} {topic}"));
 }
 
 fn by_stream<'a>(
@@ -688,8 +646,75 @@ fn tail_prints_snapshots_and_updates() {
         .collect();
     assert_eq!(data.len(), 3, "{text}");
     assert!(data.iter().all(|f| f.channel == Topic::Trades));
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "--json prints data frames only, one per line: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_frames_is_rate_limited_and_the_connection_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("MDHUB_GATEWAY__CLIENT_MESSAGES_PER_SEC", "10"),
+        ("MDHUB_GATEWAY__CLIENT_MESSAGE_BURST", "20"),
+    ];
+    let hub = start(dir.path(), &env);
+    let (mut ws, _) = connect(&hub).await;
+    for i in 0..100 {
+        send(&mut ws, &json!({"action":"ping","id":i})).await;
+    }
+    let mut pongs = 0;
+    let mut limited = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    while let Ok(Some(v)) = tokio::time::timeout_at(deadline, next_json(&mut ws)).await {
+        match v["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("error") => limited.push(v),
+            _ => {}
+        }
+    }
     assert!(
-        text.lines().next().unwrap().contains(r#""type":"ack""#),
-        "--json shows control frames too"
+        (20..30).contains(&pongs),
+        "the burst and little more: {pongs} pongs"
+    );
+    assert_eq!(
+        limited.len(),
+        1,
+        "one error per run of dropped frames: {limited:?}"
+    );
+    assert_eq!(limited[0]["code"], "rate_limited");
+    // The bucket refills: the connection works again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(&mut ws, &json!({"action":"ping","id":"again"})).await;
+    assert_eq!(expect_type(&mut ws, "pong").await["id"], "again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_origins_may_open_websockets() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [(
+        "MDHUB_GATEWAY__ALLOWED_ORIGINS",
+        r#"["https://desk.example.com"]"#,
+    )];
+    let hub = start(dir.path(), &env);
+    let open = |origin: Option<&'static str>| {
+        let mut req = hub.ws_url().into_client_request().unwrap();
+        if let Some(o) = origin {
+            req.headers_mut().insert("Origin", o.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+    };
+    let refused = open(Some("https://evil.example.net")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    assert!(open(Some("https://desk.example.com")).await.is_ok());
+    assert!(
+        open(None).await.is_ok(),
+        "no Origin: not a browser, not refused"
     );
 }

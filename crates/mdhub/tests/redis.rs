@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kafka::{as_refs, broker, kafka_env, kafka_records, prefix, subscribe_and_collect};
-use common::{Hub, http_get};
+use common::{Hub, free_port, http_get};
 use futures_util::{SinkExt, StreamExt};
 use mdhub_cache::{Cache, RedisCache, RedisConfig};
 use mdhub_types::protocol::DataFrame;
@@ -237,14 +237,6 @@ impl Drop for OwnRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn readyz(addr: &str) -> (u16, Value) {

@@ -14,11 +14,18 @@ pub struct GatewayConfig {
     /// A client from which nothing (not even a pong) arrived for this many
     /// milliseconds is closed (code 4002). Default 60000 (three heartbeats).
     pub client_timeout_ms: u64,
-    /// Frames queued per connection before it counts as too slow. When the
-    /// queue is full the connection is closed with code 4008 ("lagged"); the
-    /// client reconnects and resumes from its positions without a gap.
-    /// Default 8192.
+    /// Frames queued per connection. When the queue is full the connection
+    /// switches to conflated delivery — the latest update per symbol and
+    /// channel, with `"skipped":N` — until it has caught up. Default 8192.
     pub queue_capacity: usize,
+    /// A connection whose socket accepts nothing for this many milliseconds
+    /// (the client stopped reading; even conflated delivery cannot drain) is
+    /// closed with code 4008; it may reconnect and resume. Default 15000.
+    pub slow_client_timeout_ms: u64,
+    /// On shutdown each client is told to wait a random delay up to this
+    /// many milliseconds before reconnecting (the `closing` frame), so a
+    /// restart does not bring every client back at once. Default 2000.
+    pub reconnect_spread_ms: u64,
     /// Most simultaneous client connections; the permit is taken before
     /// `accept`, so connection number N+1 waits in the kernel's backlog.
     /// Default 10000.
@@ -28,6 +35,16 @@ pub struct GatewayConfig {
     /// Largest client frame accepted, in bytes (larger: error
     /// `message_too_large`). Default 65536.
     pub max_message_bytes: usize,
+    /// Client frames per second a connection may send, sustained (a token
+    /// bucket); more are dropped with error `rate_limited`. Default 20.
+    pub client_messages_per_sec: u32,
+    /// Frames a connection may send in a burst above that rate. Default 50.
+    pub client_message_burst: u32,
+    /// Web pages (`Origin` header, e.g. `https://desk.example.com`) allowed
+    /// to open WebSockets; a browser connection from any other origin gets
+    /// 403. Empty (default): any. Clients that send no `Origin` (bots,
+    /// SDKs) are not affected.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -36,9 +53,14 @@ impl Default for GatewayConfig {
             heartbeat_ms: 20_000,
             client_timeout_ms: 60_000,
             queue_capacity: 8192,
+            slow_client_timeout_ms: 15_000,
+            reconnect_spread_ms: 2_000,
             max_connections: 10_000,
             max_symbols: 1000,
             max_message_bytes: 65_536,
+            client_messages_per_sec: 20,
+            client_message_burst: 50,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -50,9 +72,18 @@ impl GatewayConfig {
             ("heartbeat_ms", self.heartbeat_ms as usize),
             ("client_timeout_ms", self.client_timeout_ms as usize),
             ("queue_capacity", self.queue_capacity),
+            (
+                "slow_client_timeout_ms",
+                self.slow_client_timeout_ms as usize,
+            ),
             ("max_connections", self.max_connections),
             ("max_symbols", self.max_symbols),
             ("max_message_bytes", self.max_message_bytes),
+            (
+                "client_messages_per_sec",
+                self.client_messages_per_sec as usize,
+            ),
+            ("client_message_burst", self.client_message_burst as usize),
         ];
         for (k, v) in positive {
             if v == 0 {

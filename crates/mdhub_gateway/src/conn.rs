@@ -20,9 +20,9 @@ use mdhub_types::protocol::{
 };
 use mdhub_types::{Position, Positioned, Symbol, Timestamp, Topic, json};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
+use crate::conflate::Conflator;
 use crate::hub::{ConnHandle, Frame, bit, frame_text};
 
 /// Close codes (documented in docs/protocol.md).
@@ -31,15 +31,66 @@ pub(crate) mod close {
     pub(crate) const GOING_AWAY: u16 = 1001;
     /// No frame (not even a pong) from the client within the timeout.
     pub(crate) const HEARTBEAT_TIMEOUT: u16 = 4002;
-    /// The connection's queue filled: reconnect and resume.
+    /// The client stopped reading (even conflated delivery made no progress
+    /// for `slow_client_timeout_ms`): reconnect and resume.
     pub(crate) const LAGGED: u16 = 4008;
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct ChannelState {
     on: bool,
     /// Offset of the last data frame sent for this symbol and channel.
     last: Option<u64>,
+    /// `max_rate_ms`: at most one frame per this interval.
+    rate: Option<Duration>,
+    /// With a rate: when the next frame may go out.
+    next_at: Option<Instant>,
+    /// With a rate: the latest frame, waiting for `next_at`.
+    held: Option<Frame>,
+}
+
+/// What [`ChannelState::throttle`] decided.
+enum Throttled {
+    Send(Frame),
+    /// Held until this instant.
+    Held(Instant),
+}
+
+impl ChannelState {
+    /// Apply `max_rate_ms`: send now, or hold as the stream's latest.
+    fn throttle(&mut self, f: Frame, now: Instant) -> Throttled {
+        let f = match self.held.take() {
+            Some(mut older) => {
+                older.replace(f);
+                older
+            }
+            None => f,
+        };
+        let Some(rate) = self.rate else {
+            return Throttled::Send(f);
+        };
+        match self.next_at {
+            Some(due) if now < due => {
+                self.held = Some(f);
+                Throttled::Held(due)
+            }
+            _ => {
+                self.next_at = Some(now + rate);
+                Throttled::Send(f)
+            }
+        }
+    }
+
+    /// The held frame, if its time has come.
+    fn due(&mut self, now: Instant) -> Option<Frame> {
+        let rate = self.rate?;
+        if self.next_at.is_some_and(|d| d > now) {
+            return None;
+        }
+        let f = self.held.take()?;
+        self.next_at = Some(now + rate);
+        Some(f)
+    }
 }
 
 type SymbolState = [ChannelState; 3];
@@ -59,6 +110,46 @@ struct Conn {
     last_seen: Instant,
     /// `ts_received` of the frames written since the last flush.
     sent_ts: Vec<Timestamp>,
+    /// When the next frame held back by `max_rate_ms` is due.
+    flush_at: Option<Instant>,
+    /// The client's frame allowance (`client_messages_per_sec`).
+    bucket: TokenBucket,
+    /// Frames are being dropped by the bucket (and the client was told).
+    limited: bool,
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Take a token if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 enum Flow {
@@ -70,17 +161,22 @@ enum Flow {
 pub(crate) async fn serve(mut ws: WebSocket, shared: Arc<Shared>) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel::<Frame>(shared.cfg.queue_capacity);
-    let lagged = CancellationToken::new();
     let mut conn = Conn {
         shared: shared.clone(),
         handle: ConnHandle {
             id,
             tx,
-            lagged: lagged.clone(),
+            slow: Arc::new(Conflator::default()),
         },
         subs: BTreeMap::new(),
         last_seen: Instant::now(),
         sent_ts: Vec::with_capacity(256),
+        flush_at: None,
+        bucket: TokenBucket::new(
+            shared.cfg.client_messages_per_sec,
+            shared.cfg.client_message_burst,
+        ),
+        limited: false,
     };
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     shared
@@ -94,7 +190,7 @@ pub(crate) async fn serve(mut ws: WebSocket, shared: Arc<Shared>) {
         max_symbols: shared.cfg.max_symbols,
     };
     if ws.send(text(welcome.to_json())).await.is_ok() {
-        let _ = conn.run(&mut ws, &mut rx, &lagged).await;
+        let _ = conn.run(&mut ws, &mut rx).await;
     }
     for (symbol, _) in std::mem::take(&mut conn.subs) {
         shared.hub.unregister(id, &symbol, 3);
@@ -102,11 +198,38 @@ pub(crate) async fn serve(mut ws: WebSocket, shared: Arc<Shared>) {
     shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// The fields of a subscribe request (`ClientMessage::Subscribe` without its id).
+struct Subscribe {
+    symbols: Vec<String>,
+    channels: Option<Vec<String>>,
+    resume: Option<Resume>,
+    max_rate_ms: Option<u64>,
+}
+
+/// Largest `max_rate_ms` a subscription may ask for.
+const MAX_RATE_MS: u64 = 60_000;
+
+/// Sleep until `at`; forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn text(s: String) -> Message {
     Message::Text(Utf8Bytes::from(s))
 }
 
-async fn close_with(ws: &mut WebSocket, code: u16, reason: &'static str) {
+/// Say whether and when to reconnect (a `closing` frame), then close.
+async fn close_with(ws: &mut WebSocket, code: u16, reason: &'static str, retry_after_ms: u64) {
+    let advice = ServerMessage::Closing {
+        code,
+        reconnect: true,
+        retry_after_ms,
+        reason: reason.to_string(),
+    };
+    let _ = ws.feed(text(advice.to_json())).await;
     let _ = ws
         .send(Message::Close(Some(CloseFrame {
             code,
@@ -120,23 +243,21 @@ impl Conn {
         &mut self,
         ws: &mut WebSocket,
         rx: &mut mpsc::Receiver<Frame>,
-        lagged: &CancellationToken,
     ) -> Result<(), axum::Error> {
         let beat = Duration::from_millis(self.shared.cfg.heartbeat_ms);
         let timeout = Duration::from_millis(self.shared.cfg.client_timeout_ms);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
         let shutdown = self.shared.shutdown.clone();
         let mut batch = Vec::with_capacity(256);
+        let slow = self.handle.slow.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    close_with(ws, close::GOING_AWAY, "server shutting down; reconnect and resume").await;
-                    return Ok(());
-                }
-                _ = lagged.cancelled() => {
-                    self.shared.metrics.lagged_total.fetch_add(1, Ordering::Relaxed);
-                    close_with(ws, close::LAGGED, "too slow: queue full; reconnect and resume").await;
+                    // Spread the reconnects of a restart over the window.
+                    let spread = self.shared.cfg.reconnect_spread_ms;
+                    let wait = rand::random_range(0..=spread);
+                    close_with(ws, close::GOING_AWAY, "server shutting down; reconnect and resume", wait).await;
                     return Ok(());
                 }
                 msg = ws.recv() => {
@@ -152,12 +273,28 @@ impl Conn {
                     if n == 0 {
                         return Ok(());
                     }
-                    self.forward(ws, &mut batch).await?;
+                    if !self.deliver(ws, &mut batch, true).await? {
+                        return Ok(());
+                    }
+                }
+                // Only with the queue empty (biased): the held frames are
+                // newer than anything queued.
+                _ = slow.ready() => {
+                    let mut held = slow.drain();
+                    if !self.deliver(ws, &mut held, true).await? {
+                        return Ok(());
+                    }
+                }
+                _ = sleep_until_some(self.flush_at) => {
+                    let mut due = self.take_due();
+                    if !self.deliver(ws, &mut due, false).await? {
+                        return Ok(());
+                    }
                 }
                 _ = heartbeat.tick() => {
                     if self.last_seen.elapsed() > timeout {
                         self.shared.metrics.timeouts_total.fetch_add(1, Ordering::Relaxed);
-                        close_with(ws, close::HEARTBEAT_TIMEOUT, "no frame from the client within the timeout").await;
+                        close_with(ws, close::HEARTBEAT_TIMEOUT, "no frame from the client within the timeout", 0).await;
                         return Ok(());
                     }
                     ws.feed(Message::Ping(bytes::Bytes::new())).await?;
@@ -167,14 +304,63 @@ impl Conn {
         }
     }
 
-    /// Write queued live frames, dropping those already sent by a snapshot or replay.
+    /// [`Conn::forward`] within `slow_client_timeout_ms`; false when the
+    /// socket took nothing for that long and the connection was closed (4008).
+    async fn deliver(
+        &mut self,
+        ws: &mut WebSocket,
+        batch: &mut Vec<Frame>,
+        throttle: bool,
+    ) -> Result<bool, axum::Error> {
+        let limit = Duration::from_millis(self.shared.cfg.slow_client_timeout_ms);
+        let forward = self.forward(ws, batch, throttle);
+        if let Ok(written) = tokio::time::timeout(limit, forward).await {
+            return written.map(|()| true);
+        }
+        self.shared
+            .metrics
+            .lagged_total
+            .fetch_add(1, Ordering::Relaxed);
+        let reason = "too slow: nothing written for slow_client_timeout_ms; reconnect and resume";
+        let closing = close_with(ws, close::LAGGED, reason, 1000);
+        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+        Ok(false)
+    }
+
+    /// The frames held back by `max_rate_ms` whose time has come (oldest
+    /// first); sets when the next ones are due.
+    fn take_due(&mut self) -> Vec<Frame> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let mut next: Option<Instant> = None;
+        for ch in self.subs.values_mut().flatten() {
+            match ch.due(now) {
+                Some(f) => due.push(f),
+                None if ch.held.is_some() => {
+                    next = match (next, ch.next_at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                None => {}
+            }
+        }
+        self.flush_at = next;
+        due.sort_by_key(|f| f.ts_received);
+        due
+    }
+
+    /// Write live frames, dropping those already sent by a snapshot or
+    /// replay, and (with `throttle`) holding back what `max_rate_ms` says.
     async fn forward(
         &mut self,
         ws: &mut WebSocket,
         batch: &mut Vec<Frame>,
+        throttle: bool,
     ) -> Result<(), axum::Error> {
-        let mut sent = 0u64;
-        for f in batch.iter() {
+        let now = Instant::now();
+        let (mut sent, mut skipped) = (0u64, 0u64);
+        for f in batch.drain(..) {
             let Some(state) = self.subs.get_mut(&f.symbol) else {
                 continue;
             };
@@ -182,8 +368,20 @@ impl Conn {
             if !ch.on || ch.last.is_some_and(|l| f.pos.offset <= l) {
                 continue;
             }
+            let f = if throttle {
+                match ch.throttle(f, now) {
+                    Throttled::Send(f) => f,
+                    Throttled::Held(due) => {
+                        self.flush_at = Some(self.flush_at.map_or(due, |t| t.min(due)));
+                        continue;
+                    }
+                }
+            } else {
+                f
+            };
             ch.last = Some(f.pos.offset);
-            ws.feed(Message::Text(f.text.clone())).await?;
+            skipped += f.skipped;
+            ws.feed(Message::Text(f.wire_text())).await?;
             self.sent_ts.push(f.ts_received);
             sent += 1;
         }
@@ -193,11 +391,9 @@ impl Conn {
             let us = now.nanos_since(ts).max(0) as u64 / 1000;
             self.shared.metrics.latency.observe_us(us);
         }
-        self.shared
-            .metrics
-            .deliveries_total
-            .fetch_add(sent, Ordering::Relaxed);
-        batch.clear();
+        let m = &self.shared.metrics;
+        m.deliveries_total.fetch_add(sent, Ordering::Relaxed);
+        m.skipped_total.fetch_add(skipped, Ordering::Relaxed);
         Ok(())
     }
 
@@ -237,9 +433,25 @@ impl Conn {
             .client_messages_total
             .fetch_add(1, Ordering::Relaxed);
         let body = match msg {
-            Message::Text(t) => t,
             Message::Close(_) => return Ok(Flow::Stop),
             Message::Ping(_) | Message::Pong(_) => return Ok(Flow::Continue),
+            _ if !self.bucket.take(Instant::now()) => {
+                // One error per run of dropped frames: the answer to a flood
+                // must not be a flood.
+                if !std::mem::replace(&mut self.limited, true) {
+                    let m = format!(
+                        "more than {} frames per second; frames are dropped until the rate falls",
+                        self.shared.cfg.client_messages_per_sec
+                    );
+                    self.error(ws, ErrorCode::RateLimited, m, vec![], None)
+                        .await?;
+                }
+                return Ok(Flow::Continue);
+            }
+            Message::Text(t) => {
+                self.limited = false;
+                t
+            }
             Message::Binary(_) => {
                 let m = "binary frames are not accepted; send JSON text".to_string();
                 self.error(ws, ErrorCode::BadRequest, m, vec![], None)
@@ -328,9 +540,16 @@ impl Conn {
                 symbols,
                 channels,
                 resume,
+                max_rate_ms,
                 id,
             } => {
-                self.subscribe(ws, symbols, channels, resume, id).await?;
+                let req = Subscribe {
+                    symbols,
+                    channels,
+                    resume,
+                    max_rate_ms,
+                };
+                self.subscribe(ws, req, id).await?;
             }
         }
         Ok(Flow::Continue)
@@ -417,13 +636,25 @@ impl Conn {
     async fn subscribe(
         &mut self,
         ws: &mut WebSocket,
-        symbols: Vec<String>,
-        channels: Option<Vec<String>>,
-        resume: Option<Resume>,
+        req: Subscribe,
         id: Option<serde_json::Value>,
     ) -> Result<(), axum::Error> {
+        let Subscribe {
+            symbols,
+            channels,
+            resume,
+            max_rate_ms,
+        } = req;
         let Some(mask) = self.mask_or_error(ws, channels, &id).await? else {
             return Ok(());
+        };
+        let rate = match max_rate_ms {
+            None => None,
+            Some(ms @ 1..=MAX_RATE_MS) => Some(Duration::from_millis(ms)),
+            Some(_) => {
+                let m = format!("max_rate_ms must be between 1 and {MAX_RATE_MS}");
+                return self.error(ws, ErrorCode::BadRequest, m, vec![], id).await;
+            }
         };
         if symbols.is_empty() {
             return self
@@ -482,10 +713,16 @@ impl Conn {
             let h = self.shared.hub.register(&self.handle, &sym, mask);
             let state = self.subs.entry(sym.clone()).or_default();
             for t in Topic::ALL {
-                if mask & bit(t) != 0 && !state[idx(t)].on {
-                    state[idx(t)] = ChannelState {
+                let ch = &mut state[idx(t)];
+                if mask & bit(t) == 0 {
+                    continue;
+                }
+                ch.rate = rate;
+                if !ch.on {
+                    *ch = ChannelState {
                         on: true,
-                        last: None,
+                        rate,
+                        ..ChannelState::default()
                     };
                     todo.push((sym.clone(), t, h[idx(t)], latest.clone()));
                 }

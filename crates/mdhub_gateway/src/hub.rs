@@ -12,8 +12,9 @@
 //! queue live, every record before `H` it replays from the log. That is what
 //! makes snapshot → stream and resume free of gaps and duplicates.
 //!
-//! Queue policy: `try_send`, never wait. A full queue marks the connection
-//! lagged; it is closed with code 4008 and resumes from its positions.
+//! Queue policy: `try_send`, never wait. A full queue switches the connection
+//! to conflated delivery (latest frame per symbol and channel, with a count of
+//! the skipped ones; see `conflate`) until it has caught up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use parking_lot::RwLock;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::conflate::Conflator;
 use crate::metrics::GatewayMetrics;
 
 /// A data frame ready to write, shared by every connection that gets it.
@@ -37,6 +39,9 @@ pub(crate) struct Frame {
     pub(crate) pos: Position,
     pub(crate) ts_received: Timestamp,
     pub(crate) text: Utf8Bytes,
+    /// Updates of the stream conflated away just before this one; the text
+    /// gets `"skipped":N` when it is written.
+    pub(crate) skipped: u64,
 }
 
 /// Channel bit for a topic.
@@ -61,7 +66,8 @@ fn idx(t: Topic) -> usize {
 pub(crate) struct ConnHandle {
     pub(crate) id: u64,
     pub(crate) tx: mpsc::Sender<Frame>,
-    pub(crate) lagged: CancellationToken,
+    /// Where frames go while the queue is full.
+    pub(crate) slow: Arc<Conflator>,
 }
 
 #[derive(Debug)]
@@ -132,17 +138,19 @@ impl Hub {
         }
     }
 
-    /// Frames waiting in all connection queues.
-    pub(crate) fn queued(&self) -> u64 {
+    /// Frames waiting in all connection queues, and the connections in
+    /// conflated delivery now.
+    pub(crate) fn queued(&self) -> (u64, u64) {
         let reg = self.registry.read();
         let mut seen = std::collections::HashSet::new();
-        let mut total = 0u64;
+        let (mut frames, mut conflated) = (0u64, 0u64);
         for m in reg.values().flatten() {
             if seen.insert(m.conn.id) {
-                total += (m.conn.tx.max_capacity() - m.conn.tx.capacity()) as u64;
+                frames += (m.conn.tx.max_capacity() - m.conn.tx.capacity()) as u64;
+                conflated += u64::from(m.conn.slow.is_active());
             }
         }
-        total
+        (frames, conflated)
     }
 
     /// Follow the log until `shutdown`, dispatching every record.
@@ -207,12 +215,18 @@ impl Hub {
                     pos: d.position,
                     ts_received: d.timestamp,
                     text,
+                    skipped: 0,
                 };
                 for m in members.iter().filter(|m| m.channels & b != 0) {
-                    if let Err(mpsc::error::TrySendError::Full(_)) =
+                    let slow = &m.conn.slow;
+                    if slow.offer(&frame) {
+                        continue;
+                    }
+                    if let Err(mpsc::error::TrySendError::Full(f)) =
                         m.conn.tx.try_send(frame.clone())
+                        && slow.activate(f)
                     {
-                        m.conn.lagged.cancel();
+                        self.metrics.conflated_total.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }

@@ -2,8 +2,9 @@
 //!
 //! Data comes in from the [`Bus`] (the hub follows every partition from the
 //! log's end) and from the [`Cache`] (snapshots), and goes out to clients over
-//! `GET /v1/ws` (protocol in `docs/protocol.md`) and the REST endpoints of
-//! [`rest`]. Every update carries its log position; a client that reconnects
+//! `GET /v1/ws` (protocol in `docs/protocol.md`), the REST endpoints of
+//! [`rest`], and the browser UI at `/` with its JavaScript client
+//! (`docs/web.md`). Every update carries its log position; a client that reconnects
 //! — to this or any other gateway on the same log — and hands its positions
 //! back gets exactly the updates it missed, in order, or a `reset` and a fresh
 //! snapshot when the log no longer holds them.
@@ -14,12 +15,14 @@
 //! taken before `accept`. Shutdown closes every socket with 1001.
 
 mod config;
+mod conflate;
 mod conn;
 pub mod history;
 mod hub;
 mod listener;
 pub mod metrics;
 pub mod rest;
+mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -27,7 +30,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mdhub_bus::Bus;
 use mdhub_cache::Cache;
@@ -157,6 +160,17 @@ impl Gateway {
     }
 }
 
+/// The request's `Origin` when an allow-list is set and does not have it.
+fn refused_origin(allowed: &[String], headers: &axum::http::HeaderMap) -> Option<String> {
+    let origin = headers.get(axum::http::header::ORIGIN)?;
+    let origin = String::from_utf8_lossy(origin.as_bytes());
+    let ok = allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin));
+    (!ok).then(|| origin.into_owned())
+}
+
 /// How long `serve` waits at shutdown for client sockets to close.
 const SHUTDOWN_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -167,7 +181,16 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn ws_upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Some(origin) = refused_origin(&shared.cfg.allowed_origins, &headers) {
+        let body =
+            format!("origin {origin:?} may not open WebSockets here (gateway.allowed_origins)\n");
+        return (axum::http::StatusCode::FORBIDDEN, body).into_response();
+    }
     // A small read buffer keeps an idle connection cheap; writes are buffered
     // (a batch of frames goes out in one write) up to 64 KiB. Frames above four times the
     // protocol limit end the connection (smaller oversize frames get an error).

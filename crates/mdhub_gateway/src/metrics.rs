@@ -75,8 +75,13 @@ pub struct GatewayMetrics {
     pub replayed_total: AtomicU64,
     /// Resets sent (position expired or epoch changed).
     pub resets_total: AtomicU64,
-    /// Connections closed because their queue filled.
+    /// Connections closed because their writes made no progress
+    /// (`slow_client_timeout_ms`), even conflated.
     pub lagged_total: AtomicU64,
+    /// Switches of a connection to conflated delivery (its queue filled).
+    pub conflated_total: AtomicU64,
+    /// Updates replaced by a newer one of the same stream while conflated.
+    pub skipped_total: AtomicU64,
     /// Connections closed for missing heartbeats.
     pub timeouts_total: AtomicU64,
     /// `ts_received` → socket write, per delivered update.
@@ -84,93 +89,102 @@ pub struct GatewayMetrics {
 }
 
 impl GatewayMetrics {
-    /// Render the gateway's metrics plus `queued` (frames waiting in
-    /// connection queues right now).
-    pub fn render(&self, queued: u64, out: &mut String) {
-        let c = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+    /// Render the gateway's metrics plus two gauges of the moment: frames
+    /// waiting in connection queues, and connections in conflated delivery.
+    pub fn render(&self, (queued, conflated): (u64, u64), out: &mut String) {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let rows: [(&str, &str, &str, u64); 14] = [
+            (
+                "connections",
+                "gauge",
+                "Open WebSocket connections.",
+                l(&self.connections),
+            ),
+            (
+                "connections_total",
+                "counter",
+                "WebSocket connections accepted.",
+                l(&self.connections_total),
+            ),
+            (
+                "client_messages_total",
+                "counter",
+                "Frames received from clients.",
+                l(&self.client_messages_total),
+            ),
+            (
+                "client_errors_total",
+                "counter",
+                "Error frames sent to clients.",
+                l(&self.client_errors_total),
+            ),
+            (
+                "updates_total",
+                "counter",
+                "Log records fanned out.",
+                l(&self.updates_total),
+            ),
+            (
+                "deliveries_total",
+                "counter",
+                "Data frames written to client sockets.",
+                l(&self.deliveries_total),
+            ),
+            (
+                "replayed_total",
+                "counter",
+                "Frames replayed to resuming clients.",
+                l(&self.replayed_total),
+            ),
+            (
+                "resets_total",
+                "counter",
+                "Resets sent to clients.",
+                l(&self.resets_total),
+            ),
+            (
+                "conflated_total",
+                "counter",
+                "Switches of a connection to conflated delivery (its queue was full).",
+                l(&self.conflated_total),
+            ),
+            (
+                "conflated_skipped_total",
+                "counter",
+                "Updates skipped by conflation (slow client or max_rate_ms): a newer one of the stream was sent instead.",
+                l(&self.skipped_total),
+            ),
+            (
+                "lagged_disconnects_total",
+                "counter",
+                "Connections closed because even conflated writes made no progress.",
+                l(&self.lagged_total),
+            ),
+            (
+                "heartbeat_timeouts_total",
+                "counter",
+                "Connections closed for silence.",
+                l(&self.timeouts_total),
+            ),
+            (
+                "queued_frames",
+                "gauge",
+                "Frames waiting in connection queues.",
+                queued,
+            ),
+            (
+                "connections_conflated",
+                "gauge",
+                "Connections in conflated delivery now.",
+                conflated,
+            ),
+        ];
+        for (name, kind, help, v) in rows {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+                "# HELP mdhub_gateway_{name} {help}\n# TYPE mdhub_gateway_{name} {kind}\nmdhub_gateway_{name} {v}"
             );
-        };
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        c(
-            out,
-            "mdhub_gateway_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            l(&self.connections),
-        );
-        c(
-            out,
-            "mdhub_gateway_connections_total",
-            "counter",
-            "WebSocket connections accepted.",
-            l(&self.connections_total),
-        );
-        c(
-            out,
-            "mdhub_gateway_client_messages_total",
-            "counter",
-            "Frames received from clients.",
-            l(&self.client_messages_total),
-        );
-        c(
-            out,
-            "mdhub_gateway_client_errors_total",
-            "counter",
-            "Error frames sent to clients.",
-            l(&self.client_errors_total),
-        );
-        c(
-            out,
-            "mdhub_gateway_updates_total",
-            "counter",
-            "Log records fanned out.",
-            l(&self.updates_total),
-        );
-        c(
-            out,
-            "mdhub_gateway_deliveries_total",
-            "counter",
-            "Data frames written to client sockets.",
-            l(&self.deliveries_total),
-        );
-        c(
-            out,
-            "mdhub_gateway_replayed_total",
-            "counter",
-            "Frames replayed to resuming clients.",
-            l(&self.replayed_total),
-        );
-        c(
-            out,
-            "mdhub_gateway_resets_total",
-            "counter",
-            "Resets sent to clients.",
-            l(&self.resets_total),
-        );
-        c(
-            out,
-            "mdhub_gateway_lagged_disconnects_total",
-            "counter",
-            "Connections closed because their queue was full.",
-            l(&self.lagged_total),
-        );
-        c(
-            out,
-            "mdhub_gateway_heartbeat_timeouts_total",
-            "counter",
-            "Connections closed for silence.",
-            l(&self.timeouts_total),
-        );
-        c(
-            out,
-            "mdhub_gateway_queued_frames",
-            "gauge",
-            "Frames waiting in connection queues.",
-            queued,
-        );
+        }
         self.latency.render(
             "mdhub_gateway_delivery_latency_seconds",
             "From ts_received (read off the venue socket) to the write to the client socket.",

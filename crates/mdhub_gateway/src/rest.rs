@@ -10,6 +10,8 @@
 //!   `"degraded": true` while the shared cache (Redis) is down and snapshots come from
 //!   the gateway's own view
 //! - `GET /metrics` — Prometheus text
+//! - `GET /`, `/mdhub.js`, `/web/{file}` — the browser UI and the JavaScript
+//!   client (see [`crate::web`])
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::web::routes())
 }
 
 pub(crate) fn error(status: StatusCode, code: &str, message: String) -> Response {

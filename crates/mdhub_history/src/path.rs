@@ -134,14 +134,6 @@ mod tests {
 
     use super::*;
 
-    fn pos(topic: Topic, partition: u32, offset: u64) -> Position {
-        Position {
-            topic,
-            partition,
-            offset,
-        }
-    }
-
     #[test]
     fn hive_path_from_table_date_symbol_and_offsets() {
         // 2024-05-01T23:59:59.999999999Z
@@ -150,8 +142,8 @@ mod tests {
             TableKind::Trades,
             ts,
             Symbol::new("BTC-USD").unwrap(),
-            pos(Topic::Trades, 3, 1234),
-            pos(Topic::Trades, 3, 5678),
+            Position::new(Topic::Trades, 3, 1234),
+            Position::new(Topic::Trades, 3, 5678),
         )
         .unwrap();
         assert_eq!(
@@ -165,8 +157,8 @@ mod tests {
             TableKind::Quotes,
             ts.add_nanos(1),
             Symbol::new("BRK.B").unwrap(),
-            pos(Topic::Quotes, 0, 0),
-            pos(Topic::Quotes, 0, u64::MAX),
+            Position::new(Topic::Quotes, 0, 0),
+            Position::new(Topic::Quotes, 0, u64::MAX),
         )
         .unwrap();
         assert_eq!(
@@ -182,9 +174,18 @@ mod tests {
         let s = Symbol::new("AAPL").unwrap();
         let t = Timestamp::EPOCH;
         let bad = [
-            (pos(Topic::Quotes, 1, 1), pos(Topic::Quotes, 1, 2)),
-            (pos(Topic::Trades, 1, 1), pos(Topic::Trades, 2, 2)),
-            (pos(Topic::Trades, 1, 3), pos(Topic::Trades, 1, 2)),
+            (
+                Position::new(Topic::Quotes, 1, 1),
+                Position::new(Topic::Quotes, 1, 2),
+            ),
+            (
+                Position::new(Topic::Trades, 1, 1),
+                Position::new(Topic::Trades, 2, 2),
+            ),
+            (
+                Position::new(Topic::Trades, 1, 3),
+                Position::new(Topic::Trades, 1, 2),
+            ),
         ];
         for (first, last) in bad {
             assert!(matches!(

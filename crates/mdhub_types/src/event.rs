@@ -260,6 +260,17 @@ pub struct Position {
 #[error("not a position (expected CHANNEL:PARTITION:OFFSET, e.g. quotes:3:1234): {0:?}")]
 pub struct PositionError(pub String);
 
+impl Position {
+    /// The position `offset` in `partition` of `topic`.
+    pub const fn new(topic: Topic, partition: u32, offset: u64) -> Position {
+        Position {
+            topic,
+            partition,
+            offset,
+        }
+    }
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

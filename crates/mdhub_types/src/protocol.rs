@@ -29,6 +29,11 @@ pub enum ClientMessage {
         /// Resume from positions seen on an earlier connection.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<Resume>,
+        /// At most one update per symbol and channel every this many
+        /// milliseconds (1..=60000): the latest, with `skipped`. Absent: every
+        /// update.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_rate_ms: Option<u64>,
         /// Echoed in the acknowledgement or error.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
@@ -85,6 +90,9 @@ pub enum ErrorCode {
     TooManySymbols,
     /// A frame larger than the server accepts, or a binary frame.
     MessageTooLarge,
+    /// More frames than `gateway.client_messages_per_sec` allows; the frame
+    /// was dropped.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -100,6 +108,7 @@ impl ErrorCode {
             ErrorCode::InvalidPosition => "invalid_position",
             ErrorCode::TooManySymbols => "too_many_symbols",
             ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }
@@ -169,6 +178,19 @@ pub enum ServerMessage {
         /// Server time.
         ts: Timestamp,
     },
+    /// Sent just before the server closes the connection: the close code,
+    /// and whether and when to reconnect, so clients neither give up on a
+    /// restart nor all come back in the same millisecond.
+    Closing {
+        /// The WebSocket close code that follows.
+        code: u16,
+        /// Reconnect (and resume) or not.
+        reconnect: bool,
+        /// Wait at least this long before reconnecting.
+        retry_after_ms: u64,
+        /// Why, in words.
+        reason: String,
+    },
     /// Answer to `ping`.
     Pong {
         /// The ping's `id`.
@@ -234,7 +256,7 @@ mod tests {
         let m: ClientMessage =
             serde_json::from_str(r#"{"action":"subscribe","symbols":["AAPL","MSFT"]}"#).unwrap();
         assert!(
-            matches!(m, ClientMessage::Subscribe { ref symbols, channels: None, resume: None, id: None } if symbols.len() == 2)
+            matches!(m, ClientMessage::Subscribe { ref symbols, channels: None, resume: None, id: None, max_rate_ms: None } if symbols.len() == 2)
         );
         let m: ClientMessage = serde_json::from_str(
             r#"{"action":"subscribe","symbols":["AAPL"],"channels":["quotes"],"id":7,

@@ -1,19 +1,16 @@
 //! `mdhub tail SYMBOL...`: a terminal client that prints the live stream.
 //!
-//! It speaks the client protocol like any other client: subscribe, print
-//! snapshots and updates, and after a dropped connection reconnect (capped
-//! exponential backoff with full jitter) and resume from the last position of
-//! each symbol and channel, so no update is missed or printed twice.
+//! Built on `mdhub_client`, like any bot: subscribe, print snapshots and
+//! updates, and after a dropped connection reconnect (capped exponential
+//! backoff with full jitter, rotating through the `--url`s) and resume from
+//! the last position of each symbol and channel, so no update is missed or
+//! printed twice.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
-use mdhub_types::protocol::{ClientMessage, DataFrame, Resume};
-use mdhub_types::{Event, Position};
-use tokio_tungstenite::tungstenite::Message;
+use mdhub_client::{Client, ClientConfig, ClientEvent, Data, Kind};
+use mdhub_types::{Event, Topic};
 
 use crate::config::Config;
 
@@ -23,13 +20,14 @@ pub struct TailArgs {
     /// Symbols to watch (canonical: AAPL, BTC-USDT, EUR-USD).
     #[arg(required = true, value_name = "SYMBOL")]
     pub symbols: Vec<String>,
-    /// Gateway WebSocket URL. Default: ws://<server.listen>/v1/ws.
-    #[arg(long, env = "MDHUB_URL")]
-    pub url: Option<String>,
+    /// Gateway WebSocket URL; several (comma-separated) are tried in turn
+    /// after a disconnect. Default: ws://<server.listen>/v1/ws.
+    #[arg(long, env = "MDHUB_URL", value_delimiter = ',')]
+    pub url: Vec<String>,
     /// Channels: quotes, trades, status (comma-separated). Default quotes,trades.
-    #[arg(long, value_delimiter = ',')]
-    pub channels: Option<Vec<String>>,
-    /// Print the raw JSON frames instead of a table.
+    #[arg(long, value_delimiter = ',', value_parser = parse_channel)]
+    pub channels: Vec<Topic>,
+    /// Print each event as a JSON data frame instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Exit after this many data frames (snapshots and updates).
@@ -37,132 +35,109 @@ pub struct TailArgs {
     pub count: Option<u64>,
 }
 
+fn parse_channel(s: &str) -> Result<Topic, String> {
+    Topic::from_channel(s).ok_or_else(|| format!("{s:?}: channels are quotes, trades, status"))
+}
+
 /// Entry point.
 pub fn main(cfg: Config, args: TailArgs) -> ExitCode {
-    let url = args.url.clone().unwrap_or_else(|| {
+    let urls = if args.url.is_empty() {
         let mut a = cfg.server.listen;
         if a.ip().is_unspecified() {
             a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        format!("ws://{a}/v1/ws")
-    });
+        vec![format!("ws://{a}/v1/ws")]
+    } else {
+        args.url.clone()
+    };
     super::block_on(false, async {
         tokio::select! {
-            code = tail(&url, &args) => code,
+            code = tail(urls, &args) => code,
             _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
         }
     })
 }
 
-async fn tail(url: &str, args: &TailArgs) -> ExitCode {
-    let mut positions: BTreeMap<String, BTreeMap<String, Position>> = BTreeMap::new();
-    let mut epoch: Option<String> = None;
-    let mut printed = 0u64;
-    let mut attempt = 0u32;
-    loop {
-        let before = printed;
-        match session(url, args, &mut positions, &mut epoch, &mut printed).await {
-            Ok(()) => return ExitCode::SUCCESS,
-            Err(e) => {
-                // A session that delivered data was healthy: start backing off afresh.
-                attempt = if printed > before { 1 } else { attempt + 1 };
-                let cap = Duration::from_millis(100 * 2u64.pow(attempt.min(6)))
-                    .min(Duration::from_secs(5));
-                let wait = cap.mul_f64(jitter());
-                eprintln!("tail: {e}; reconnecting in {} ms", wait.as_millis());
-                tokio::time::sleep(wait).await;
-            }
+async fn tail(urls: Vec<String>, args: &TailArgs) -> ExitCode {
+    let mut client = match Client::connect(ClientConfig::with_urls(urls)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tail: {e}");
+            return ExitCode::from(2);
         }
-        if args.count.is_some_and(|n| printed >= n) {
-            return ExitCode::SUCCESS;
-        }
-    }
-}
-
-/// A number in [0, 1) from the clock: enough to spread reconnects.
-fn jitter() -> f64 {
-    let n = mdhub_types::Timestamp::now().as_nanos() as u64;
-    let x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
-    x as f64 / (1u64 << 53) as f64
-}
-
-async fn session(
-    url: &str,
-    args: &TailArgs,
-    positions: &mut BTreeMap<String, BTreeMap<String, Position>>,
-    epoch: &mut Option<String>,
-    printed: &mut u64,
-) -> Result<(), String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    let resume = epoch.clone().map(|epoch| Resume {
-        epoch,
-        positions: positions.clone(),
-    });
-    let sub = ClientMessage::Subscribe {
-        symbols: args.symbols.clone(),
-        channels: args.channels.clone(),
-        resume: resume.filter(|r| !r.positions.is_empty()),
-        id: None,
     };
-    let text = serde_json::to_string(&sub).map_err(|e| e.to_string())?;
-    ws.send(Message::text(text))
+    if client
+        .subscribe(args.symbols.clone(), &args.channels)
         .await
-        .map_err(|e| e.to_string())?;
-    while let Some(msg) = ws.next().await {
-        let msg = msg.map_err(|e| format!("connection lost: {e}"))?;
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Close(frame) => {
-                let why = frame
-                    .map(|f| format!("{} {}", u16::from(f.code), f.reason))
-                    .unwrap_or_default();
-                return Err(format!("server closed the connection ({why})"));
-            }
-            _ => continue,
-        };
-        let v: serde_json::Value = serde_json::from_str(text.as_str())
-            .map_err(|e| format!("bad frame from server: {e}"))?;
-        match v["type"].as_str() {
-            Some("update" | "snapshot") => {
-                let f: DataFrame =
-                    serde_json::from_value(v).map_err(|e| format!("bad data frame: {e}"))?;
-                positions
-                    .entry(f.data.symbol().to_string())
-                    .or_default()
-                    .insert(f.channel.channel().to_string(), f.pos);
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    let mut printed = 0u64;
+    while let Some(ev) = client.next().await {
+        match ev {
+            ClientEvent::Data(d) => {
                 if args.json {
-                    println!("{}", text.as_str());
+                    println!("{}", json_frame(&d));
                 } else {
-                    println!("{}", line(&f));
+                    println!("{}", line(&d));
                 }
-                *printed += 1;
-                if args.count.is_some_and(|n| *printed >= n) {
-                    let _ = ws.close(None).await;
-                    return Ok(());
+                printed += 1;
+                if args.count.is_some_and(|n| printed >= n) {
+                    break;
                 }
             }
-            Some("welcome") => {
-                let e = v["epoch"].as_str().unwrap_or_default().to_string();
-                if epoch.as_ref().is_some_and(|old| *old != e) {
-                    eprintln!(
-                        "tail: the hub's log changed (epoch {e}); starting from fresh snapshots"
-                    );
-                }
-                *epoch = Some(e);
+            ClientEvent::Connected {
+                epoch,
+                epoch_changed: true,
+                ..
+            } => {
+                eprintln!(
+                    "tail: the hub's log changed (epoch {epoch}); starting from fresh snapshots"
+                );
             }
-            Some("error" | "reset") => eprintln!("tail: {}", text.as_str()),
-            _ if args.json => println!("{}", text.as_str()),
+            ClientEvent::Stopped { reason } => {
+                eprintln!("tail: the server asked not to reconnect: {reason}");
+                return ExitCode::FAILURE;
+            }
+            ClientEvent::Disconnected {
+                reason, retry_in, ..
+            } => eprintln!(
+                "tail: {reason}; reconnecting in {} ms",
+                retry_in.as_millis()
+            ),
+            ClientEvent::Reset {
+                symbol,
+                channel,
+                reason,
+            } => eprintln!("tail: {symbol} {channel}: reset ({reason:?}); a snapshot follows"),
+            ClientEvent::Rejected {
+                message, symbols, ..
+            } => {
+                eprintln!("tail: {message}: {}", symbols.join(", "));
+            }
             _ => {}
         }
     }
-    Err("connection closed".into())
+    client.close().await;
+    ExitCode::SUCCESS
 }
 
-fn line(f: &DataFrame) -> String {
-    let mark = if f.kind == "snapshot" { "*" } else { " " };
-    match &f.data {
+/// The event as the data frame the gateway sent.
+fn json_frame(d: &Data) -> String {
+    let kind = match d.kind {
+        Kind::Snapshot => mdhub_types::protocol::DataKind::Snapshot,
+        Kind::Update => mdhub_types::protocol::DataKind::Update,
+    };
+    let event = serde_json::to_vec(&d.event).unwrap_or_default();
+    let mut out = Vec::new();
+    mdhub_types::protocol::data_frame(kind, d.pos, &event, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn line(f: &Data) -> String {
+    let mark = if f.kind == Kind::Snapshot { "*" } else { " " };
+    match &f.event {
         Event::Quote(q) => format!(
             "{} {mark}{:<10} {:<11} quote {:>14} x {:<14} ({} x {})  {}",
             q.ts_received,

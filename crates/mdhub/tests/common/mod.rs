@@ -137,11 +137,18 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
 
 /// A plain HTTP/1.1 GET: (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with(addr, path, "");
+    (status, body)
+}
+
+/// A GET with extra request header lines (`"Name: value\r\n"`): (status,
+/// response head, body).
+pub fn http_get_with(addr: &str, path: &str, headers: &str) -> (u16, String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n"
     )
     .unwrap();
     let mut raw = String::new();
@@ -156,7 +163,17 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head.to_string(), body)
+}
+
+/// A loopback port free now, for a process that must come back on the same
+/// address after a restart.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -172,3 +189,4 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 pub mod kafka;
+pub mod log;

@@ -1,0 +1,187 @@
+// The trading UI served at `/`: a live quote board, a candlestick chart and
+// the trade tape of the selected symbol, the connection's state and the
+// feeds' state. Live data comes only through mdhub.js; events update the
+// models, and the DOM follows once per animation frame.
+
+import { MdhubClient, fetchJson } from "/mdhub.js";
+import { QuoteBoard } from "./board.js";
+import { CandleChart } from "./chart.js";
+import { TradeTape } from "./tape.js";
+
+const DEFAULT_SYMBOLS = 8;
+const CHANNELS = ["quotes", "trades", "status"];
+const STATUS_POLL_MS = 5000;
+const NOTE_MS = 6000;
+const STORAGE_KEY = "mdhub.symbols";
+
+const $ = (id) => document.getElementById(id);
+
+const client = new MdhubClient();
+const board = new QuoteBoard($("board"), { onSelect: select, onRemove: removeSymbol });
+const chart = new CandleChart($("chart"), $("chart-ohlc"));
+const tape = new TradeTape($("tape"));
+let updates = 0;
+let frameRequested = false;
+let noteTimer = null;
+
+// A handle for the browser console and the UI test.
+window.mdhub = { client, board, chart };
+
+client.on("snapshot", onData);
+client.on("update", onData);
+client.on("status", (s) => {
+  board.status(s.data);
+  scheduleRender();
+});
+client.on("state", showConnection);
+client.on("reset", (r) => note(`${r.symbol} ${r.channel}: ${r.reason.replace("_", " ")}, fresh snapshot`));
+client.on("error", onServerError);
+
+function onData(u) {
+  updates++;
+  if (u.channel === "quotes") {
+    board.quote(u.data);
+  } else {
+    board.trade(u.data);
+    chart.trade(u.data);
+    tape.trade(u.data);
+  }
+  scheduleRender();
+}
+
+function scheduleRender() {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(() => {
+    frameRequested = false;
+    board.render();
+    chart.render();
+    tape.render();
+  });
+}
+
+function addSymbols(symbols) {
+  const fresh = [...new Set(symbols)].filter((s) => !board.has(s));
+  if (fresh.length === 0) return;
+  for (const s of fresh) board.add(s);
+  client.subscribe(fresh, CHANNELS);
+  save();
+  if (!chart.symbol) select(board.symbols[0]);
+}
+
+function removeSymbol(symbol) {
+  client.unsubscribe([symbol]);
+  board.remove(symbol);
+  save();
+  if (chart.symbol === symbol && board.symbols.length > 0) select(board.symbols[0]);
+}
+
+function select(symbol) {
+  board.select(symbol);
+  $("chart-symbol").textContent = symbol;
+  tape.show(symbol);
+  chart.show(symbol);
+}
+
+function save() {
+  localStorage.setItem(STORAGE_KEY, JSON.stringify(board.symbols));
+}
+
+function onServerError(e) {
+  // A symbol the hub does not know (or cannot be one) leaves the board.
+  if (e.code === "unknown_symbol" || e.code === "invalid_symbol") {
+    for (const s of e.symbols ?? []) {
+      if (board.has(s)) removeSymbol(s);
+    }
+  }
+  note(`${e.code}: ${e.message}${e.symbols ? ` (${e.symbols.join(", ")})` : ""}`);
+}
+
+function note(text) {
+  $("note").textContent = text;
+  clearTimeout(noteTimer);
+  noteTimer = setTimeout(() => ($("note").textContent = ""), NOTE_MS);
+}
+
+function showConnection(state) {
+  const el = $("conn");
+  el.dataset.phase = state.phase;
+  el.dataset.reconnects = String(state.reconnects);
+  const plural = state.reconnects === 1 ? "" : "s";
+  $("conn-text").textContent = {
+    connecting: "connecting…",
+    live: "live",
+    reconnecting: `reconnecting · attempt ${state.attempt}` +
+      (state.nextInMs > 0 ? ` · next in ${state.nextInMs} ms` : " · connecting…"),
+    resumed: `live · resumed after ${state.reconnects} reconnect${plural}`,
+    closed: "closed",
+  }[state.phase];
+}
+
+/** The symbol directory, for the search box; [] while the hub cannot be reached. */
+async function loadDirectory() {
+  try {
+    const { symbols } = await fetchJson("/v1/symbols");
+    $("symbol-list").replaceChildren(...symbols.map(({ symbol, venue }) => new Option(venue, symbol)));
+    return symbols.map((s) => s.symbol);
+  } catch (e) {
+    note(`symbol list: ${e.message}`);
+    return [];
+  }
+}
+
+async function pollFeeds() {
+  try {
+    const status = await fetchJson("/v1/status");
+    $("feeds").replaceChildren(...(status.feeds ?? []).map(feedChip));
+  } catch {
+    for (const chip of $("feeds").children) chip.dataset.state = "unknown";
+  }
+}
+
+function feedChip(f) {
+  const chip = document.createElement("span");
+  chip.className = "feed";
+  chip.dataset.state = f.state;
+  chip.title = `${f.state} · ${f.events} events · ${f.gaps} gaps · ${f.reconnects} reconnects`;
+  chip.innerHTML = '<i class="dot"></i>';
+  chip.append(f.venue);
+  return chip;
+}
+
+function tick() {
+  const s = client.stats;
+  $("rate").textContent = `${updates} updates/s`;
+  $("counters").textContent =
+    `reconnects ${s.reconnects} · resets ${s.resets} · duplicates dropped ${s.duplicatesDropped} · skipped ${s.skipped}`;
+  $("epoch").textContent = client.epoch ? `epoch ${client.epoch}` : "";
+  $("clock").textContent = new Date().toISOString().slice(11, 19) + " UTC";
+  updates = 0;
+}
+
+/** The symbols saved by the last visit, or the first few the hub has. */
+async function showStartingSymbols() {
+  const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) ?? "[]");
+  const symbols = saved.length > 0 ? saved : (await loadDirectory()).slice(0, DEFAULT_SYMBOLS);
+  if (symbols.length > 0) addSymbols(symbols);
+  else setTimeout(showStartingSymbols, 3000); // the hub is not up yet
+}
+
+function onAdd(event) {
+  event.preventDefault();
+  const input = $("add-symbol");
+  addSymbols(input.value.toUpperCase().split(/[\s,]+/).filter(Boolean));
+  input.value = "";
+}
+
+async function start() {
+  $("add-form").addEventListener("submit", onAdd);
+  $("add-symbol").addEventListener("focus", loadDirectory);
+  await showStartingSymbols();
+  pollFeeds();
+  setInterval(pollFeeds, STATUS_POLL_MS);
+  setInterval(tick, 1000);
+  tick();
+}
+
+start();

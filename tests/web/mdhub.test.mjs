@@ -1,0 +1,237 @@
+// Unit tests of mdhub.js against a scripted WebSocket and mocked timers:
+// the parts of the protocol a live hub cannot be made to show on demand
+// (duplicates, resets, silent connections, backoff). The browser test
+// (ui.mjs) runs the same module against a real hub.
+//
+//   node --test tests/web/mdhub.test.mjs
+
+import { test, mock, beforeEach, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+
+// mdhub.js is a browser module in a folder without a package.json, which
+// Node 20 would load as CommonJS: import its text as an ES module instead.
+const source = await readFile(new URL("../../crates/mdhub_gateway/web/mdhub.js", import.meta.url), "utf8");
+const { MdhubClient, parseExact } = await import(`data:text/javascript,${encodeURIComponent(source)}`);
+
+/** A WebSocket whose server side the test plays. */
+class ScriptedSocket {
+  static all = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    this.closedWith = null;
+    ScriptedSocket.all.push(this);
+  }
+  send(text) { this.sent.push(JSON.parse(text)); }
+  close(code, reason) { this.closedWith = { code, reason }; this.readyState = 3; }
+  // The server's side:
+  welcome(epoch = "e1", heartbeatMs = 1000) {
+    this.readyState = 1;
+    this.text(JSON.stringify({ type: "welcome", epoch, server: "mdhub/test", heartbeat_ms: heartbeatMs, max_symbols: 1000 }));
+  }
+  text(data) { this.onmessage?.({ data }); }
+  data(type, pos, symbol = "AAPL") {
+    const channel = pos.split(":")[0];
+    this.text(JSON.stringify({ type, channel, pos, data: { type: "trade", symbol, price: "1.5", size: "2" } }));
+  }
+  serverClose(code) { this.readyState = 3; this.onclose?.({ code, reason: "" }); }
+}
+
+const latest = () => ScriptedSocket.all.at(-1);
+
+function client(options = {}) {
+  const c = new MdhubClient({ url: "ws://hub/v1/ws", WebSocket: ScriptedSocket, random: () => 0.999, ...options });
+  const seen = [];
+  for (const type of ["snapshot", "update", "status", "reset", "open", "close", "reconnecting", "ack", "error"]) {
+    c.on(type, (detail) => seen.push({ event: type, ...detail }));
+  }
+  return { c, seen, of: (type) => seen.filter((e) => e.event === type) };
+}
+
+/** Let a scheduled reconnect happen and welcome it. */
+function reconnect(epoch = "e1") {
+  const before = ScriptedSocket.all.length;
+  mock.timers.tick(5000);
+  assert.equal(ScriptedSocket.all.length, before + 1, "a new connection after the backoff");
+  latest().welcome(epoch);
+}
+
+beforeEach(() => {
+  ScriptedSocket.all = [];
+  mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 });
+});
+afterEach(() => mock.timers.reset());
+
+test("nanosecond timestamps keep every digit; decimals stay strings unless asked", () => {
+  const text = '{"type":"update","pos":"trades:1:2","data":{"ts_exchange":1764162000123456789,' +
+    '"ts_received": 1764162000123800001,"price":"189.53","detail":"{\\"ts\\":1}"},"n":12.5}';
+  const exact = parseExact(text);
+  assert.equal(exact.data.ts_exchange, "1764162000123456789");
+  assert.equal(exact.data.ts_received, "1764162000123800001");
+  assert.equal(exact.data.price, "189.53");
+  assert.equal(exact.data.detail, '{"ts":1}', "text inside strings is left alone");
+  assert.equal(exact.n, 12.5);
+  const typed = parseExact(text, { timestamps: "bigint", decimals: "number" });
+  assert.equal(typed.data.ts_exchange, 1764162000123456789n);
+  assert.equal(typed.data.price, 189.53);
+});
+
+test("subscriptions made before the welcome are sent with it; data becomes events", () => {
+  const { c, of } = client();
+  c.subscribe(["AAPL"]);
+  assert.deepEqual(c.state.phase, "connecting");
+  latest().welcome();
+  assert.deepEqual(latest().sent, [{ action: "subscribe", symbols: ["AAPL"], channels: ["quotes", "trades"], id: 1 }]);
+  assert.equal(c.state.phase, "live");
+  latest().data("snapshot", "trades:1:5");
+  latest().data("update", "trades:1:6");
+  assert.deepEqual(of("snapshot").map((e) => e.pos), ["trades:1:5"]);
+  assert.deepEqual(of("update").map((e) => [e.symbol, e.channel, e.data.price]), [["AAPL", "trades", "1.5"]]);
+  assert.deepEqual(c.positions(), { AAPL: { trades: "trades:1:6" } });
+});
+
+test("a frame at or before the last position of its stream is dropped", () => {
+  const { c, of } = client();
+  c.subscribe(["AAPL", "MSFT"]);
+  latest().welcome();
+  for (const pos of ["trades:1:5", "trades:1:5", "trades:1:4", "trades:1:6"]) latest().data("update", pos);
+  latest().data("update", "trades:1:3", "MSFT"); // another stream: its own positions
+  assert.deepEqual(of("update").map((e) => e.pos), ["trades:1:5", "trades:1:6", "trades:1:3"]);
+  assert.equal(c.stats.duplicatesDropped, 2);
+});
+
+test("after a 1001 close it reconnects and resumes from the last positions", () => {
+  const { c, of } = client();
+  c.subscribe(["AAPL"]);
+  c.subscribe(["BTC-USDT"], ["trades"]);
+  latest().welcome();
+  latest().data("update", "quotes:1:7");
+  latest().data("update", "trades:2:9", "BTC-USDT");
+  latest().serverClose(1001);
+  assert.equal(of("close")[0].meaning, "server shutting down");
+  assert.equal(c.state.phase, "reconnecting");
+  reconnect();
+  const resent = latest().sent;
+  assert.deepEqual(resent.map((m) => [m.symbols, m.channels, m.resume]), [
+    [["AAPL"], ["quotes", "trades"], { epoch: "e1", positions: { AAPL: { quotes: "quotes:1:7" } } }],
+    [["BTC-USDT"], ["trades"], { epoch: "e1", positions: { "BTC-USDT": { trades: "trades:2:9" } } }],
+  ]);
+  assert.equal(c.state.phase, "resumed");
+  assert.equal(c.state.reconnects, 1);
+  assert.equal(of("open").at(-1).resumed, true);
+});
+
+test("a resume hands back the positions' own epoch, and a reset clears the position", () => {
+  const { c, of } = client();
+  c.subscribe(["AAPL"], ["trades"]);
+  latest().welcome("e1");
+  latest().data("update", "trades:1:900");
+  latest().serverClose(1006);
+  reconnect("e2");
+  assert.equal(latest().sent[0].resume.epoch, "e1");
+  latest().text(JSON.stringify({ type: "reset", symbol: "AAPL", channel: "trades", reason: "epoch_changed" }));
+  assert.deepEqual(c.positions(), {});
+  latest().data("snapshot", "trades:1:3"); // the new log's offsets start low
+  assert.deepEqual(of("reset").map((e) => e.reason), ["epoch_changed"]);
+  assert.deepEqual(of("snapshot").map((e) => e.pos), ["trades:1:3"]);
+  assert.equal(c.epoch, "e2");
+});
+
+test("a connection silent for two heartbeats is closed and replaced", () => {
+  const { c, of } = client();
+  latest().welcome("e1", 1000);
+  const first = latest();
+  mock.timers.tick(1500);
+  first.text('{"type":"heartbeat","ts":1764162020000000000}');
+  mock.timers.tick(1900);
+  assert.equal(first.closedWith, null, "a heartbeat keeps it alive");
+  mock.timers.tick(200);
+  assert.notEqual(first.closedWith, null, "2 s of silence: dead");
+  assert.equal(of("close").at(-1).code, null);
+  assert.equal(c.state.phase, "reconnecting");
+  reconnect();
+  assert.equal(c.state.phase, "resumed");
+});
+
+test("backoff doubles up to 5 s with full jitter, and starts over after a connection that delivered data", () => {
+  let r = 0.999;
+  const { c, of } = client({ random: () => r });
+  c.subscribe(["AAPL"]);
+  latest().welcome();
+  for (let i = 0; i < 7; i++) {
+    latest().serverClose(1006);
+    mock.timers.tick(5000);
+  }
+  assert.deepEqual(of("reconnecting").map((e) => e.delayMs), [200, 400, 799, 1598, 3197, 4995, 4995]);
+  r = 0.25;
+  latest().welcome();
+  latest().data("update", "trades:1:1");
+  latest().serverClose(4008);
+  assert.deepEqual(of("reconnecting").at(-1), { event: "reconnecting", attempt: 1, delayMs: 50 });
+  assert.equal(c.state.attempt, 1);
+});
+
+test("unsubscribe forgets positions and drops frames still in flight", () => {
+  const { c, of } = client();
+  c.subscribe(["AAPL", "MSFT"]);
+  latest().welcome();
+  latest().data("update", "trades:1:5");
+  c.unsubscribe(["AAPL"]);
+  assert.deepEqual(latest().sent.at(-1), { action: "unsubscribe", symbols: ["AAPL"], id: 2 });
+  latest().data("update", "trades:1:6");
+  assert.deepEqual(of("update").map((e) => e.pos), ["trades:1:5"]);
+  c.unsubscribe(["MSFT"], ["quotes"]);
+  assert.deepEqual(latest().sent.at(-1).channels, ["quotes"]);
+  latest().serverClose(1001);
+  reconnect();
+  assert.deepEqual(latest().sent, [{ action: "subscribe", symbols: ["MSFT"], channels: ["trades"], id: 4 }]);
+});
+
+test("the server's closing advice is followed: wait retry_after_ms, or stop", () => {
+  const { c, of } = client({ random: () => 0 });
+  latest().welcome();
+  latest().text('{"type":"closing","code":1001,"reconnect":true,"retry_after_ms":1380,"reason":"server shutting down"}');
+  latest().serverClose(1001);
+  assert.deepEqual(of("reconnecting").at(-1), { event: "reconnecting", attempt: 1, delayMs: 1380 });
+  assert.equal(of("close").at(-1).reason, "server shutting down");
+  mock.timers.tick(1379);
+  assert.equal(ScriptedSocket.all.length, 1, "not before retry_after_ms");
+  mock.timers.tick(1);
+  latest().welcome();
+  latest().text('{"type":"closing","code":1008,"reconnect":false,"retry_after_ms":0,"reason":"go away"}');
+  latest().serverClose(1008);
+  mock.timers.tick(10_000);
+  assert.equal(ScriptedSocket.all.length, 2, "no reconnect when told not to");
+  assert.equal(c.state.phase, "closed");
+  assert.equal(of("close").at(-1).reconnect, false);
+});
+
+test("updates left out for a slow reader are counted", () => {
+  const { c, of } = client();
+  c.subscribe(["AAPL"]);
+  latest().welcome();
+  latest().text('{"type":"update","skipped":41,"channel":"quotes","pos":"quotes:1:52210","data":{"type":"quote","symbol":"AAPL"}}');
+  assert.equal(of("update")[0].skipped, 41);
+  assert.equal(c.stats.skipped, 41);
+});
+
+test("close() ends it for good", () => {
+  const { c } = client();
+  latest().welcome();
+  c.close();
+  assert.equal(latest().closedWith.code, 1000);
+  mock.timers.tick(10_000);
+  assert.equal(ScriptedSocket.all.length, 1);
+  assert.equal(c.state.phase, "closed");
+});
+
+test("server errors and unparsable frames are reported, and the connection goes on", () => {
+  const { c, of } = client();
+  latest().welcome();
+  latest().text('{"type":"error","code":"unknown_symbol","message":"no data","symbols":["NOSUCH"],"id":3}');
+  latest().text("not json");
+  assert.deepEqual(of("error").map((e) => e.code), ["unknown_symbol", "bad_frame"]);
+  assert.equal(c.state.phase, "live");
+});

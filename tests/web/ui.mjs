@@ -1,0 +1,167 @@
+// The web UI and mdhub.js in headless Chromium, against a running hub whose
+// restarts the caller performs (crates/mdhub/tests/web.rs):
+//
+//   node tests/web/ui.mjs --url http://127.0.0.1:PORT --screenshot target/ui-screenshot.png
+//
+// Talking to the caller, one line each way: this script prints `stop-hub`
+// and waits for `hub-stopped` on stdin, then prints `start-hub` and waits for
+// `hub-started`. The hub must come back on the same address. Progress goes to
+// stderr; the exit code says whether every check passed.
+//
+// Chromium: $MDHUB_TEST_CHROMIUM, default /usr/bin/chromium (Debian's).
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+import { checkAgainstHistory, checkStreams, startProbe } from "./probe.mjs";
+
+const TIMEOUT_MS = 30_000;
+const CHROMIUM_ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+
+const { values: opts } = parseArgs({ options: { url: { type: "string" }, screenshot: { type: "string" } } });
+if (!opts.url || !opts.screenshot) throw new Error("usage: ui.mjs --url http://HOST:PORT --screenshot FILE");
+const base = opts.url.replace(/\/$/, "");
+
+const step = (text) => console.error(`ui.mjs: ${text}`);
+const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+/** Ask the caller to do something to the hub and wait until it is done. */
+async function ask(request, answer) {
+  console.log(request);
+  const { value, done } = await stdinLines.next();
+  if (done || value.trim() !== answer) throw new Error(`asked ${request}, expected ${answer}, got ${done ? "end of input" : value}`);
+}
+
+async function getJson(path) {
+  const res = await fetch(base + path);
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** Wait until `path` answers something `ok` accepts. */
+async function poll(path, ok, what) {
+  const deadline = Date.now() + TIMEOUT_MS;
+  for (;;) {
+    const doc = await getJson(path);
+    if (ok(doc)) return doc;
+    if (Date.now() > deadline) throw new Error(`waited ${TIMEOUT_MS} ms for ${what}; last answer ${JSON.stringify(doc).slice(0, 300)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** The board's prices, one string for the whole table. */
+const boardPrices = (page) =>
+  page.$$eval("#board tr", (rows) => rows.map((tr) => `${tr.querySelector(".bid").textContent}/${tr.querySelector(".last").textContent}`).join(" "));
+
+async function waitForBoardToMove(page) {
+  const before = await boardPrices(page);
+  await page.waitForFunction((b) => {
+    const now = [...document.querySelectorAll("#board tr")]
+      .map((tr) => `${tr.querySelector(".bid").textContent}/${tr.querySelector(".last").textContent}`).join(" ");
+    return now !== b;
+  }, before, { timeout: TIMEOUT_MS });
+}
+
+async function waitForPhase(page, phase) {
+  await page.waitForSelector(`#conn[data-phase="${phase}"]`, { timeout: TIMEOUT_MS });
+}
+
+async function checkLiveBoard(page) {
+  step("board: live prices for 3 or more symbols");
+  await page.waitForFunction(() => {
+    const priced = [...document.querySelectorAll("#board tr")].filter((tr) => tr.querySelector(".bid").textContent && tr.querySelector(".last").textContent);
+    return priced.length >= 3;
+  }, null, { timeout: TIMEOUT_MS });
+  await waitForBoardToMove(page);
+  step("chart: history bars drawn");
+  await page.waitForFunction(() => Number(document.querySelector("#chart").dataset.bars) >= 1, null, { timeout: TIMEOUT_MS });
+  // The candles are drawn: pixels of the up or down colour on the chart's canvases.
+  await page.waitForFunction(() => {
+    let candle = 0;
+    for (const canvas of document.querySelectorAll("#chart canvas")) {
+      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+      for (let i = 0; i < data.length; i += 4) {
+        const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+        if ((r === 0x26 && g === 0xc2 && b === 0x81) || (r === 0xef && g === 0x53 && b === 0x50)) candle++;
+      }
+    }
+    return candle >= 20;
+  }, null, { timeout: TIMEOUT_MS, polling: 500 });
+}
+
+async function checkSearchAndRemove(page, symbol) {
+  step(`search: add ${symbol}, then remove it`);
+  await page.fill("#add-symbol", symbol.toLowerCase());
+  await page.press("#add-symbol", "Enter");
+  const row = `#board tr[data-symbol="${symbol}"]`;
+  await page.waitForFunction((sel) => document.querySelector(sel)?.querySelector(".bid").textContent, row, { timeout: TIMEOUT_MS });
+  await page.hover(row);
+  await page.click(`${row} button.remove`);
+  await page.waitForSelector(row, { state: "detached", timeout: TIMEOUT_MS });
+}
+
+async function main() {
+  const { symbols } = await poll("/v1/symbols", (d) => d.symbols.length >= 4, "the symbol directory");
+  const first = symbols[0].symbol;
+  await poll(`/v1/history/bars?symbol=${first}&interval=1m`, (d) => d.bars.length > 0, `history bars of ${first}`);
+  const profile = await mkdtemp(join(tmpdir(), "mdhub-ui-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.MDHUB_TEST_CHROMIUM || "/usr/bin/chromium",
+    args: CHROMIUM_ARGS,
+    headless: true,
+    viewport: { width: 1360, height: 760 },
+  });
+  const pageErrors = [];
+  try {
+    const page = await context.newPage();
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    await page.goto(`${base}/`);
+    await checkLiveBoard(page);
+    const shown = await page.$$eval("#board tr", (rows) => rows.map((tr) => tr.dataset.symbol));
+    const extra = symbols.map((s) => s.symbol).find((s) => !shown.includes(s));
+    if (!extra) throw new Error(`every symbol of the hub is on the board already: ${shown}`);
+    await checkSearchAndRemove(page, extra);
+
+    const probe = await startProbe(context, base, [first, symbols[1].symbol]);
+    await probe.waitForFrames(40);
+    step("mdhub.js: dropConnection() → reconnect and resume");
+    await probe.drop();
+    await probe.waitForFrames(40);
+
+    step("hub restart: the page reconnects and resumes");
+    await ask("stop-hub", "hub-stopped");
+    await waitForPhase(page, "reconnecting");
+    await probe.waitForPhase("reconnecting");
+    await ask("start-hub", "hub-started");
+    await waitForPhase(page, "resumed");
+    const text = await page.textContent("#conn-text");
+    if (!/resumed after 1 reconnect\b/.test(text)) throw new Error(`connection indicator says ${JSON.stringify(text)}`);
+    await waitForBoardToMove(page);
+    await probe.waitForFrames(40);
+
+    const frames = await probe.frames();
+    checkStreams(frames, await probe.stats());
+    await checkAgainstHistory(frames, poll);
+    await page.screenshot({ path: opts.screenshot });
+    step(`screenshot in ${opts.screenshot}`);
+  } finally {
+    await context.close();
+    await rm(profile, { recursive: true, force: true });
+  }
+  if (pageErrors.length > 0) throw new Error(`errors in the page: ${pageErrors.join("; ")}`);
+  step("all checks passed");
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(`ui.mjs: FAILED: ${e.stack ?? e}`);
+    process.exit(1);
+  },
+);
