@@ -67,6 +67,10 @@ pub enum Command {
     Normalize(commands::normalize::NormalizeArgs),
     /// Load generators and measurements against a hub (e.g. `mdhub bench fanout`).
     Bench(commands::bench::BenchArgs),
+    /// A new API key for [gateway.auth]: prints the key once and the TOML that configures its hash.
+    Keygen(commands::auth::KeygenArgs),
+    /// An HS256 JWT for a user, signed with gateway.auth.jwt_secret.
+    Token(commands::auth::TokenArgs),
     /// Print the effective configuration (defaults, file and environment merged) as TOML.
     Config,
 }
@@ -91,6 +95,8 @@ pub fn main() -> ExitCode {
         }
         Command::Run(args) => commands::run::main(cfg, args),
         Command::Tail(args) => commands::tail::main(cfg, args),
+        Command::Keygen(args) => commands::auth::keygen(args),
+        Command::Token(args) => commands::auth::token(cfg, args),
         Command::Ingest(args) => commands::roles::ingest(cfg, args),
         Command::Serve(args) => commands::roles::serve(cfg, args),
         Command::CacheWriter(args) => commands::roles::cache_writer(cfg, args),

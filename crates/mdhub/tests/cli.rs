@@ -226,18 +226,12 @@ fn configuration_doc_example_works() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mdhub.toml");
     std::fs::write(&file, example).unwrap();
-    let out = mdhub()
-        .arg("--config")
-        .arg(&file)
-        .arg("config")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8(out.stdout).unwrap().contains("sim-lse"));
+    let printed = common::mdhub_ok(&[
+        std::ffi::OsStr::new("--config"),
+        file.as_os_str(),
+        "config".as_ref(),
+    ]);
+    assert!(printed.contains("sim-lse"));
 }
 
 /// `mdhub normalize` turns every Binance fixture into the events the decoder

@@ -594,24 +594,8 @@ fn tail_prints_snapshots_and_updates() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(500));
-    let out = common::mdhub()
-        .args([
-            "tail",
-            "--url",
-            &hub.ws_url(),
-            "--count",
-            "12",
-            "AAPL",
-            "EUR-USD",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let url = hub.ws_url();
+    let text = common::mdhub_ok(&["tail", "--url", &url, "--count", "12", "AAPL", "EUR-USD"]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 12, "{text}");
     assert!(

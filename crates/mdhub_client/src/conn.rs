@@ -135,10 +135,15 @@ impl Task {
 
     async fn session(&mut self, url: &str) -> End {
         let limit = self.cfg.connect_timeout;
-        let opened = tokio::time::timeout(limit, open(url)).await;
+        let opened = tokio::time::timeout(limit, open(url, self.cfg.token.as_deref())).await;
         let (mut ws, epoch, heartbeat) = match opened {
             Ok(Ok(v)) => v,
-            Ok(Err(reason)) => return lost(reason),
+            Ok(Err(Refused(reason))) => {
+                // Retrying the same credential cannot help.
+                self.advice = Some(Advice::Stop);
+                return lost(reason);
+            }
+            Ok(Err(Failed(reason))) => return lost(reason),
             Err(_) => return lost(format!("no welcome from {url} within {limit:?}")),
         };
         // Requests sent on the old connection will never be answered.
@@ -465,33 +470,72 @@ fn lost(reason: String) -> End {
     }
 }
 
-/// Connect and read the `welcome`: the connection, the epoch and the
-/// heartbeat interval.
-async fn open(url: &str) -> Result<(Ws, String, Duration), String> {
+/// Why a connection could not be opened.
+enum OpenError {
+    /// The gateway refused the credential (or its absence): final.
+    Refused(String),
+    /// Anything else: try again later.
+    Failed(String),
+}
+use OpenError::{Failed, Refused};
+
+/// Connect (with the credential, if any) and read the `welcome`: the
+/// connection, the epoch and the heartbeat interval.
+async fn open(url: &str, token: Option<&str>) -> Result<(Ws, String, Duration), OpenError> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     if url.starts_with("wss://") {
         // Several rustls providers are linked into the tree; pick one.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let mut req = url
+        .into_client_request()
+        .map_err(|e| Refused(format!("bad URL {url}: {e}")))?;
+    if let Some(t) = token {
+        let value = format!("Bearer {t}")
+            .parse()
+            .map_err(|_| Refused("the token is not a valid header value".into()))?;
+        req.headers_mut().insert("Authorization", value);
+    }
+    let mut ws = match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => ws,
+        Err(WsError::Http(r)) if matches!(r.status().as_u16(), 401 | 403) => {
+            let body = r
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            return Err(Refused(format!(
+                "{url} refused the credential ({}): {body}",
+                r.status()
+            )));
+        }
+        Err(e) => return Err(Failed(format!("cannot connect to {url}: {e}"))),
+    };
     loop {
         let text = match ws.next().await {
             Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(f))) => return Err(format!("closed before welcome: {f:?}")),
+            Some(Ok(Message::Close(f))) => {
+                return Err(Failed(format!("closed before welcome: {f:?}")));
+            }
             Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(format!("connection lost before welcome: {e}")),
-            None => return Err("connection closed before welcome".into()),
+            Some(Err(e)) => return Err(Failed(format!("connection lost before welcome: {e}"))),
+            None => return Err(Failed("connection closed before welcome".into())),
         };
-        if let Ok(Frame::Control(ServerMessage::Welcome {
-            epoch,
-            heartbeat_ms,
-            ..
-        })) = decode(text.as_str())
-        {
-            return Ok((ws, epoch, Duration::from_millis(heartbeat_ms.max(1))));
-        }
-        return Err(format!("expected welcome, got {}", text.as_str()));
+        return match decode(text.as_str()) {
+            Ok(Frame::Control(ServerMessage::Welcome {
+                auth_required: true,
+                ..
+            })) if token.is_none() => Err(Refused(format!(
+                "{url} requires a credential: set ClientConfig::token"
+            ))),
+            Ok(Frame::Control(ServerMessage::Welcome {
+                epoch,
+                heartbeat_ms,
+                ..
+            })) => Ok((ws, epoch, Duration::from_millis(heartbeat_ms.max(1)))),
+            _ => Err(Failed(format!("expected welcome, got {}", text.as_str()))),
+        };
     }
 }
 
@@ -501,6 +545,7 @@ fn with_id(mut msg: ClientMessage, n: u64) -> String {
     match &mut msg {
         ClientMessage::Subscribe { id: slot, .. }
         | ClientMessage::Unsubscribe { id: slot, .. }
+        | ClientMessage::Auth { id: slot, .. }
         | ClientMessage::Ping { id: slot } => *slot = id,
     }
     serde_json::to_string(&msg).unwrap_or_default()

@@ -74,6 +74,10 @@ pub struct ClientConfig {
     pub dead_after: Option<Duration>,
     /// Events held for the application before the client stops reading.
     pub event_capacity: usize,
+    /// An API key or JWT, sent as `Authorization: Bearer …` when the
+    /// gateway requires one. A refused credential stops the client
+    /// ([`ClientEvent::Stopped`]) instead of retrying.
+    pub token: Option<String>,
 }
 
 impl ClientConfig {
@@ -87,6 +91,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             dead_after: None,
             event_capacity: 65_536,
+            token: None,
         }
     }
 

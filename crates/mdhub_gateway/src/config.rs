@@ -45,6 +45,8 @@ pub struct GatewayConfig {
     /// 403. Empty (default): any. Clients that send no `Origin` (bots,
     /// SDKs) are not affected.
     pub allowed_origins: Vec<String>,
+    /// Who may connect and what they may see (`[gateway.auth]`).
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +63,7 @@ impl Default for GatewayConfig {
             client_messages_per_sec: 20,
             client_message_burst: 50,
             allowed_origins: Vec::new(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }

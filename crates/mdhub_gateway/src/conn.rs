@@ -22,6 +22,7 @@ use mdhub_types::{Position, Positioned, Symbol, Timestamp, Topic, json};
 use tokio::sync::mpsc;
 
 use crate::Shared;
+use crate::auth::{Grant, UserSlot};
 use crate::conflate::Conflator;
 use crate::hub::{ConnHandle, Frame, bit, frame_text};
 
@@ -34,6 +35,12 @@ pub(crate) mod close {
     /// The client stopped reading (even conflated delivery made no progress
     /// for `slow_client_timeout_ms`): reconnect and resume.
     pub(crate) const LAGGED: u16 = 4008;
+    /// No credential in time, or a refused one: don't reconnect as is.
+    pub(crate) const UNAUTHORIZED: u16 = 4401;
+    /// The credential expired: reconnect with a fresh one.
+    pub(crate) const EXPIRED: u16 = 4403;
+    /// The user holds too many connections: retry later.
+    pub(crate) const TOO_MANY: u16 = 4429;
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +123,14 @@ struct Conn {
     bucket: TokenBucket,
     /// Frames are being dropped by the bucket (and the client was told).
     limited: bool,
+    /// What the connection may see; `None` until it authenticates.
+    grant: Option<Grant>,
+    /// Its user's connection slot, released when the connection ends.
+    slot: Option<UserSlot>,
+    /// Closed (4401) unless authenticated by then.
+    auth_deadline: Option<Instant>,
+    /// Closed (4403) when the credential expires.
+    expires: Option<Instant>,
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -158,7 +173,14 @@ enum Flow {
 }
 
 /// Serve one upgraded connection until it closes.
-pub(crate) async fn serve(mut ws: WebSocket, shared: Arc<Shared>) {
+/// Serve one upgraded connection until it closes. `grant`: what a
+/// credential presented at the upgrade allows (with its user's connection
+/// slot); `None` when the client must still authenticate in a frame.
+pub(crate) async fn serve(
+    mut ws: WebSocket,
+    shared: Arc<Shared>,
+    grant: Option<(Grant, Option<UserSlot>)>,
+) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel::<Frame>(shared.cfg.queue_capacity);
     let mut conn = Conn {
@@ -177,7 +199,22 @@ pub(crate) async fn serve(mut ws: WebSocket, shared: Arc<Shared>) {
             shared.cfg.client_message_burst,
         ),
         limited: false,
+        expires: None,
+        auth_deadline: None,
+        grant: None,
+        slot: None,
     };
+    match grant {
+        Some((g, slot)) => {
+            conn.expires = g.remaining().map(|d| Instant::now() + d);
+            conn.grant = Some(g);
+            conn.slot = slot;
+        }
+        None => {
+            let limit = Duration::from_millis(shared.cfg.auth.timeout_ms);
+            conn.auth_deadline = Some(Instant::now() + limit);
+        }
+    }
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     shared
         .metrics
@@ -188,12 +225,13 @@ pub(crate) async fn serve(mut ws: WebSocket, shared: Arc<Shared>) {
         server: concat!("mdhub/", env!("CARGO_PKG_VERSION")).to_string(),
         heartbeat_ms: shared.cfg.heartbeat_ms,
         max_symbols: shared.cfg.max_symbols,
+        auth_required: shared.auth.required(),
     };
     if ws.send(text(welcome.to_json())).await.is_ok() {
         let _ = conn.run(&mut ws, &mut rx).await;
     }
     for (symbol, _) in std::mem::take(&mut conn.subs) {
-        shared.hub.unregister(id, &symbol, 3);
+        shared.hub.unregister(id, &symbol, 7);
     }
     shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
@@ -222,11 +260,17 @@ fn text(s: String) -> Message {
 }
 
 /// Say whether and when to reconnect (a `closing` frame), then close.
-async fn close_with(ws: &mut WebSocket, code: u16, reason: &'static str, retry_after_ms: u64) {
+/// `retry_after_ms`: `None` advises not to reconnect.
+async fn close_with(
+    ws: &mut WebSocket,
+    code: u16,
+    reason: &'static str,
+    retry_after_ms: Option<u64>,
+) {
     let advice = ServerMessage::Closing {
         code,
-        reconnect: true,
-        retry_after_ms,
+        reconnect: retry_after_ms.is_some(),
+        retry_after_ms: retry_after_ms.unwrap_or(0),
         reason: reason.to_string(),
     };
     let _ = ws.feed(text(advice.to_json())).await;
@@ -257,7 +301,7 @@ impl Conn {
                     // Spread the reconnects of a restart over the window.
                     let spread = self.shared.cfg.reconnect_spread_ms;
                     let wait = rand::random_range(0..=spread);
-                    close_with(ws, close::GOING_AWAY, "server shutting down; reconnect and resume", wait).await;
+                    close_with(ws, close::GOING_AWAY, "server shutting down; reconnect and resume", Some(wait)).await;
                     return Ok(());
                 }
                 msg = ws.recv() => {
@@ -285,6 +329,14 @@ impl Conn {
                         return Ok(());
                     }
                 }
+                _ = sleep_until_some(self.auth_deadline) => {
+                    close_with(ws, close::UNAUTHORIZED, "no credential within gateway.auth.timeout_ms", None).await;
+                    return Ok(());
+                }
+                _ = sleep_until_some(self.expires) => {
+                    close_with(ws, close::EXPIRED, "credential expired; reconnect with a fresh one", Some(0)).await;
+                    return Ok(());
+                }
                 _ = sleep_until_some(self.flush_at) => {
                     let mut due = self.take_due();
                     if !self.deliver(ws, &mut due, false).await? {
@@ -294,7 +346,7 @@ impl Conn {
                 _ = heartbeat.tick() => {
                     if self.last_seen.elapsed() > timeout {
                         self.shared.metrics.timeouts_total.fetch_add(1, Ordering::Relaxed);
-                        close_with(ws, close::HEARTBEAT_TIMEOUT, "no frame from the client within the timeout", 0).await;
+                        close_with(ws, close::HEARTBEAT_TIMEOUT, "no frame from the client within the timeout", Some(0)).await;
                         return Ok(());
                     }
                     ws.feed(Message::Ping(bytes::Bytes::new())).await?;
@@ -322,7 +374,7 @@ impl Conn {
             .lagged_total
             .fetch_add(1, Ordering::Relaxed);
         let reason = "too slow: nothing written for slow_client_timeout_ms; reconnect and resume";
-        let closing = close_with(ws, close::LAGGED, reason, 1000);
+        let closing = close_with(ws, close::LAGGED, reason, Some(1000));
         let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
         Ok(false)
     }
@@ -503,13 +555,13 @@ impl Conn {
             Ok(m) => m,
             Err(e) => {
                 let (code, m) = match action.as_deref() {
-                    Some("subscribe" | "unsubscribe" | "ping") => {
+                    Some("subscribe" | "unsubscribe" | "ping" | "auth") => {
                         (ErrorCode::BadRequest, e.to_string())
                     }
                     Some(other) => (
                         ErrorCode::UnknownAction,
                         format!(
-                            "unknown action {other:?}; expected subscribe, unsubscribe or ping"
+                            "unknown action {other:?}; expected subscribe, unsubscribe, auth or ping"
                         ),
                     ),
                     None => (ErrorCode::UnknownAction, "missing \"action\"".to_string()),
@@ -518,7 +570,18 @@ impl Conn {
                 return Ok(Flow::Continue);
             }
         };
+        let needs_grant = !matches!(
+            parsed,
+            ClientMessage::Auth { .. } | ClientMessage::Ping { .. }
+        );
+        if needs_grant && self.grant.is_none() {
+            let m = r#"authenticate first: {"action":"auth","token":"<API key or JWT>"}"#;
+            self.error(ws, ErrorCode::Unauthenticated, m.into(), vec![], id)
+                .await?;
+            return Ok(Flow::Continue);
+        }
         match parsed {
+            ClientMessage::Auth { token, id } => return self.authenticate(ws, &token, id).await,
             ClientMessage::Ping { id } => {
                 self.send(
                     ws,
@@ -553,6 +616,93 @@ impl Conn {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Take a credential presented in a frame: the connection gets its
+    /// grant (or, for a second `auth`, a renewed one for the same user).
+    async fn authenticate(
+        &mut self,
+        ws: &mut WebSocket,
+        token: &str,
+        id: Option<serde_json::Value>,
+    ) -> Result<Flow, axum::Error> {
+        let grant = match self.shared.auth.verify(token) {
+            Ok(g) => g,
+            Err(e) => {
+                self.error(ws, ErrorCode::Unauthorized, e.to_string(), vec![], id)
+                    .await?;
+                close_with(ws, close::UNAUTHORIZED, "credential refused", None).await;
+                return Ok(Flow::Stop);
+            }
+        };
+        match &self.grant {
+            Some(old) if old.user != grant.user => {
+                let m = format!("this connection belongs to {:?}", old.user);
+                self.error(ws, ErrorCode::Unauthorized, m, vec![], id)
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+            Some(_) => {}
+            None => match self.shared.users.acquire(&grant) {
+                Some(slot) => self.slot = Some(slot),
+                None => {
+                    let m = format!("{} holds its limit of connections", grant.user);
+                    self.error(ws, ErrorCode::TooManyConnections, m, vec![], id)
+                        .await?;
+                    close_with(ws, close::TOO_MANY, "too many connections", Some(5000)).await;
+                    return Ok(Flow::Stop);
+                }
+            },
+        }
+        self.expires = grant.remaining().map(|d| Instant::now() + d);
+        self.auth_deadline = None;
+        self.grant = Some(grant);
+        self.prune_unentitled(ws, &id).await?;
+        let ack = ServerMessage::Ack {
+            action: "auth".into(),
+            id,
+            subscriptions: self.subscriptions(),
+        };
+        self.send(ws, ack).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// After a renewed grant: drop the streams it no longer allows.
+    async fn prune_unentitled(
+        &mut self,
+        ws: &mut WebSocket,
+        id: &Option<serde_json::Value>,
+    ) -> Result<(), axum::Error> {
+        let Some(grant) = &self.grant else {
+            return Ok(());
+        };
+        let mut dropped = Vec::new();
+        for (sym, state) in &mut self.subs {
+            let allowed = if grant.allows(sym.as_str()) {
+                grant.channels(7)
+            } else {
+                0
+            };
+            let lost: u8 = Topic::ALL
+                .into_iter()
+                .filter(|t| state[idx(*t)].on && allowed & bit(*t) == 0)
+                .map(bit)
+                .sum();
+            if lost != 0 {
+                for t in Topic::ALL.into_iter().filter(|t| lost & bit(*t) != 0) {
+                    state[idx(t)] = ChannelState::default();
+                }
+                self.shared.hub.unregister(self.handle.id, sym, lost);
+                dropped.push(sym.to_string());
+            }
+        }
+        self.subs.retain(|_, st| st.iter().any(|c| c.on));
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        let m = "the renewed credential is not entitled to these any more".to_string();
+        self.error(ws, ErrorCode::NotEntitled, m, dropped, id.clone())
+            .await
     }
 
     fn channel_mask(channels: Option<Vec<String>>) -> Result<u8, Vec<String>> {
@@ -692,6 +842,17 @@ impl Conn {
                 }
             }
         }
+        // Entitlements: the grant's channels, and its symbols.
+        let mut not_entitled = Vec::new();
+        let grant = self.grant.clone().unwrap_or_else(Grant::open);
+        let mask = grant.channels(mask);
+        accepted.retain(|(s, _)| {
+            let ok = mask != 0 && grant.allows(s.as_str());
+            if !ok {
+                not_entitled.push(s.to_string());
+            }
+            ok
+        });
         let new = accepted
             .iter()
             .filter(|(s, _)| !self.subs.contains_key(s))
@@ -742,6 +903,11 @@ impl Conn {
         if !unknown.is_empty() {
             let m = "symbols this hub has no data for (GET /v1/symbols lists them)".to_string();
             self.error(ws, ErrorCode::UnknownSymbol, m, unknown, id.clone())
+                .await?;
+        }
+        if !not_entitled.is_empty() {
+            let m = "your credential is not entitled to these symbols (or channels)".to_string();
+            self.error(ws, ErrorCode::NotEntitled, m, not_entitled, id.clone())
                 .await?;
         }
         for (sym, topic, h, latest) in todo {

@@ -83,6 +83,19 @@ pub trait HistorySource: Send + Sync + std::fmt::Debug {
 /// Most rows one request may ask for.
 pub const MAX_LIMIT: usize = 100_000;
 
+/// Why `grant` may not read this history, if it may not: free-form SQL
+/// needs every symbol; the rest need the symbol and the channel.
+fn refusal(grant: &crate::auth::Grant, kind: &str, symbol: Option<&String>) -> Option<String> {
+    if kind == "sql" {
+        return (!grant.allows_all())
+            .then(|| "SQL reads every symbol: it needs a credential entitled to \"*\"".into());
+    }
+    let channel = if kind == "quotes" { 1 } else { 2 };
+    let sym = symbol?.trim().to_ascii_uppercase();
+    let ok = grant.allows(&sym) && grant.channels(channel) != 0;
+    (!ok).then(|| format!("not entitled to the {kind} of {sym}"))
+}
+
 fn bad(message: impl Into<String>) -> Response {
     crate::rest::error(StatusCode::BAD_REQUEST, "bad_request", message.into())
 }
@@ -90,8 +103,17 @@ fn bad(message: impl Into<String>) -> Response {
 pub(crate) async fn handler(
     State(s): State<Arc<Shared>>,
     Path(kind): Path<String>,
+    headers: axum::http::HeaderMap,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let grant = match crate::rest::grant(&s, &headers, raw.as_deref()) {
+        Ok(g) => g,
+        Err(refused) => return *refused,
+    };
+    if let Some(why) = refusal(&grant, &kind, q.get("symbol")) {
+        return crate::rest::error(StatusCode::FORBIDDEN, "not_entitled", why);
+    }
     let kind = match kind.as_str() {
         "sql" => return sql(s, q).await,
         "trades" => HistoryKind::Trades,

@@ -14,6 +14,7 @@
 //! with code 4008 to resume elsewhere. Connections are limited by a permit
 //! taken before `accept`. Shutdown closes every socket with 1001.
 
+pub mod auth;
 mod config;
 mod conflate;
 mod conn;
@@ -29,7 +30,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{RawQuery, State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mdhub_bus::Bus;
@@ -37,6 +38,7 @@ use mdhub_cache::Cache;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{AuthConfig, AuthError, AuthMode, Authenticator, mint_hs256, new_key};
 pub use config::GatewayConfig;
 pub use history::{HistoryFailure, HistoryKind, HistoryRequest, HistorySource};
 pub use metrics::{GatewayMetrics, MetricsSource};
@@ -67,6 +69,10 @@ pub(crate) struct Shared {
     /// The WebSocket connections' tasks: axum's graceful shutdown does not
     /// wait for upgraded connections, so `serve` waits for these.
     pub(crate) connections: tokio_util::task::TaskTracker,
+    /// Checks credentials (`[gateway.auth]`).
+    pub(crate) auth: Authenticator,
+    /// Connections per user.
+    pub(crate) users: Arc<auth::Users>,
 }
 
 /// The gateway: build it, add status and metrics sources, then [`Gateway::serve`].
@@ -78,6 +84,7 @@ pub struct Gateway {
     status: Vec<Arc<dyn StatusSource>>,
     extra_metrics: Vec<Arc<dyn MetricsSource>>,
     history: Option<Arc<dyn HistorySource>>,
+    auth: Option<Authenticator>,
 }
 
 impl Gateway {
@@ -90,7 +97,16 @@ impl Gateway {
             status: Vec::new(),
             extra_metrics: Vec::new(),
             history: None,
+            auth: None,
         }
+    }
+
+    /// Check credentials with `auth` (built from `[gateway.auth]` by the
+    /// caller, who knows whether the address is public). Without it the
+    /// gateway serves everyone.
+    pub fn with_auth(mut self, auth: Authenticator) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// Add a section to `/v1/status`.
@@ -135,6 +151,11 @@ impl Gateway {
             history: self.history,
             started: Instant::now(),
             connections: tokio_util::task::TaskTracker::new(),
+            auth: match self.auth {
+                Some(a) => a,
+                None => open_gateway(),
+            },
+            users: Arc::default(),
         });
         let hub_task = tokio::spawn(hub.run(shared.bus.clone(), shutdown.clone()));
         let app = router(shared.clone());
@@ -157,6 +178,41 @@ impl Gateway {
         }
         hub_task.abort();
         result
+    }
+}
+
+/// A gateway with authentication off.
+fn open_gateway() -> Authenticator {
+    let off = AuthConfig {
+        mode: AuthMode::Off,
+        ..AuthConfig::default()
+    };
+    // Off needs nothing configured, so it cannot fail.
+    Authenticator::new(&off, false).unwrap_or_else(|e| unreachable!("{e}"))
+}
+
+/// The grant of a WebSocket upgrade: everything when auth is off; the
+/// credential's grant and a connection slot when one was presented (401 or
+/// 429 when refused); `None` when the client must authenticate in a frame.
+fn upgrade_grant(
+    shared: &Arc<Shared>,
+    headers: &axum::http::HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<(auth::Grant, Option<auth::UserSlot>)>, Box<Response>> {
+    if !shared.auth.required() {
+        return Ok(Some((auth::Grant::open(), None)));
+    }
+    if auth::presented(headers, query).is_none() {
+        return Ok(None);
+    }
+    let grant = rest::grant(shared, headers, query)?;
+    match shared.users.acquire(&grant) {
+        Some(slot) => Ok(Some((grant, Some(slot)))),
+        None => Err(Box::new(rest::error(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!("{} holds its limit of connections", grant.user),
+        ))),
     }
 }
 
@@ -184,6 +240,7 @@ fn router(shared: Arc<Shared>) -> Router {
 async fn ws_upgrade(
     State(shared): State<Arc<Shared>>,
     headers: axum::http::HeaderMap,
+    RawQuery(query): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Response {
     if let Some(origin) = refused_origin(&shared.cfg.allowed_origins, &headers) {
@@ -191,6 +248,10 @@ async fn ws_upgrade(
             format!("origin {origin:?} may not open WebSockets here (gateway.allowed_origins)\n");
         return (axum::http::StatusCode::FORBIDDEN, body).into_response();
     }
+    let grant = match upgrade_grant(&shared, &headers, query.as_deref()) {
+        Ok(g) => g,
+        Err(refused) => return *refused,
+    };
     // A small read buffer keeps an idle connection cheap; writes are buffered
     // (a batch of frames goes out in one write) up to 64 KiB. Frames above four times the
     // protocol limit end the connection (smaller oversize frames get an error).
@@ -201,6 +262,6 @@ async fn ws_upgrade(
         .max_frame_size(limit)
         .on_upgrade(move |socket| {
             let tracker = shared.connections.clone();
-            tracker.track_future(conn::serve(socket, shared))
+            tracker.track_future(conn::serve(socket, shared, grant))
         })
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -40,6 +40,27 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .merge(crate::web::routes())
 }
 
+/// What a data request may read: everything when auth is off, else the
+/// grant of the credential it presents (`Authorization: Bearer …` or
+/// `?token=`), or a 401 to answer with.
+pub(crate) fn grant(
+    s: &Shared,
+    headers: &axum::http::HeaderMap,
+    query: Option<&str>,
+) -> Result<crate::auth::Grant, Box<Response>> {
+    if !s.auth.required() {
+        return Ok(crate::auth::Grant::open());
+    }
+    let credential = crate::auth::presented(headers, query).unwrap_or_default();
+    s.auth.verify(&credential).map_err(|e| {
+        Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            e.to_string(),
+        ))
+    })
+}
+
 pub(crate) fn error(status: StatusCode, code: &str, message: String) -> Response {
     (
         status,
@@ -50,8 +71,14 @@ pub(crate) fn error(status: StatusCode, code: &str, message: String) -> Response
 
 async fn snapshot(
     State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let grant = match grant(&s, &headers, raw.as_deref()) {
+        Ok(g) => g,
+        Err(refused) => return *refused,
+    };
     let Some(list) = q.get("symbols").filter(|l| !l.trim().is_empty()) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -61,9 +88,11 @@ async fn snapshot(
     };
     let mut wanted = Vec::new();
     let mut invalid = Vec::new();
+    let mut unentitled = Vec::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match Symbol::new(name) {
-            Ok(sym) => wanted.push(sym),
+            Ok(sym) if grant.allows(sym.as_str()) => wanted.push(sym),
+            Ok(_) => unentitled.push(name.to_string()),
             Err(_) => invalid.push(name.to_string()),
         }
     }
@@ -101,8 +130,14 @@ async fn snapshot(
             None => unknown.push(sym.to_string()),
         }
     }
-    Json(json!({"epoch": s.epoch, "symbols": data, "unknown": unknown, "invalid": invalid}))
-        .into_response()
+    Json(json!({
+        "epoch": s.epoch,
+        "symbols": data,
+        "unknown": unknown,
+        "invalid": invalid,
+        "unentitled": unentitled,
+    }))
+    .into_response()
 }
 
 async fn symbols(State(s): State<Arc<Shared>>) -> Response {

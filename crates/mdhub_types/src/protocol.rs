@@ -49,6 +49,15 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<serde_json::Value>,
     },
+    /// Present a credential (API key or JWT) on an open connection: the
+    /// way for browsers, which cannot set headers on a WebSocket.
+    Auth {
+        /// The API key or JWT.
+        token: String,
+        /// Echoed in the acknowledgement or error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
     /// Application-level ping; answered with `pong`.
     Ping {
         /// Echoed in the pong.
@@ -93,6 +102,14 @@ pub enum ErrorCode {
     /// More frames than `gateway.client_messages_per_sec` allows; the frame
     /// was dropped.
     RateLimited,
+    /// The gateway requires a credential and none was presented yet.
+    Unauthenticated,
+    /// The credential was refused (unknown key, bad or expired token).
+    Unauthorized,
+    /// Symbols (or channels) the credential is not entitled to.
+    NotEntitled,
+    /// The user already holds as many connections as allowed.
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -109,6 +126,10 @@ impl ErrorCode {
             ErrorCode::TooManySymbols => "too_many_symbols",
             ErrorCode::MessageTooLarge => "message_too_large",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotEntitled => "not_entitled",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 }
@@ -140,6 +161,10 @@ pub enum ServerMessage {
         heartbeat_ms: u64,
         /// Most symbols one connection may subscribe.
         max_symbols: usize,
+        /// A credential is needed (present it with an `auth` action unless
+        /// the connection carried one).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        auth_required: bool,
     },
     /// Acknowledgement of a subscribe or unsubscribe, with the resulting set.
     Ack {

@@ -178,6 +178,27 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
 
 /// Run the chosen roles until a signal (or `exit_after`), then shut down in
 /// order: feeds, ingest drain, log sync, client sockets.
+/// `[gateway.auth]` for a gateway on `addr`, said out loud: required
+/// (on a public address unless turned off), or off — with a warning when
+/// the address is public.
+fn authenticator(
+    cfg: &Config,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<mdhub_gateway::Authenticator> {
+    let public = !addr.ip().is_loopback();
+    let auth = mdhub_gateway::Authenticator::new(&cfg.gateway.auth, public)?;
+    if auth.required() {
+        eprintln!("auth: required: clients present an API key or a JWT (docs/security.md)");
+    } else if public {
+        let warning = format!(
+            "authentication is OFF on the public address {addr}: anyone who reaches it gets every price (gateway.auth.mode = \"off\"; see docs/security.md)"
+        );
+        eprintln!("WARNING: {warning}");
+        tracing::warn!("{warning}");
+    }
+    Ok(auth)
+}
+
 pub(crate) async fn run_roles(
     cfg: Config,
     roles: Roles,
@@ -185,6 +206,11 @@ pub(crate) async fn run_roles(
     exit_after: Option<Duration>,
     feeds_override: FeedsOverride,
 ) -> anyhow::Result<()> {
+    // Checked first: a gateway that nobody could use must not start at all.
+    let mut auth = match (&listener, roles.gateway) {
+        (Some(l), true) => Some(authenticator(&cfg, l.local_addr()?)?),
+        _ => None,
+    };
     let (bus, log_desc, kafka_stats) = open_bus(&cfg).await?;
     // This process's own view of the latest prices, kept from the log; with
     // Redis, gateways read Redis over it (newest entry wins, own view alone
@@ -391,6 +417,10 @@ pub(crate) async fn run_roles(
             };
             let gateway = match kafka_stats {
                 Some(k) => gateway.with_metrics(Arc::new(crate::status::Kafka(k))),
+                None => gateway,
+            };
+            let gateway = match auth.take() {
+                Some(a) => gateway.with_auth(a),
                 None => gateway,
             };
             let source = if roles.feeds {

@@ -30,6 +30,9 @@ pub struct TailArgs {
     /// Print each event as a JSON data frame instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// API key or JWT, when the gateway requires one.
+    #[arg(long, env = "MDHUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Exit after this many data frames (snapshots and updates).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
@@ -59,7 +62,9 @@ pub fn main(cfg: Config, args: TailArgs) -> ExitCode {
 }
 
 async fn tail(urls: Vec<String>, args: &TailArgs) -> ExitCode {
-    let mut client = match Client::connect(ClientConfig::with_urls(urls)) {
+    let mut config = ClientConfig::with_urls(urls);
+    config.token = args.token.clone();
+    let mut client = match Client::connect(config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tail: {e}");

@@ -19,6 +19,21 @@ pub fn mdhub() -> Command {
     c
 }
 
+/// Run `mdhub ARGS…` to completion; its stdout, after asserting it
+/// succeeded (with its stderr in the failure message).
+pub fn mdhub_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = mdhub().args(args).output().expect("run mdhub");
+    assert!(
+        out.status.success(),
+        "mdhub {:?} failed: {}",
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 /// A running `mdhub run`.
 #[derive(Debug)]
 pub struct Hub {
