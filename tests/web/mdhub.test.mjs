@@ -12,7 +12,7 @@ import { readFile } from "node:fs/promises";
 // mdhub.js is a browser module in a folder without a package.json, which
 // Node 20 would load as CommonJS: import its text as an ES module instead.
 const source = await readFile(new URL("../../crates/mdhub_gateway/web/mdhub.js", import.meta.url), "utf8");
-const { MdhubClient, parseExact } = await import(`data:text/javascript,${encodeURIComponent(source)}`);
+const { MdhubClient, parseExact, fetchJson } = await import(`data:text/javascript,${encodeURIComponent(source)}`);
 
 /** A WebSocket whose server side the test plays. */
 class ScriptedSocket {
@@ -27,11 +27,19 @@ class ScriptedSocket {
   send(text) { this.sent.push(JSON.parse(text)); }
   close(code, reason) { this.closedWith = { code, reason }; this.readyState = 3; }
   // The server's side:
-  welcome(epoch = "e1", heartbeatMs = 1000) {
+  welcome(epoch = "e1", heartbeatMs = 1000, extra = {}) {
     this.readyState = 1;
-    this.text(JSON.stringify({ type: "welcome", epoch, server: "mdhub/test", heartbeat_ms: heartbeatMs, max_symbols: 1000 }));
+    this.text(JSON.stringify({ type: "welcome", epoch, server: "mdhub/test", heartbeat_ms: heartbeatMs, max_symbols: 1000, ...extra }));
   }
+  /** A welcome from a hub that requires a credential. */
+  welcomeAuth(epoch = "e1") { this.welcome(epoch, 1000, { auth_required: true }); }
   text(data) { this.onmessage?.({ data }); }
+  frame(value) { this.text(JSON.stringify(value)); }
+  /** A `closing` frame, then the close. */
+  goodbye(code, reconnect, retryAfterMs = 0, reason = "") {
+    this.frame({ type: "closing", code, reconnect, retry_after_ms: retryAfterMs, reason });
+    this.serverClose(code);
+  }
   data(type, pos, symbol = "AAPL") {
     const channel = pos.split(":")[0];
     this.text(JSON.stringify({ type, channel, pos, data: { type: "trade", symbol, price: "1.5", size: "2" } }));
@@ -44,7 +52,7 @@ const latest = () => ScriptedSocket.all.at(-1);
 function client(options = {}) {
   const c = new MdhubClient({ url: "ws://hub/v1/ws", WebSocket: ScriptedSocket, random: () => 0.999, ...options });
   const seen = [];
-  for (const type of ["snapshot", "update", "status", "reset", "open", "close", "reconnecting", "ack", "error"]) {
+  for (const type of ["snapshot", "update", "status", "reset", "open", "close", "reconnecting", "ack", "error", "not_entitled", "state"]) {
     c.on(type, (detail) => seen.push({ event: type, ...detail }));
   }
   return { c, seen, of: (type) => seen.filter((e) => e.event === type) };
@@ -234,4 +242,170 @@ test("server errors and unparsable frames are reported, and the connection goes 
   latest().text("not json");
   assert.deepEqual(of("error").map((e) => e.code), ["unknown_symbol", "bad_frame"]);
   assert.equal(c.state.phase, "live");
+});
+
+// Authentication: the credential goes in an `auth` frame before the
+// subscriptions, only when the welcome asks for one.
+
+/** Let promises (an async token function, fetch) settle. */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+test("with a token, the auth frame goes first and the client is live on its ack", () => {
+  const { c, of } = client({ token: "mdk_1" });
+  c.subscribe(["AAPL"]);
+  latest().welcomeAuth();
+  assert.equal(c.state.phase, "authenticating");
+  assert.equal(of("open")[0].authRequired, true);
+  assert.deepEqual(latest().sent, [
+    { action: "auth", token: "mdk_1", id: 1 },
+    { action: "subscribe", symbols: ["AAPL"], channels: ["quotes", "trades"], id: 2 },
+  ]);
+  latest().frame({ type: "ack", action: "auth", id: 1, subscriptions: {} });
+  assert.equal(c.state.phase, "live");
+  // A hub that needs no credential is not sent one (it would refuse an unknown key).
+  latest().serverClose(1001);
+  reconnect();
+  assert.deepEqual(latest().sent.map((m) => m.action), ["subscribe"]);
+  assert.equal(c.state.phase, "resumed");
+});
+
+test("without a token it stops in auth_required, and setToken connects", () => {
+  const { c, of } = client();
+  c.subscribe(["AAPL"]);
+  latest().welcomeAuth();
+  assert.deepEqual(of("state").map((e) => e.phase), ["auth_required"], "straight there, not through authenticating");
+  assert.equal(latest().closedWith.code, 1000);
+  assert.deepEqual(latest().sent, [], "nothing the server would only refuse");
+  assert.equal(of("close").at(-1).reconnect, false);
+  mock.timers.tick(60_000);
+  assert.equal(ScriptedSocket.all.length, 1, "no reconnects without a credential");
+  c.setToken(null);
+  assert.equal(ScriptedSocket.all.length, 1);
+  c.setToken("mdk_1");
+  assert.equal(ScriptedSocket.all.length, 2, "at once");
+  latest().welcomeAuth();
+  assert.deepEqual(latest().sent.map((m) => [m.action, m.token]), [["auth", "mdk_1"], ["subscribe", undefined]]);
+});
+
+test("a refused credential stops in unauthorized, with the server's reason", () => {
+  const { c, of } = client({ token: "nope" });
+  latest().welcomeAuth();
+  latest().frame({ type: "error", code: "unauthorized", message: "unknown API key", id: 1 });
+  latest().goodbye(4401, false, 0, "credential refused");
+  assert.deepEqual(c.state, { phase: "unauthorized", attempt: 0, nextInMs: 0, reconnects: 0, reason: "unknown API key" });
+  assert.deepEqual(of("error").map((e) => e.code), ["unauthorized"]);
+  mock.timers.tick(60_000);
+  assert.equal(ScriptedSocket.all.length, 1, "no retry with the same credential");
+  c.setToken("mdk_good");
+  latest().welcomeAuth();
+  assert.equal(latest().sent[0].token, "mdk_good");
+  // A 4401 without its closing frame, and without a credential sent (the auth timeout).
+  c.setToken(() => new Promise(() => {})); // never answers
+  latest().welcomeAuth();
+  latest().serverClose(4401);
+  assert.equal(c.state.phase, "auth_required");
+  assert.equal(of("close").at(-1).meaning, "no credential, or a refused one");
+});
+
+test("on expiry (4403) it reconnects with a fresh token from the function and resumes", async () => {
+  let n = 0;
+  const { c } = client({ token: async () => `jwt-${++n}`, random: () => 0 });
+  c.subscribe(["AAPL"], ["trades"]);
+  latest().welcomeAuth();
+  assert.deepEqual(latest().sent, [], "waits for the token");
+  await settle();
+  assert.deepEqual(latest().sent.map((m) => m.token ?? m.action), ["jwt-1", "subscribe"]);
+  latest().frame({ type: "ack", action: "auth", id: 1, subscriptions: {} });
+  latest().data("update", "trades:1:40");
+  latest().goodbye(4403, true, 0, "credential expired; reconnect with a fresh one");
+  assert.equal(c.state.phase, "reconnecting");
+  mock.timers.tick(0);
+  latest().welcomeAuth();
+  await settle();
+  const [auth, sub] = latest().sent;
+  assert.equal(auth.token, "jwt-2");
+  assert.deepEqual(sub.resume, { epoch: "e1", positions: { AAPL: { trades: "trades:1:40" } } });
+  latest().frame({ type: "ack", action: "auth", id: auth.id, subscriptions: {} });
+  assert.equal(c.state.phase, "resumed");
+});
+
+test("a token function that fails is reported, and the connection retried", async () => {
+  let fail = true;
+  const { c, of } = client({ token: () => (fail ? Promise.reject(new Error("no session")) : "jwt") });
+  latest().welcomeAuth();
+  await settle();
+  assert.equal(of("error")[0].code, "token_unavailable");
+  assert.equal(c.state.phase, "reconnecting");
+  fail = false;
+  mock.timers.tick(5000);
+  latest().welcomeAuth();
+  assert.equal(latest().sent[0].token, "jwt");
+});
+
+test("too many connections (4429): wait retry_after_ms, with or without the closing frame", () => {
+  const { c, of } = client({ token: "mdk_1", random: () => 0 });
+  latest().welcomeAuth();
+  latest().frame({ type: "error", code: "too_many_connections", message: "desk holds its limit", id: 1 });
+  latest().goodbye(4429, true, 5000, "too many connections");
+  assert.equal(c.state.phase, "reconnecting");
+  assert.equal(of("reconnecting").at(-1).delayMs, 5000);
+  mock.timers.tick(4999);
+  assert.equal(ScriptedSocket.all.length, 1);
+  mock.timers.tick(1);
+  assert.equal(ScriptedSocket.all.length, 2);
+  latest().welcomeAuth();
+  latest().serverClose(4429);
+  assert.equal(of("reconnecting").at(-1).delayMs, 5000);
+});
+
+test("setToken on a live connection renews the grant; null signs out", () => {
+  const { c } = client({ token: "mdk_1" });
+  c.subscribe(["AAPL", "MSFT"]);
+  latest().welcomeAuth();
+  latest().frame({ type: "ack", action: "auth", id: 1, subscriptions: {} });
+  c.setToken("mdk_2");
+  const socket = latest();
+  assert.deepEqual(socket.sent.at(-1), { action: "auth", token: "mdk_2", id: 3 });
+  // The renewed grant covers AAPL only so far: MSFT is asked for again.
+  socket.frame({ type: "ack", action: "auth", id: 3, subscriptions: { AAPL: ["quotes", "trades"] } });
+  assert.deepEqual(socket.sent.at(-1), { action: "subscribe", symbols: ["MSFT"], channels: ["quotes", "trades"], id: 4 });
+  assert.equal(c.state.phase, "live");
+  // Another user's credential is refused on this connection: a new one presents it.
+  c.setToken("mdk_other");
+  socket.frame({ type: "error", code: "unauthorized", message: "this connection belongs to \"desk\"", id: 5 });
+  assert.equal(socket.closedWith.code, 1000);
+  assert.equal(ScriptedSocket.all.length, 2);
+  latest().welcomeAuth();
+  assert.equal(latest().sent[0].token, "mdk_other");
+  c.setToken(null);
+  assert.equal(latest().closedWith.code, 1000);
+  assert.equal(c.state.phase, "auth_required");
+});
+
+test("not_entitled errors become events; the connection goes on", () => {
+  const { c, of } = client({ token: "mdk_1" });
+  c.subscribe(["AAPL", "MSFT"]);
+  latest().welcomeAuth();
+  latest().frame({ type: "error", code: "not_entitled", message: "your credential is not entitled", symbols: ["MSFT"], id: 2 });
+  assert.deepEqual(of("not_entitled"), [{ event: "not_entitled", symbols: ["MSFT"], message: "your credential is not entitled", id: 2 }]);
+  assert.deepEqual(of("error").map((e) => e.code), ["not_entitled"]);
+  assert.equal(c.state.phase, "authenticating");
+});
+
+test("fetchJson sends the token as a bearer credential", async (t) => {
+  const seen = [];
+  t.mock.method(globalThis, "fetch", async (url, init) => {
+    seen.push([url, init?.headers?.Authorization]);
+    return new Response('{"bars":[{"ts":1764162000123456789}]}');
+  });
+  const bars = await fetchJson("/v1/history/bars?symbol=AAPL", { token: async () => "mdk_1" });
+  assert.equal(bars.bars[0].ts, "1764162000123456789");
+  await fetchJson("/v1/symbols");
+  const { c } = client({ token: "mdk_2" });
+  await c.fetchJson("/v1/snapshot?symbols=AAPL");
+  assert.deepEqual(seen, [
+    ["/v1/history/bars?symbol=AAPL", "Bearer mdk_1"],
+    ["/v1/symbols", undefined],
+    ["/v1/snapshot?symbols=AAPL", "Bearer mdk_2"],
+  ]);
 });

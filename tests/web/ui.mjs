@@ -7,22 +7,11 @@
 // and waits for `hub-stopped` on stdin, then prints `start-hub` and waits for
 // `hub-started`. The hub must come back on the same address. Progress goes to
 // stderr; the exit code says whether every check passed.
-//
-// Chromium: $MDHUB_TEST_CHROMIUM, default /usr/bin/chromium (Debian's).
 
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { TIMEOUT_MS, poller, run, waitForCandles, waitForPhase, withBrowser } from "./browser.mjs";
 import { checkAgainstHistory, checkStreams, startProbe } from "./probe.mjs";
-
-const TIMEOUT_MS = 30_000;
-const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 
 const { values: opts } = parseArgs({ options: { url: { type: "string" }, screenshot: { type: "string" } } });
 if (!opts.url || !opts.screenshot) throw new Error("usage: ui.mjs --url http://HOST:PORT --screenshot FILE");
@@ -38,22 +27,7 @@ async function ask(request, answer) {
   if (done || value.trim() !== answer) throw new Error(`asked ${request}, expected ${answer}, got ${done ? "end of input" : value}`);
 }
 
-async function getJson(path) {
-  const res = await fetch(base + path);
-  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
-  return res.json();
-}
-
-/** Wait until `path` answers something `ok` accepts. */
-async function poll(path, ok, what) {
-  const deadline = Date.now() + TIMEOUT_MS;
-  for (;;) {
-    const doc = await getJson(path);
-    if (ok(doc)) return doc;
-    if (Date.now() > deadline) throw new Error(`waited ${TIMEOUT_MS} ms for ${what}; last answer ${JSON.stringify(doc).slice(0, 300)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const poll = poller(base);
 
 /** The board's prices, one string for the whole table. */
 const boardPrices = (page) =>
@@ -68,10 +42,6 @@ async function waitForBoardToMove(page) {
   }, before, { timeout: TIMEOUT_MS });
 }
 
-async function waitForPhase(page, phase) {
-  await page.waitForSelector(`#conn[data-phase="${phase}"]`, { timeout: TIMEOUT_MS });
-}
-
 async function checkLiveBoard(page) {
   step("board: live prices for 3 or more symbols");
   await page.waitForFunction(() => {
@@ -80,19 +50,7 @@ async function checkLiveBoard(page) {
   }, null, { timeout: TIMEOUT_MS });
   await waitForBoardToMove(page);
   step("chart: history bars drawn");
-  await page.waitForFunction(() => Number(document.querySelector("#chart").dataset.bars) >= 1, null, { timeout: TIMEOUT_MS });
-  // The candles are drawn: pixels of the up or down colour on the chart's canvases.
-  await page.waitForFunction(() => {
-    let candle = 0;
-    for (const canvas of document.querySelectorAll("#chart canvas")) {
-      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
-      for (let i = 0; i < data.length; i += 4) {
-        const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
-        if ((r === 0x26 && g === 0xc2 && b === 0x81) || (r === 0xef && g === 0x53 && b === 0x50)) candle++;
-      }
-    }
-    return candle >= 20;
-  }, null, { timeout: TIMEOUT_MS, polling: 500 });
+  await waitForCandles(page);
 }
 
 async function checkSearchAndRemove(page, symbol) {
@@ -110,15 +68,8 @@ async function main() {
   const { symbols } = await poll("/v1/symbols", (d) => d.symbols.length >= 4, "the symbol directory");
   const first = symbols[0].symbol;
   await poll(`/v1/history/bars?symbol=${first}&interval=1m`, (d) => d.bars.length > 0, `history bars of ${first}`);
-  const profile = await mkdtemp(join(tmpdir(), "mdhub-ui-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.MDHUB_TEST_CHROMIUM || "/usr/bin/chromium",
-    args: CHROMIUM_ARGS,
-    headless: true,
-    viewport: { width: 1360, height: 760 },
-  });
   const pageErrors = [];
-  try {
+  await withBrowser(async (context) => {
     const page = await context.newPage();
     page.on("pageerror", (e) => pageErrors.push(e.message));
     await page.goto(`${base}/`);
@@ -150,18 +101,9 @@ async function main() {
     await checkAgainstHistory(frames, poll);
     await page.screenshot({ path: opts.screenshot });
     step(`screenshot in ${opts.screenshot}`);
-  } finally {
-    await context.close();
-    await rm(profile, { recursive: true, force: true });
-  }
+  });
   if (pageErrors.length > 0) throw new Error(`errors in the page: ${pageErrors.join("; ")}`);
   step("all checks passed");
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(`ui.mjs: FAILED: ${e.stack ?? e}`);
-    process.exit(1);
-  },
-);
+run("ui.mjs", main);

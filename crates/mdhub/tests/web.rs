@@ -1,8 +1,9 @@
 //! The web UI and the JavaScript client (`crates/mdhub_gateway/web/`): the
 //! embedded files over HTTP, mdhub.js's unit tests in Node, and the UI in
 //! headless Chromium (tests/web/ui.mjs, playwright-core) across a restart of
-//! `mdhub run`. scripts/test.sh installs Node's test dependencies and
-//! Debian's chromium; a missing one fails these tests, it never skips them.
+//! `mdhub run`, and signing in to a hub that requires a credential
+//! (tests/web/auth.mjs). scripts/test.sh installs Node's test dependencies
+//! and Debian's chromium; a missing one fails these tests, it never skips them.
 
 mod common;
 
@@ -176,6 +177,66 @@ fn the_ui_shows_live_prices_and_resumes_across_a_restart() {
     assert!(
         status.success(),
         "tests/web/ui.mjs failed ({status}); its output is above"
+    );
+    assert!(
+        screenshot.exists(),
+        "no screenshot at {}",
+        screenshot.display()
+    );
+}
+
+/// `mdhub keygen` for a key entitled to `symbols`: the key and its SHA-256.
+fn keygen(name: &str, symbols: &str) -> (String, String) {
+    let out = common::mdhub()
+        .args(["keygen", "--name", name, "--symbols", symbols])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    let key = text.lines().find_map(|l| l.strip_prefix("# mdk_"));
+    let sha = text.lines().find_map(|l| l.strip_prefix("sha256 = "));
+    match (key, sha) {
+        (Some(key), Some(sha)) => (format!("mdk_{key}"), sha.trim_matches('"').to_string()),
+        _ => panic!("no key and hash in mdhub keygen's output:\n{text}"),
+    }
+}
+
+#[test]
+fn the_ui_signs_in_to_a_hub_that_requires_a_key() {
+    let chromium = browser();
+    let (key, sha) = keygen("desk", "AAPL,BTC-*");
+    let keys = format!(
+        r#"[{{name="desk",sha256="{sha}",symbols=["AAPL","BTC-*"],channels=["quotes","trades"],max_connections=2}}]"#
+    );
+    let env = [
+        ("MDHUB_GATEWAY__AUTH__MODE", "required"),
+        ("MDHUB_GATEWAY__AUTH__KEYS", keys.as_str()),
+        ("MDHUB_GATEWAY__AUTH__JWT_SECRET", "web-test-secret"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &["--sim-rate", "1000", "--seed", "7"], &env);
+    // The page and its files need no credential; the data behind them does.
+    assert_eq!(get(&hub.addr, "/", "").0, 200);
+    assert_eq!(get(&hub.addr, "/web/app.js", "").0, 200);
+    let bars = "/v1/history/bars?symbol=AAPL&interval=1m";
+    assert_eq!(get(&hub.addr, bars, "").0, 401);
+    let bearer = format!("Authorization: Bearer {key}\r\n");
+    assert_eq!(get(&hub.addr, bars, &bearer).0, 200);
+    let screenshot = repo().join("target/ui-auth-screenshot.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let t0 = Instant::now();
+    let status = node()
+        .arg("tests/web/auth.mjs")
+        .args(["--url", &format!("http://{}", hub.addr), "--key", &key])
+        .arg("--screenshot")
+        .arg(&screenshot)
+        .env("MDHUB_TEST_CHROMIUM", chromium)
+        .status()
+        .expect("start node tests/web/auth.mjs");
+    println!("auth.mjs took {:.1} s", t0.elapsed().as_secs_f64());
+    assert!(
+        status.success(),
+        "tests/web/auth.mjs failed ({status}); its output is above"
     );
     assert!(
         screenshot.exists(),

@@ -408,6 +408,14 @@ impl Authenticator {
     }
 
     fn grant_of(&self, c: Claims) -> Result<Grant, AuthError> {
+        // `exp` is whole seconds and the library accepts its last second;
+        // a grant with no time left would be closed at once and come back.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        if c.exp <= now.as_secs() {
+            return Err(AuthError::Expired);
+        }
         let e = c.mdhub.unwrap_or_default();
         let channels = channel_mask(&e.channels).map_err(|e| AuthError::BadToken(e.to_string()))?;
         Ok(Grant {
@@ -617,6 +625,12 @@ mod tests {
         );
         let expired = hs256(serde_json::json!({"sub":"x","exp":now()-5}), "s3cret");
         assert_eq!(a.verify(&expired), Err(AuthError::Expired));
+        let last_second = hs256(serde_json::json!({"sub":"x","exp":now()}), "s3cret");
+        assert_eq!(
+            a.verify(&last_second),
+            Err(AuthError::Expired),
+            "no time left: refused"
+        );
         let forged = hs256(serde_json::json!({"sub":"x","exp":now()+60}), "guess");
         assert!(matches!(a.verify(&forged), Err(AuthError::BadToken(_))));
         let no_exp = hs256(serde_json::json!({"sub":"x"}), "s3cret");

@@ -17,6 +17,7 @@ use futures_util::SinkExt;
 use mdhub_bus::{Delivery, SubscribeSpec};
 use mdhub_types::protocol::{
     ClientMessage, DataKind, ErrorCode, ResetReason, Resume, ServerMessage, data_frame,
+    parse_client_message,
 };
 use mdhub_types::{Position, Positioned, Symbol, Timestamp, Topic, json};
 use tokio::sync::mpsc;
@@ -521,52 +522,10 @@ impl Conn {
                 .await?;
             return Ok(Flow::Continue);
         }
-        let value: serde_json::Value = match serde_json::from_str(body.as_str()) {
-            Ok(v @ serde_json::Value::Object(_)) => v,
-            Ok(_) => {
-                self.error(
-                    ws,
-                    ErrorCode::BadJson,
-                    "expected a JSON object".into(),
-                    vec![],
-                    None,
-                )
-                .await?;
-                return Ok(Flow::Continue);
-            }
-            Err(e) => {
-                self.error(
-                    ws,
-                    ErrorCode::BadJson,
-                    format!("not JSON: {e}"),
-                    vec![],
-                    None,
-                )
-                .await?;
-                return Ok(Flow::Continue);
-            }
-        };
-        let id = value.get("id").cloned();
-        let action = value
-            .get("action")
-            .and_then(|a| a.as_str())
-            .map(str::to_string);
-        let parsed: ClientMessage = match serde_json::from_value(value) {
+        let parsed = match parse_client_message(body.as_str()) {
             Ok(m) => m,
-            Err(e) => {
-                let (code, m) = match action.as_deref() {
-                    Some("subscribe" | "unsubscribe" | "ping" | "auth") => {
-                        (ErrorCode::BadRequest, e.to_string())
-                    }
-                    Some(other) => (
-                        ErrorCode::UnknownAction,
-                        format!(
-                            "unknown action {other:?}; expected subscribe, unsubscribe, auth or ping"
-                        ),
-                    ),
-                    None => (ErrorCode::UnknownAction, "missing \"action\"".to_string()),
-                };
-                self.error(ws, code, m, vec![], id).await?;
+            Err(r) => {
+                self.error(ws, r.code, r.message, vec![], r.id).await?;
                 return Ok(Flow::Continue);
             }
         };
@@ -576,6 +535,7 @@ impl Conn {
         );
         if needs_grant && self.grant.is_none() {
             let m = r#"authenticate first: {"action":"auth","token":"<API key or JWT>"}"#;
+            let id = parsed.id().cloned();
             self.error(ws, ErrorCode::Unauthenticated, m.into(), vec![], id)
                 .await?;
             return Ok(Flow::Continue);

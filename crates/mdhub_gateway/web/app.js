@@ -1,9 +1,11 @@
 // The trading UI served at `/`: a live quote board, a candlestick chart and
 // the trade tape of the selected symbol, the connection's state and the
 // feeds' state. Live data comes only through mdhub.js; events update the
-// models, and the DOM follows once per animation frame.
+// models, and the DOM follows once per animation frame. A hub that requires
+// a credential gets a sign-in panel; the key is kept in localStorage and
+// sent with every REST request too.
 
-import { MdhubClient, fetchJson } from "/mdhub.js";
+import { MdhubClient } from "/mdhub.js";
 import { QuoteBoard } from "./board.js";
 import { CandleChart } from "./chart.js";
 import { TradeTape } from "./tape.js";
@@ -13,16 +15,23 @@ const CHANNELS = ["quotes", "trades", "status"];
 const STATUS_POLL_MS = 5000;
 const NOTE_MS = 6000;
 const STORAGE_KEY = "mdhub.symbols";
+const TOKEN_KEY = "mdhub.token";
 
 const $ = (id) => document.getElementById(id);
 
-const client = new MdhubClient();
+const client = new MdhubClient({ token: localStorage.getItem(TOKEN_KEY) });
 const board = new QuoteBoard($("board"), { onSelect: select, onRemove: removeSymbol });
-const chart = new CandleChart($("chart"), $("chart-ohlc"));
+const chart = new CandleChart($("chart"), $("chart-ohlc"), api);
 const tape = new TradeTape($("tape"));
 let updates = 0;
 let frameRequested = false;
 let noteTimer = null;
+/** The last welcome asked for a credential. */
+let authRequired = false;
+/** A key typed into the sign-in panel: kept once the hub accepts it. */
+let offered = null;
+/** A REST answer was 401: load the chart again once signed in. */
+let refused = false;
 
 // A handle for the browser console and the UI test.
 window.mdhub = { client, board, chart };
@@ -33,9 +42,22 @@ client.on("status", (s) => {
   board.status(s.data);
   scheduleRender();
 });
-client.on("state", showConnection);
+client.on("open", (o) => (authRequired = o.authRequired));
+client.on("state", (state) => {
+  showConnection(state);
+  showSignIn(state);
+});
 client.on("reset", (r) => note(`${r.symbol} ${r.channel}: ${r.reason.replace("_", " ")}, fresh snapshot`));
 client.on("error", onServerError);
+client.on("not_entitled", onNotEntitled);
+
+/** GET a REST answer with the page's credential. */
+function api(url) {
+  return client.fetchJson(url).catch((e) => {
+    if (e.status === 401) refused = true;
+    throw e;
+  });
+}
 
 function onData(u) {
   updates++;
@@ -94,7 +116,53 @@ function onServerError(e) {
       if (board.has(s)) removeSymbol(s);
     }
   }
+  if (e.code === "not_entitled" || e.code === "unauthorized") return; // shown by onNotEntitled, showSignIn
   note(`${e.code}: ${e.message}${e.symbols ? ` (${e.symbols.join(", ")})` : ""}`);
+}
+
+/** Symbols the credential does not cover stay on the board, marked; the chart moves to one it does. */
+function onNotEntitled({ symbols }) {
+  board.deny(symbols);
+  scheduleRender();
+  note(`not entitled: ${symbols.join(", ")}`);
+  if (!board.denied(chart.symbol)) return;
+  const entitled = board.symbols.find((s) => !board.denied(s));
+  if (entitled) select(entitled);
+}
+
+/** The sign-in panel while the hub wants a credential; "sign out" while one is in use. */
+function showSignIn({ phase, reason }) {
+  const live = phase === "live" || phase === "resumed";
+  const wanted = phase === "auth_required" || phase === "unauthorized";
+  if (live && offered) {
+    localStorage.setItem(TOKEN_KEY, offered);
+    offered = null;
+    $("signin-token").value = "";
+  }
+  if (phase === "unauthorized") localStorage.removeItem(TOKEN_KEY); // a refused key is not kept
+  $("signin-error").textContent = phase === "unauthorized" ? `Refused: ${reason || "the hub did not accept it"}.` : "";
+  const panel = $("signin");
+  if (wanted && panel.hidden) setTimeout(() => $("signin-token").focus());
+  panel.hidden = !wanted;
+  $("account").hidden = wanted || !authRequired;
+  if (live && refused && chart.symbol) {
+    refused = false;
+    chart.show(chart.symbol);
+  }
+}
+
+function onSignIn(event) {
+  event.preventDefault();
+  offered = $("signin-token").value.trim();
+  if (!offered) return;
+  board.deny(board.symbols, false); // another credential: entitlements anew
+  scheduleRender();
+  client.setToken(offered);
+}
+
+function onSignOut() {
+  localStorage.removeItem(TOKEN_KEY);
+  client.setToken(null);
 }
 
 function note(text) {
@@ -115,13 +183,16 @@ function showConnection(state) {
       (state.nextInMs > 0 ? ` · next in ${state.nextInMs} ms` : " · connecting…"),
     resumed: `live · resumed after ${state.reconnects} reconnect${plural}`,
     closed: "closed",
+    authenticating: "signing in…",
+    auth_required: "sign-in required",
+    unauthorized: "credential refused",
   }[state.phase];
 }
 
 /** The symbol directory, for the search box; [] while the hub cannot be reached. */
 async function loadDirectory() {
   try {
-    const { symbols } = await fetchJson("/v1/symbols");
+    const { symbols } = await api("/v1/symbols");
     $("symbol-list").replaceChildren(...symbols.map(({ symbol, venue }) => new Option(venue, symbol)));
     return symbols.map((s) => s.symbol);
   } catch (e) {
@@ -132,7 +203,7 @@ async function loadDirectory() {
 
 async function pollFeeds() {
   try {
-    const status = await fetchJson("/v1/status");
+    const status = await api("/v1/status");
     $("feeds").replaceChildren(...(status.feeds ?? []).map(feedChip));
   } catch {
     for (const chip of $("feeds").children) chip.dataset.state = "unknown";
@@ -177,6 +248,8 @@ function onAdd(event) {
 async function start() {
   $("add-form").addEventListener("submit", onAdd);
   $("add-symbol").addEventListener("focus", loadDirectory);
+  $("signin-form").addEventListener("submit", onSignIn);
+  $("sign-out").addEventListener("click", onSignOut);
   await showStartingSymbols();
   pollFeeds();
   setInterval(pollFeeds, STATUS_POLL_MS);

@@ -1,7 +1,8 @@
 // The quote board: one row per symbol with bid, ask, last trade and the
 // change since the first price this page saw. Updates only change the row's
 // model and mark it dirty; render() writes the dirty rows once per animation
-// frame, so a burst of updates costs one DOM write per cell.
+// frame, so a burst of updates costs one DOM write per cell. A symbol the
+// credential does not cover stays on the board, muted and marked.
 
 const FLASH_MS = 500;
 const FLASH_COLORS = { up: "rgba(38, 194, 129, 0.32)", down: "rgba(239, 83, 80, 0.32)" };
@@ -61,7 +62,7 @@ export class QuoteBoard {
     const remove = cell(tr, "remove", "");
     remove.innerHTML = `<button type="button" class="remove" title="Remove ${symbol}" aria-label="Remove ${symbol}">×</button>`;
     this.#tbody.append(tr);
-    this.#rows.set(symbol, { tr, cells, values: {}, flashes: {}, first: null, stale: false });
+    this.#rows.set(symbol, { tr, cells, values: {}, flashes: {}, first: null, stale: false, denied: false });
   }
 
   remove(symbol) {
@@ -102,6 +103,21 @@ export class QuoteBoard {
     row.stale = s.status === "disconnected";
     row.staleWhy = s.detail ?? "";
     this.#dirty.add(s.symbol);
+  }
+
+  /** Mark symbols the credential is not entitled to (or, with `denied` false, clear the mark). */
+  deny(symbols, denied = true) {
+    for (const symbol of symbols) {
+      const row = this.#rows.get(symbol);
+      if (!row || row.denied === denied) continue;
+      row.denied = denied;
+      this.#dirty.add(symbol);
+    }
+  }
+
+  /** Whether `symbol` is marked not entitled. */
+  denied(symbol) {
+    return this.#rows.get(symbol)?.denied ?? false;
   }
 
   /** Write every dirty row to the DOM. */
@@ -145,7 +161,10 @@ function cell(tr, name, text, numeric = false) {
 
 function renderRow(row) {
   row.tr.classList.toggle("stale", row.stale);
-  row.tr.title = row.stale ? `feed disconnected: ${row.staleWhy}` : "";
+  row.tr.classList.toggle("denied", row.denied);
+  row.tr.title = row.denied
+    ? "your credential is not entitled to this symbol"
+    : row.stale ? `feed disconnected: ${row.staleWhy}` : "";
   if (!row.changed) return;
   row.changed = false;
   for (const name of CELLS) {

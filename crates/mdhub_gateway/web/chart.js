@@ -4,7 +4,6 @@
 // to the chart once per animation frame, in render().
 
 import { CandlestickSeries, ColorType, createChart } from "./vendor/lightweight-charts.standalone.production.mjs";
-import { fetchJson } from "/mdhub.js";
 
 const HISTORY_HOURS = 6;
 const COLORS = { up: "#26c281", down: "#ef5350", text: "#8b95a7", grid: "#1a2130", border: "#263042", bg: "#0d1117" };
@@ -39,14 +38,17 @@ export class CandleChart {
   /** Bars to hand to the chart at the next render, oldest first. */
   #dirty = [];
   #precision = 0;
+  #fetchJson;
 
   /**
    * @param {HTMLElement} el where the chart draws
    * @param {HTMLElement} legend where the last bar's OHLC is written
+   * @param {(url: string) => Promise<any>} fetchJson GETs a REST answer (with the page's credential)
    */
-  constructor(el, legend) {
+  constructor(el, legend, fetchJson) {
     this.#el = el;
     this.#legend = legend;
+    this.#fetchJson = fetchJson;
     this.#chart = createChart(el, {
       autoSize: true,
       layout: { background: { type: ColorType.Solid, color: COLORS.bg }, textColor: COLORS.text, fontFamily: "inherit" },
@@ -106,9 +108,10 @@ export class CandleChart {
     const from = (BigInt(Date.now() - HISTORY_HOURS * 3_600_000) * 1_000_000n).toString();
     const url = `/v1/history/bars?symbol=${encodeURIComponent(symbol)}&interval=1m&from=${from}`;
     try {
-      return (await fetchJson(url)).bars;
+      return (await this.#fetchJson(url)).bars;
     } catch (e) {
-      // No history (a process without an archiver answers 503): live bars only.
+      // No history (a process without an archiver answers 503, one that
+      // requires a credential 401 or 403): live bars only.
       console.warn(`mdhub: no history for ${symbol}: ${e.message}`);
       return [];
     }

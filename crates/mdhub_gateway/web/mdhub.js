@@ -14,9 +14,16 @@
  * those positions, so the server sends exactly what was missed. A frame at or
  * before the last position of its stream is dropped, so a listener never sees
  * an update twice. When the server says goodbye first (a `closing` frame) its
- * advice is followed: wait `retry_after_ms`, or do not come back at all. A connection that is silent for two heartbeat intervals is
- * treated as dead (browsers cannot see WebSocket pings; the server also sends
- * `heartbeat` frames).
+ * advice is followed: wait `retry_after_ms`, or do not come back at all. A
+ * connection that is silent for two heartbeat intervals is treated as dead
+ * (browsers cannot see WebSocket pings; the server also sends `heartbeat`
+ * frames).
+ *
+ * Credentials: when the welcome says `auth_required`, the `token` option (an
+ * API key or a JWT, or a function that returns one, or a promise of one, on
+ * each connect) is presented in an `auth` frame before the subscriptions.
+ * Without one the client stops in state `auth_required`; a refused one stops
+ * it in `unauthorized`; `setToken()` carries on from either.
  *
  * Numbers: prices and sizes are exact decimal strings on the wire and stay
  * strings unless `decimals: "number"` is asked for. Nanosecond timestamps do
@@ -28,12 +35,22 @@
 /** Channels a subscription gets when none are named. */
 export const DEFAULT_CHANNELS = Object.freeze(["quotes", "trades"]);
 
-/** What the server means by the close codes a client should recover from. */
+/** What the server means by the close codes a client should recover from (or stop at). */
 export const CLOSE_CODES = Object.freeze({
   1001: "server shutting down",
   4002: "nothing arrived from the client in time",
   4008: "the client read too slowly",
+  4401: "no credential, or a refused one",
+  4403: "the credential expired",
+  4429: "too many connections for this user",
 });
+
+/** The server's advice for a close that came without its `closing` frame. */
+const CLOSE_ADVICE = {
+  4401: { reconnect: false, retry_after_ms: 0 },
+  4429: { reconnect: true, retry_after_ms: 5000 },
+};
+const UNAUTHORIZED = 4401;
 
 // Backoff: a random delay up to BASE × 2^attempt, at most CAP (docs/protocol.md).
 const BACKOFF_BASE_MS = 100;
@@ -77,15 +94,26 @@ export function parseExact(text, { timestamps = "string", decimals = "string" } 
 }
 
 /**
+ * What a token option gives now: a string, or what a function returns (a
+ * string or a promise of one).
+ * @param {string|null|undefined|(() => string|null|Promise<string|null>)} source
+ */
+const tokenOf = (source) => (typeof source === "function" ? source() : source);
+
+/**
  * GET a JSON endpoint of mdhub (`/v1/symbols`, `/v1/history/bars`, …) and
  * parse it with {@link parseExact}. Rejects with an Error carrying `status`
- * and the server's error `code` on a non-2xx answer.
+ * and the server's error `code` on a non-2xx answer (401 without a valid
+ * credential where the hub requires one, 403 for a symbol it does not cover).
  *
  * @param {string} url
- * @param {{timestamps?: "string"|"bigint", decimals?: "string"|"number"}} [options]
+ * @param {{timestamps?: "string"|"bigint", decimals?: "string"|"number",
+ *   token?: string|null|(() => string|null|Promise<string|null>)}} [options]
+ *   `token`: sent as `Authorization: Bearer …` when it gives one.
  */
-export async function fetchJson(url, options) {
-  const res = await fetch(url);
+export async function fetchJson(url, { token, ...options } = {}) {
+  const credential = await tokenOf(token);
+  const res = await fetch(url, credential ? { headers: { Authorization: `Bearer ${credential}` } } : undefined);
   const text = await res.text();
   if (!res.ok) {
     let code = "http_error";
@@ -130,11 +158,16 @@ const streamKey = (symbol, channel) => `${symbol} ${channel}`;
  * - `reset`: `{symbol, channel, reason}` — the missed updates cannot be sent
  *   (`epoch_changed`, `position_expired`, `position_ahead`); a fresh snapshot
  *   follows, and the stored position of that stream is already cleared;
- * - `open`: `{epoch, server, heartbeatMs, maxSymbols, resumed}` on each welcome;
+ * - `open`: `{epoch, server, heartbeatMs, maxSymbols, resumed, authRequired}`
+ *   on each welcome;
  * - `close`: `{code, reason, meaning, reconnect, retryAfterMs}` when a
  *   connection ends (`code` is null for a dead one the client gave up on;
  *   `reconnect` false when the server said not to come back: the client
- *   stops, in state `closed`);
+ *   stops, in state `closed`, or after 4401 in `unauthorized` or
+ *   `auth_required`);
+ * - `not_entitled`: `{symbols, message, id}` — symbols (or channels) the
+ *   credential does not cover; the rest of the subscribe went through (the
+ *   `error` event reports it too);
  * - `reconnecting`: `{attempt, delayMs}` before each reconnect;
  * - `state`: the new {@link MdhubClient#state} whenever it changes;
  * - `ack`, `error`: the server's `ack` and `error` frames as they are
@@ -163,7 +196,20 @@ export class MdhubClient extends EventTarget {
   /** The server's `closing` frame, when it sent one before closing. */
   #closing = null;
   #nextId = 1;
-  #state = { phase: "connecting", attempt: 0, nextInMs: 0, reconnects: 0 };
+  /** The credential: a string, a function giving one (or a promise), or null. */
+  #token;
+  /** The last welcome's `auth_required`. */
+  #authRequired = false;
+  /** Subscribes may be sent: welcomed, and the credential (if needed) presented. */
+  #ready = false;
+  /** A credential went out on this connection. */
+  #presented = false;
+  /** Ids of the `auth` frame the connection waits for, and of a renewal. */
+  #authId = null;
+  #renewId = null;
+  /** The server's message refusing the credential. */
+  #refusal = null;
+  #state = { phase: "connecting", attempt: 0, nextInMs: 0, reconnects: 0, reason: "" };
 
   /** Counters, for display and tests. */
   stats = { frames: 0, duplicatesDropped: 0, resets: 0, reconnects: 0, skipped: 0 };
@@ -176,9 +222,12 @@ export class MdhubClient extends EventTarget {
    * @param {"string"|"number"} [options.decimals] prices and sizes as exact strings (default) or Numbers.
    * @param {typeof WebSocket} [options.WebSocket] WebSocket implementation (default the global one).
    * @param {() => number} [options.random] source of jitter in [0, 1) (default Math.random).
+   * @param {string|(() => string|null|Promise<string|null>)} [options.token] API key or JWT
+   *   presented when the server requires one; a function is asked on each connect (fresh JWTs).
    */
-  constructor({ url, timestamps = "string", decimals = "string", WebSocket, random } = {}) {
+  constructor({ url, timestamps = "string", decimals = "string", WebSocket, random, token } = {}) {
     super();
+    this.#token = token || null;
     this.#url = url ?? defaultUrl();
     this.#parseOptions = { timestamps, decimals };
     this.#WebSocket = WebSocket ?? globalThis.WebSocket;
@@ -210,7 +259,7 @@ export class MdhubClient extends EventTarget {
       for (const channel of channels) set.add(channel);
       this.#wanted.set(symbol, set);
     }
-    if (this.#welcomed) this.#sendSubscribe(symbols, [...channels], this.#epoch);
+    if (this.#ready) this.#sendSubscribe(symbols, [...channels], this.#epoch);
   }
 
   /**
@@ -230,18 +279,57 @@ export class MdhubClient extends EventTarget {
       }
       if (set.size === 0) this.#wanted.delete(symbol);
     }
-    if (this.#welcomed) {
+    if (this.#ready) {
       this.#send({ action: "unsubscribe", symbols, ...(channels && { channels }), id: this.#nextId++ });
     }
   }
 
   /**
+   * Present another credential (API key, JWT, or a function giving one;
+   * null to sign out). On a live connection that requires one it is sent at
+   * once (renewing the grant; if the server refuses it there, the client
+   * reconnects with it); after `auth_required` or `unauthorized` the client
+   * connects again with it; otherwise the next connection presents it.
+   * Null on a connection that needs a credential closes it (`auth_required`).
+   * @param {string|null|(() => string|null|Promise<string|null>)} token
+   */
+  setToken(token) {
+    this.#token = token || null;
+    if (this.#closedByUser) return;
+    const { phase } = this.#state;
+    if (phase === "auth_required" || phase === "unauthorized") {
+      if (!this.#token) this.#setState({ phase: "auth_required" });
+      else this.#restart();
+    } else if (!this.#welcomed || !this.#authRequired) {
+      // The next welcome presents it, if it asks for one.
+    } else if (!this.#token) {
+      this.#needCredential("signed out");
+    } else if (this.#ready && this.#authId === null) {
+      this.#renew();
+    } else {
+      this.#restart("a new credential");
+    }
+  }
+
+  /**
+   * {@link fetchJson} with this client's credential and number options.
+   * @param {string} url
+   * @param {object} [options] as for {@link fetchJson}
+   */
+  fetchJson(url, options) {
+    return fetchJson(url, { ...this.#parseOptions, token: this.#token, ...options });
+  }
+
+  /**
    * The connection state:
-   * `{phase, attempt, nextInMs, reconnects}` where `phase` is `connecting`
-   * (first connection), `live`, `reconnecting` (`attempt` n, next try in
-   * `nextInMs`; 0 while that try is under way), `resumed` (connected again
-   * and resumed from the stored positions) or `closed` (after {@link close},
-   * or when the server said not to reconnect).
+   * `{phase, attempt, nextInMs, reconnects, reason}` where `phase` is
+   * `connecting`, `authenticating` (the credential sent, its answer not yet
+   * in), `live`, `reconnecting` (`attempt` n, next try in `nextInMs`; 0 while
+   * that try is under way), `resumed` (connected again and resumed from the
+   * stored positions), `auth_required` (the server wants a credential and
+   * none is set: {@link setToken}), `unauthorized` (the server refused it;
+   * `reason` says why) or `closed` (after {@link close}, or when the server
+   * said not to reconnect).
    */
   get state() {
     return { ...this.#state };
@@ -282,13 +370,15 @@ export class MdhubClient extends EventTarget {
   }
 
   #connect() {
-    if (!this.#wasLive) this.#setState({ phase: "connecting" });
-    else this.#setState({ nextInMs: 0 });
+    if (this.#state.phase === "reconnecting") this.#setState({ nextInMs: 0 });
+    else this.#setState({ phase: "connecting", attempt: 0, nextInMs: 0 });
     const ws = new this.#WebSocket(this.#url);
     this.#ws = ws;
     this.#welcomed = false;
     this.#delivered = false;
     this.#closing = null;
+    this.#presented = false;
+    this.#refusal = null;
     this.#lastFrameAt = Date.now();
     ws.onmessage = (event) => this.#onFrame(event.data);
     // An error event is always followed by a close, which does the recovering.
@@ -315,7 +405,9 @@ export class MdhubClient extends EventTarget {
         this.#closing = frame;
         return;
       case "ack":
-      case "error": return this.#emit(frame.type, frame);
+        if (frame.action === "auth") this.#onAuthAck(frame);
+        return this.#emit("ack", frame);
+      case "error": return this.#onError(frame);
       default: return; // heartbeat, pong: liveness only
     }
   }
@@ -323,23 +415,109 @@ export class MdhubClient extends EventTarget {
   #onWelcome(welcome) {
     // The stored positions belong to the previous connection's epoch; the
     // server answers a resume from another log with resets.
-    const resumeEpoch = this.#epoch;
+    const epoch = this.#epoch ?? welcome.epoch;
     this.#epoch = welcome.epoch;
     this.#heartbeatMs = welcome.heartbeat_ms;
     this.#welcomed = true;
+    this.#authRequired = welcome.auth_required === true;
     clearTimeout(this.#watchdog);
     this.#armWatchdog(); // now by the heartbeat interval
+    const resumed = this.#wasLive;
+    if (!this.#authRequired) this.#goLive();
+    else if (this.#token) this.#setState({ phase: "authenticating", attempt: 0, nextInMs: 0 });
+    this.#emit("open", {
+      epoch: welcome.epoch, server: welcome.server, heartbeatMs: welcome.heartbeat_ms,
+      maxSymbols: welcome.max_symbols, resumed, authRequired: this.#authRequired,
+    });
+    if (!this.#authRequired) return this.#resubscribe(epoch);
+    // The credential first: the server reads frames in order, so the
+    // subscribes right behind it need not wait for its ack.
+    this.#withToken((token) => {
+      if (!token) return this.#needCredential("the server requires a credential");
+      this.#presented = true;
+      this.#authId = this.#nextId++;
+      this.#send({ action: "auth", token, id: this.#authId });
+      this.#resubscribe(epoch);
+    });
+  }
+
+  /** Live (or resumed) from now on. */
+  #goLive() {
     const resumed = this.#wasLive;
     if (resumed) this.stats.reconnects++;
     this.#wasLive = true;
     this.#setState({ phase: resumed ? "resumed" : "live", attempt: 0, nextInMs: 0, reconnects: this.stats.reconnects });
-    this.#emit("open", {
-      epoch: welcome.epoch, server: welcome.server, heartbeatMs: welcome.heartbeat_ms,
-      maxSymbols: welcome.max_symbols, resumed,
-    });
-    for (const [channels, symbols] of this.#symbolsByChannels()) {
-      this.#sendSubscribe(symbols, channels, resumeEpoch ?? welcome.epoch);
+  }
+
+  /** Send the whole subscription set, resuming from `epoch`'s positions. */
+  #resubscribe(epoch) {
+    this.#ready = true;
+    for (const [channels, symbols] of this.#symbolsByChannels()) this.#sendSubscribe(symbols, channels, epoch);
+  }
+
+  #onAuthAck(ack) {
+    if (ack.id === this.#authId) {
+      this.#authId = null;
+      this.#goLive();
+    } else if (ack.id === this.#renewId) {
+      // A renewed grant may cover symbols the old one did not: ask again.
+      this.#renewId = null;
+      const missing = [...this.#wanted.keys()].filter((s) => !Object.hasOwn(ack.subscriptions ?? {}, s));
+      for (const [channels, symbols] of this.#symbolsByChannels(missing)) this.#sendSubscribe(symbols, channels, this.#epoch);
     }
+  }
+
+  #onError(error) {
+    const refusedRenewal = error.code === "unauthorized" && error.id != null && error.id === this.#renewId;
+    if (error.code === "unauthorized") this.#refusal = error.message;
+    this.#emit("error", error);
+    if (error.code === "not_entitled") {
+      this.#emit("not_entitled", { symbols: error.symbols ?? [], message: error.message, id: error.id });
+    }
+    // Refused on a connection that belongs to another user: start one of its own.
+    if (refusedRenewal) this.#restart("a new credential");
+  }
+
+  /** Present the credential of the token option to `use`; null when there is none. */
+  #withToken(use) {
+    const ws = this.#ws;
+    const failed = (e) => {
+      if (this.#ws !== ws) return;
+      this.#emit("error", { code: "token_unavailable", message: `the token function failed: ${e?.message ?? e}` });
+      if (!this.#ready) this.#lose("no credential to present");
+    };
+    let token;
+    try {
+      token = tokenOf(this.#token);
+    } catch (e) {
+      return failed(e);
+    }
+    if (typeof token?.then !== "function") return use(token || null);
+    token.then((t) => this.#ws === ws && use(t || null), failed);
+  }
+
+  /** Send the credential again on the open connection (a renewal). */
+  #renew() {
+    this.#withToken((token) => {
+      if (!token) return this.#needCredential("signed out");
+      this.#renewId = this.#nextId++;
+      this.#send({ action: "auth", token, id: this.#renewId });
+    });
+  }
+
+  /** Close, and wait in `auth_required` for {@link setToken}. */
+  #needCredential(reason) {
+    this.#drop(1000, reason);
+    this.#emit("close", { code: 1000, reason, meaning: "", reconnect: false, retryAfterMs: 0 });
+    this.#setState({ phase: "auth_required", reason, attempt: 0, nextInMs: 0 });
+  }
+
+  /** Replace the connection now (a new credential), without a backoff. */
+  #restart(why = "a new credential") {
+    clearTimeout(this.#retryTimer);
+    this.#drop(1000, why);
+    this.#attempt = 0;
+    this.#connect();
   }
 
   #onData(frame) {
@@ -367,15 +545,18 @@ export class MdhubClient extends EventTarget {
   }
 
   #onClose(code, reason) {
-    const advice = this.#closing ?? { reconnect: true, retry_after_ms: 0, reason };
+    const advice = this.#closing ?? { reconnect: true, retry_after_ms: 0, ...CLOSE_ADVICE[code], reason };
+    const presented = this.#presented;
     this.#drop();
     this.#emit("close", {
       code, reason: advice.reason, meaning: CLOSE_CODES[code] ?? "",
       reconnect: advice.reconnect, retryAfterMs: advice.retry_after_ms,
     });
     if (this.#closedByUser) return;
-    if (advice.reconnect) this.#scheduleReconnect(advice.retry_after_ms);
-    else this.#setState({ phase: "closed", attempt: 0, nextInMs: 0 });
+    if (advice.reconnect) return this.#scheduleReconnect(advice.retry_after_ms);
+    // 4401: this credential will not do (or none came in time); wait for setToken().
+    const phase = (advice.code ?? code) !== UNAUTHORIZED ? "closed" : presented ? "unauthorized" : "auth_required";
+    this.#setState({ phase, reason: this.#refusal ?? advice.reason ?? "", attempt: 0, nextInMs: 0 });
   }
 
   /** Give up on a connection that still looks open, and recover. */
@@ -390,6 +571,8 @@ export class MdhubClient extends EventTarget {
     const ws = this.#ws;
     this.#ws = null;
     this.#welcomed = false;
+    this.#ready = false;
+    this.#authId = this.#renewId = null;
     clearTimeout(this.#watchdog);
     if (!ws) return;
     ws.onmessage = ws.onclose = null;
@@ -418,11 +601,11 @@ export class MdhubClient extends EventTarget {
     this.#watchdog = setTimeout(() => this.#armWatchdog(), Math.max(limit - silentFor, 0) + 10);
   }
 
-  /** The wanted symbols grouped by their channel sets (one subscribe each). */
-  #symbolsByChannels() {
+  /** The wanted symbols (all, or those of `only`) grouped by their channel sets (one subscribe each). */
+  #symbolsByChannels(only = [...this.#wanted.keys()]) {
     const groups = new Map();
-    for (const [symbol, set] of this.#wanted) {
-      const channels = [...set].sort().join(",");
+    for (const symbol of only) {
+      const channels = [...this.#wanted.get(symbol)].sort().join(",");
       groups.set(channels, [...(groups.get(channels) ?? []), symbol]);
     }
     return [...groups].map(([channels, symbols]) => [channels.split(","), symbols]);
@@ -446,6 +629,8 @@ export class MdhubClient extends EventTarget {
   }
 
   #setState(change) {
+    // A reason belongs to the phase it came with.
+    if (change.phase && change.reason === undefined) change = { ...change, reason: "" };
     this.#state = { ...this.#state, ...change };
     this.#emit("state", this.state);
   }

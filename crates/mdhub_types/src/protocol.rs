@@ -66,6 +66,63 @@ pub enum ClientMessage {
     },
 }
 
+impl ClientMessage {
+    /// The request's `id`, to echo.
+    pub fn id(&self) -> Option<&serde_json::Value> {
+        match self {
+            ClientMessage::Subscribe { id, .. }
+            | ClientMessage::Unsubscribe { id, .. }
+            | ClientMessage::Auth { id, .. }
+            | ClientMessage::Ping { id } => id.as_ref(),
+        }
+    }
+}
+
+/// Why a client frame was not understood: the `error` to answer with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// `bad_json`, `unknown_action` or `bad_request`.
+    pub code: ErrorCode,
+    /// What is wrong, for a person.
+    pub message: String,
+    /// The frame's `id`, when it had one, to echo.
+    pub id: Option<serde_json::Value>,
+}
+
+/// Parse one client text frame. Never panics, whatever the input (fuzzed:
+/// `fuzz/fuzz_targets/client_protocol.rs`); a frame that is not a request
+/// gets the [`Rejection`] the gateway answers with.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, Rejection> {
+    let reject = |code, message: String, id| Rejection { code, message, id };
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => {
+            return Err(reject(
+                ErrorCode::BadJson,
+                "expected a JSON object".into(),
+                None,
+            ));
+        }
+        Err(e) => return Err(reject(ErrorCode::BadJson, format!("not JSON: {e}"), None)),
+    };
+    let id = value.get("id").cloned();
+    let action = value
+        .get("action")
+        .and_then(|a| a.as_str())
+        .map(str::to_string);
+    serde_json::from_value(value).map_err(|e| match action.as_deref() {
+        Some("subscribe" | "unsubscribe" | "ping" | "auth") => {
+            reject(ErrorCode::BadRequest, e.to_string(), id)
+        }
+        Some(other) => reject(
+            ErrorCode::UnknownAction,
+            format!("unknown action {other:?}; expected subscribe, unsubscribe, auth or ping"),
+            id,
+        ),
+        None => reject(ErrorCode::UnknownAction, "missing \"action\"".into(), id),
+    })
+}
+
 /// Where to resume: the log epoch the positions belong to, and the last
 /// position seen per symbol and channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
