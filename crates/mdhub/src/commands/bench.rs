@@ -69,6 +69,14 @@ pub struct FanoutArgs {
     /// Seconds of warm-up before measuring.
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
+    /// Extra clients that subscribe to every symbol and never read: the
+    /// gateway must conflate, then close them, without slowing the others.
+    #[arg(long, default_value_t = 0)]
+    pub stalled: usize,
+    /// Subscription changes per second across all clients (each one an
+    /// unsubscribe of one symbol and a subscribe of another).
+    #[arg(long, default_value_t = 0.0)]
+    pub churn: f64,
 }
 
 /// Entry point.
@@ -283,6 +291,25 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_after = pid.and_then(rss_kib);
 
+    // Stalled clients: subscribe to everything, then never read again.
+    let mut stalled = Vec::with_capacity(a.stalled);
+    for i in 0..a.stalled {
+        // A small fixed receive buffer, so that the backlog piles up in the
+        // hub, where its policy applies, and not in this process.
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.set_recv_buffer_size(4096)?;
+        let stream = sock.connect(addr.parse()?).await?;
+        let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+            .await
+            .with_context(|| format!("stalled client {i}: connect"))?;
+        let sub = serde_json::json!({"action":"subscribe","symbols":symbols});
+        ws.send(Message::text(sub.to_string())).await?;
+        stalled.push(ws);
+    }
+    // Each client changes a subscription every `churn_every` (spread over
+    // all clients, `--churn` changes per second in total).
+    let churn_every = (a.churn > 0.0).then(|| Duration::from_secs_f64(a.clients as f64 / a.churn));
+    let churned = Arc::new(AtomicU64::new(0));
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
@@ -293,18 +320,47 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
             .map(|k| &symbols[(i * per + k) % symbols.len()])
             .collect();
         let sub = serde_json::json!({"action":"subscribe","symbols":mine});
-        let (counting, stop, delivered, closed) = (
+        let (counting, stop, delivered, closed, churned) = (
             counting.clone(),
             stop.clone(),
             delivered.clone(),
             closed.clone(),
+            churned.clone(),
         );
+        let phase = i as f64 / a.clients as f64;
+        let spare: Vec<String> = (0..per)
+            .map(|k| symbols[(i * per + k + per) % symbols.len()].clone())
+            .collect();
+        let mine: Vec<String> = mine.into_iter().cloned().collect();
         tasks.push(tokio::spawn(async move {
             let mut lat: Vec<u32> = Vec::new();
             if ws.send(Message::text(sub.to_string())).await.is_err() {
                 return lat;
             }
+            // Client i changes first at i/N of the period, so changes
+            // spread evenly instead of coming in waves.
+            let mut next_churn = churn_every.map(|e| Instant::now() + e.mul_f64(phase));
+            let mut flip = 0usize;
             while !stop.load(Ordering::Relaxed) {
+                if let (Some(at), Some(every)) = (next_churn, churn_every)
+                    && Instant::now() >= at
+                {
+                    let k = flip % per;
+                    let (out, inn) = if (flip / per) % 2 == 0 {
+                        (&mine[k], &spare[k])
+                    } else {
+                        (&spare[k], &mine[k])
+                    };
+                    let un = serde_json::json!({"action":"unsubscribe","symbols":[out]});
+                    let sub = serde_json::json!({"action":"subscribe","symbols":[inn]});
+                    let sent = ws.send(Message::text(un.to_string())).await.is_ok()
+                        && ws.send(Message::text(sub.to_string())).await.is_ok();
+                    if sent {
+                        churned.fetch_add(1, Ordering::Relaxed);
+                    }
+                    flip += 1;
+                    next_churn = Some(at + every);
+                }
                 let msg = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
                     Err(_) => continue,
                     Ok(Some(Ok(msg))) => msg,
@@ -352,6 +408,8 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     let updates_in =
         metric(&m1, "mdhub_gateway_updates_total ") - metric(&m0, "mdhub_gateway_updates_total ");
     let lagged = metric(&m1, "mdhub_gateway_lagged_disconnects_total ");
+    let conflated = metric(&m1, "mdhub_gateway_conflated_total ");
+    let skipped = metric(&m1, "mdhub_gateway_conflated_skipped_total ");
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -391,6 +449,21 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         "  connections closed by the hub {} (lagged disconnects counted by the hub: {lagged})",
         closed.load(Ordering::Relaxed)
     )?;
+    if a.stalled > 0 {
+        writeln!(
+            out,
+            "  stalled clients {}: switched to conflated delivery {conflated} times, {skipped} updates skipped, {lagged} closed (4008)",
+            a.stalled
+        )?;
+    }
+    if a.churn > 0.0 {
+        writeln!(
+            out,
+            "  subscription changes {:.0} /s (unsubscribe + subscribe)",
+            churned.load(Ordering::Relaxed) as f64 / (elapsed + a.warmup)
+        )?;
+    }
+    drop(stalled);
     drop(hub);
     Ok(())
 }

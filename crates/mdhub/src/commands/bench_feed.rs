@@ -39,6 +39,10 @@ pub struct FeedArgs {
     /// Symbols the frames cover.
     #[arg(long, default_value_t = 10)]
     pub symbols: usize,
+    /// The log's group-commit fsync interval in ms (0: fsync in every
+    /// flush), to see what the background fsync costs the publish tail.
+    #[arg(long, value_name = "MS", default_value_t = LogConfig::default().fsync_interval_ms)]
+    pub fsync_interval_ms: u64,
 }
 
 /// What [`TimingBus`] records.
@@ -151,6 +155,7 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
     let dir = super::bench::tempfile_dir::TempDir::new("feed")?;
     let log = Log::open(LogConfig {
         dir: dir.0.join("log"),
+        fsync_interval_ms: a.fsync_interval_ms,
         ..LogConfig::default()
     })?;
     let inner = Arc::new(EmbeddedBus::new(
