@@ -42,24 +42,15 @@ fn lake_check(args: &[&str]) -> Value {
 
 /// `mdhub query --lake LAKE ARGS… --format json`, one value per line.
 fn query_json(lake: &Path, args: &[&str]) -> Vec<Value> {
-    let out = mdhub()
-        .args([
-            "query",
-            "--lake",
-            lake.to_str().unwrap(),
-            "--format",
-            "json",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    let mut all = vec![
+        "query",
+        "--lake",
+        lake.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    all.extend_from_slice(args);
+    common::mdhub_ok(&all)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
@@ -282,17 +273,9 @@ fn history_over_rest_and_query_agree_with_duckdb() {
         let (status, body) = http_get(&hub.addr, &format!("/v1/history/sql?q={}", enc(sql)));
         assert_eq!(status, 400, "{sql}: {body}");
     }
-    let out = mdhub()
-        .args(["query", "--url", &format!("http://{}", hub.addr), "--format", "csv"])
-        .arg("SELECT symbol, count(*) AS n, max(price) AS high FROM trades GROUP BY symbol ORDER BY symbol")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let csv = String::from_utf8(out.stdout).unwrap();
+    let url = format!("http://{}", hub.addr);
+    let sql = "SELECT symbol, count(*) AS n, max(price) AS high FROM trades GROUP BY symbol ORDER BY symbol";
+    let csv = common::mdhub_ok(&["query", "--url", &url, "--format", "csv", sql]);
     assert!(
         csv.starts_with("symbol,n,high\n") && csv.contains("\nAAPL,"),
         "{csv}"
@@ -434,45 +417,17 @@ fn history_over_rest_and_query_agree_with_duckdb() {
 
     // SQL with every output format.
     let sql = "SELECT symbol, count(*) AS n FROM trades GROUP BY symbol ORDER BY symbol";
+    let lake_arg = lake.to_str().unwrap();
     for format in ["table", "csv", "json"] {
-        let out = mdhub()
-            .args([
-                "query",
-                "--lake",
-                lake.to_str().unwrap(),
-                "--format",
-                format,
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{format}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
+        let text = common::mdhub_ok(&["query", "--lake", lake_arg, "--format", format, sql]);
         assert!(text.contains("AAPL"), "{format}: {text}");
     }
     let parquet = dir.path().join("out.parquet");
-    let out = mdhub()
-        .args([
-            "query",
-            "--lake",
-            lake.to_str().unwrap(),
-            "--format",
-            "parquet",
-            "-o",
-        ])
-        .arg(&parquet)
-        .arg("SELECT * FROM trades WHERE symbol = 'AAPL'")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out_file = parquet.to_str().unwrap();
+    let aapl = "SELECT * FROM trades WHERE symbol = 'AAPL'";
+    common::mdhub_ok(&[
+        "query", "--lake", lake_arg, "--format", "parquet", "-o", out_file, aapl,
+    ]);
     assert!(std::fs::metadata(&parquet).unwrap().len() > 0);
     // A wrong query is a usage error with DataFusion's reason.
     let out = mdhub()
