@@ -419,6 +419,10 @@ pub(crate) async fn run_roles(
                 Some(k) => gateway.with_metrics(Arc::new(crate::status::Kafka(k))),
                 None => gateway,
             };
+            let token_flag = match &auth {
+                Some(a) if a.required() => "--token KEY ",
+                _ => "",
+            };
             let gateway = match auth.take() {
                 Some(a) => gateway.with_auth(a),
                 None => gateway,
@@ -432,7 +436,7 @@ pub(crate) async fn run_roles(
                 "mdhub running: http://{addr} (WebSocket ws://{addr}/v1/ws); {source}{log_desc}"
             );
             println!(
-                "watch prices: mdhub tail --url ws://{addr}/v1/ws AAPL BTC-USDT EUR-USD   (Ctrl-C stops mdhub)"
+                "watch prices: mdhub tail {token_flag}--url ws://{addr}/v1/ws AAPL BTC-USDT EUR-USD   (Ctrl-C stops mdhub)"
             );
             tokio::spawn(gateway.serve(listener, gateway_stop.clone()))
         }
