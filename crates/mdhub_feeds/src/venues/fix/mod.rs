@@ -243,7 +243,10 @@ impl Decoder {
             .1
             .parse()
             .map_err(|_| DecodeError::Malformed(format!("NoMDEntries(268)={}", fields[start].1)))?;
-        let mut raw: Vec<RawEntry<'a>> = Vec::with_capacity(count);
+        // The count is the venue's word, not a size to trust: a group can't
+        // hold more entries than the fields that follow it (found by the
+        // fuzzer: 268=66666663 asked for gigabytes).
+        let mut raw: Vec<RawEntry<'a>> = Vec::with_capacity(count.min(fields.len() - start));
         for &(tag, v) in &fields[start + 1..] {
             // A new entry starts at the group's first field: MDUpdateAction
             // in X (or MDEntryType when a venue leaves the action out), and

@@ -243,3 +243,14 @@ fn bad_messages_are_errors_never_panics() {
         }
     }
 }
+
+/// Found by the fuzzer (fuzz/corpus/fix/regression-oom-268-count): a group
+/// count of 66,666,663 used to reserve gigabytes before the entries were
+/// counted. Now it is an error about the count, with no allocation to speak of.
+#[test]
+fn a_huge_group_count_is_an_error_not_an_allocation() {
+    let msg = "8=FIX.4.4|9=231|35=W|49=VE3hub-BTC/USD|55=BTC/USD|268=66666663|269=0|270=950=1|270=9500600|";
+    let (r, out) = decode(&mut Decoder::default(), msg);
+    assert!(r.is_err(), "{r:?}");
+    assert!(out.is_empty());
+}
