@@ -1,0 +1,7 @@
+//! Raw kraken frames, one per line, through one decoder.
+#![no_main]
+
+#[path = "common/venue.rs"]
+mod venue;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| venue::run("kraken", data));
