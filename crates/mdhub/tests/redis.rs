@@ -404,6 +404,9 @@ fn procfile_processes_start_and_stop() {
             .env("MDHUB_KAFKA__PROPERTIES__BATCH.NUM.MESSAGES", "1")
             .env("REDIS_URL", redis_url())
             .env("MDHUB_REDIS__PREFIX", format!("{p}mdhub:"))
+            // app.json generates this: web binds a public address, where
+            // the gateway requires credentials.
+            .env("MDHUB_GATEWAY__AUTH__JWT_SECRET", "procfile-test-secret")
             .current_dir(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
