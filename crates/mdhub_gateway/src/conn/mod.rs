@@ -14,18 +14,20 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
-use mdhub_bus::{Delivery, SubscribeSpec};
 use mdhub_types::protocol::{
-    ClientMessage, DataKind, ErrorCode, ResetReason, Resume, ServerMessage, data_frame,
-    parse_client_message,
+    ClientMessage, ErrorCode, Resume, ServerMessage, parse_client_message,
 };
-use mdhub_types::{Position, Positioned, Symbol, Timestamp, Topic, json};
+use mdhub_types::{Symbol, Timestamp, Topic};
 use tokio::sync::mpsc;
+
+mod replay;
+mod stream;
 
 use crate::Shared;
 use crate::auth::{Grant, UserSlot};
 use crate::conflate::Conflator;
-use crate::hub::{ConnHandle, Frame, bit, frame_text};
+use crate::hub::{ConnHandle, Frame, bit};
+use stream::{ChannelState, SymbolState, Throttled, TokenBucket, idx};
 
 /// Close codes (documented in docs/protocol.md).
 pub(crate) mod close {
@@ -42,73 +44,6 @@ pub(crate) mod close {
     pub(crate) const EXPIRED: u16 = 4403;
     /// The user holds too many connections: retry later.
     pub(crate) const TOO_MANY: u16 = 4429;
-}
-
-#[derive(Debug, Default)]
-struct ChannelState {
-    on: bool,
-    /// Offset of the last data frame sent for this symbol and channel.
-    last: Option<u64>,
-    /// `max_rate_ms`: at most one frame per this interval.
-    rate: Option<Duration>,
-    /// With a rate: when the next frame may go out.
-    next_at: Option<Instant>,
-    /// With a rate: the latest frame, waiting for `next_at`.
-    held: Option<Frame>,
-}
-
-/// What [`ChannelState::throttle`] decided.
-enum Throttled {
-    Send(Frame),
-    /// Held until this instant.
-    Held(Instant),
-}
-
-impl ChannelState {
-    /// Apply `max_rate_ms`: send now, or hold as the stream's latest.
-    fn throttle(&mut self, f: Frame, now: Instant) -> Throttled {
-        let f = match self.held.take() {
-            Some(mut older) => {
-                older.replace(f);
-                older
-            }
-            None => f,
-        };
-        let Some(rate) = self.rate else {
-            return Throttled::Send(f);
-        };
-        match self.next_at {
-            Some(due) if now < due => {
-                self.held = Some(f);
-                Throttled::Held(due)
-            }
-            _ => {
-                self.next_at = Some(now + rate);
-                Throttled::Send(f)
-            }
-        }
-    }
-
-    /// The held frame, if its time has come.
-    fn due(&mut self, now: Instant) -> Option<Frame> {
-        let rate = self.rate?;
-        if self.next_at.is_some_and(|d| d > now) {
-            return None;
-        }
-        let f = self.held.take()?;
-        self.next_at = Some(now + rate);
-        Some(f)
-    }
-}
-
-type SymbolState = [ChannelState; 3];
-
-fn idx(t: Topic) -> usize {
-    match t {
-        Topic::Quotes => 0,
-        Topic::Trades => 1,
-        Topic::Status => 2,
-    }
 }
 
 struct Conn {
@@ -132,40 +67,6 @@ struct Conn {
     auth_deadline: Option<Instant>,
     /// Closed (4403) when the credential expires.
     expires: Option<Instant>,
-}
-
-/// A token bucket: `rate` tokens a second, at most `burst` saved up.
-#[derive(Debug)]
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> TokenBucket {
-        let burst = f64::from(burst.max(1));
-        TokenBucket {
-            rate: f64::from(rate),
-            burst,
-            tokens: burst,
-            at: Instant::now(),
-        }
-    }
-
-    /// Take a token if there is one.
-    fn take(&mut self, now: Instant) -> bool {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 enum Flow {
@@ -888,197 +789,5 @@ impl Conn {
             .await?;
         }
         ws.flush().await
-    }
-
-    /// Bring one symbol and channel up to the live stream: resume from a
-    /// position, or snapshot then replay, so that the next live frame follows
-    /// without a gap.
-    #[allow(clippy::too_many_arguments)]
-    async fn catch_up(
-        &mut self,
-        ws: &mut WebSocket,
-        sym: &Symbol,
-        topic: Topic,
-        h: u64,
-        pos: Option<Position>,
-        epoch: Option<&str>,
-        latest: Option<mdhub_cache::Latest>,
-        id: &Option<serde_json::Value>,
-    ) -> Result<(), axum::Error> {
-        let partition = self.shared.hub.partition(topic, sym);
-        let mut start = None;
-        if let Some(p) = pos {
-            let reset = if epoch != Some(self.shared.epoch.as_str()) {
-                Some(ResetReason::EpochChanged)
-            } else if p.topic != topic || p.partition != partition {
-                let m = format!(
-                    "position {p} is not on the {} channel of {sym} (partition {partition})",
-                    topic.channel()
-                );
-                self.error(
-                    ws,
-                    ErrorCode::InvalidPosition,
-                    m,
-                    vec![sym.to_string()],
-                    id.clone(),
-                )
-                .await?;
-                None
-            } else {
-                match self.shared.bus.watermarks(topic, partition).await {
-                    Ok((lo, _)) if p.offset + 1 < lo => Some(ResetReason::PositionExpired),
-                    Ok(_) if p.offset + 1 > h => Some(ResetReason::PositionAhead),
-                    Ok(_) => {
-                        start = Some(p.offset + 1);
-                        None
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "watermarks unavailable; sending a snapshot");
-                        Some(ResetReason::PositionExpired)
-                    }
-                }
-            };
-            if let Some(reason) = reset {
-                self.shared
-                    .metrics
-                    .resets_total
-                    .fetch_add(1, Ordering::Relaxed);
-                self.send(
-                    ws,
-                    ServerMessage::Reset {
-                        symbol: sym.to_string(),
-                        channel: topic,
-                        reason,
-                    },
-                )
-                .await?;
-            }
-        }
-        let start = match start {
-            Some(s) => s,
-            None => match snapshot_of(latest.as_ref(), topic) {
-                Some(p) => {
-                    let mut buf = Vec::with_capacity(512);
-                    data_frame(
-                        DataKind::Snapshot,
-                        p.position,
-                        &json::to_vec(&p.event),
-                        &mut buf,
-                    );
-                    ws.feed(Message::Text(Utf8Bytes::from(
-                        String::from_utf8_lossy(&buf).into_owned(),
-                    )))
-                    .await?;
-                    self.shared
-                        .metrics
-                        .deliveries_total
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.set_last(sym, topic, p.position.offset);
-                    p.position.offset + 1
-                }
-                None => h,
-            },
-        };
-        if start < h {
-            self.replay(
-                ws,
-                sym,
-                Position {
-                    topic,
-                    partition,
-                    offset: start,
-                },
-                h,
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    fn set_last(&mut self, sym: &Symbol, topic: Topic, offset: u64) {
-        if let Some(st) = self.subs.get_mut(sym) {
-            st[idx(topic)].last = Some(offset);
-        }
-    }
-
-    /// Send every record of `sym` in `[from.offset, h)` of its partition.
-    async fn replay(
-        &mut self,
-        ws: &mut WebSocket,
-        sym: &Symbol,
-        from: Position,
-        h: u64,
-    ) -> Result<(), axum::Error> {
-        let mut sub = match self
-            .shared
-            .bus
-            .subscribe(SubscribeSpec::Assign {
-                positions: vec![from],
-            })
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                // Retention passed the position between the check and now.
-                tracing::warn!(error = %e, %from, "replay unavailable; resetting the client");
-                let reset = ServerMessage::Reset {
-                    symbol: sym.to_string(),
-                    channel: from.topic,
-                    reason: ResetReason::PositionExpired,
-                };
-                self.shared
-                    .metrics
-                    .resets_total
-                    .fetch_add(1, Ordering::Relaxed);
-                return self.send(ws, reset).await;
-            }
-        };
-        let mut buf = Vec::with_capacity(512);
-        'read: loop {
-            if sub.positions().first().is_none_or(|p| p.offset >= h) {
-                break;
-            }
-            let batch: Vec<Delivery> = match sub.next_batch(2048, Duration::from_secs(1)).await {
-                Ok(b) if !b.is_empty() => b,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "replay interrupted");
-                    break;
-                }
-            };
-            for d in &batch {
-                if d.position.offset >= h {
-                    break 'read;
-                }
-                if d.symbol != *sym {
-                    continue;
-                }
-                if let Some(t) = frame_text(DataKind::Update, d, &mut buf) {
-                    ws.feed(Message::Text(t)).await?;
-                    self.set_last(sym, from.topic, d.position.offset);
-                    self.shared
-                        .metrics
-                        .replayed_total
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.shared
-                        .metrics
-                        .deliveries_total
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            ws.flush().await?;
-        }
-        Ok(())
-    }
-}
-
-fn snapshot_of(latest: Option<&mdhub_cache::Latest>, topic: Topic) -> Option<&Positioned> {
-    let l = latest?;
-    match topic {
-        Topic::Quotes => l.quote.as_ref(),
-        Topic::Trades => l.trade.as_ref(),
-        // Feed status has no snapshot: a subscriber gets it live (or replayed
-        // from a resume position).
-        Topic::Status => None,
     }
 }

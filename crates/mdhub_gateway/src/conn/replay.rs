@@ -1,0 +1,209 @@
+//! Bringing a new subscription up to the live stream: reset, snapshot, or
+//! replay of what a resuming client missed.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use mdhub_bus::{Delivery, SubscribeSpec};
+use mdhub_types::protocol::{DataKind, ErrorCode, ResetReason, ServerMessage, data_frame};
+use mdhub_types::{Position, Positioned, Symbol, Topic, json};
+
+use super::Conn;
+use super::stream::idx;
+use crate::hub::frame_text;
+
+impl Conn {
+    /// Bring one symbol and channel up to the live stream: resume from a
+    /// position, or snapshot then replay, so that the next live frame follows
+    /// without a gap.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn catch_up(
+        &mut self,
+        ws: &mut WebSocket,
+        sym: &Symbol,
+        topic: Topic,
+        h: u64,
+        pos: Option<Position>,
+        epoch: Option<&str>,
+        latest: Option<mdhub_cache::Latest>,
+        id: &Option<serde_json::Value>,
+    ) -> Result<(), axum::Error> {
+        let partition = self.shared.hub.partition(topic, sym);
+        let mut start = None;
+        if let Some(p) = pos {
+            let reset = if epoch != Some(self.shared.epoch.as_str()) {
+                Some(ResetReason::EpochChanged)
+            } else if p.topic != topic || p.partition != partition {
+                let m = format!(
+                    "position {p} is not on the {} channel of {sym} (partition {partition})",
+                    topic.channel()
+                );
+                self.error(
+                    ws,
+                    ErrorCode::InvalidPosition,
+                    m,
+                    vec![sym.to_string()],
+                    id.clone(),
+                )
+                .await?;
+                None
+            } else {
+                match self.shared.bus.watermarks(topic, partition).await {
+                    Ok((lo, _)) if p.offset + 1 < lo => Some(ResetReason::PositionExpired),
+                    Ok(_) if p.offset + 1 > h => Some(ResetReason::PositionAhead),
+                    Ok(_) => {
+                        start = Some(p.offset + 1);
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watermarks unavailable; sending a snapshot");
+                        Some(ResetReason::PositionExpired)
+                    }
+                }
+            };
+            if let Some(reason) = reset {
+                self.shared
+                    .metrics
+                    .resets_total
+                    .fetch_add(1, Ordering::Relaxed);
+                self.send(
+                    ws,
+                    ServerMessage::Reset {
+                        symbol: sym.to_string(),
+                        channel: topic,
+                        reason,
+                    },
+                )
+                .await?;
+            }
+        }
+        let start = match start {
+            Some(s) => s,
+            None => match snapshot_of(latest.as_ref(), topic) {
+                Some(p) => {
+                    let mut buf = Vec::with_capacity(512);
+                    data_frame(
+                        DataKind::Snapshot,
+                        p.position,
+                        &json::to_vec(&p.event),
+                        &mut buf,
+                    );
+                    ws.feed(Message::Text(Utf8Bytes::from(
+                        String::from_utf8_lossy(&buf).into_owned(),
+                    )))
+                    .await?;
+                    self.shared
+                        .metrics
+                        .deliveries_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.set_last(sym, topic, p.position.offset);
+                    p.position.offset + 1
+                }
+                None => h,
+            },
+        };
+        if start < h {
+            self.replay(
+                ws,
+                sym,
+                Position {
+                    topic,
+                    partition,
+                    offset: start,
+                },
+                h,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn set_last(&mut self, sym: &Symbol, topic: Topic, offset: u64) {
+        if let Some(st) = self.subs.get_mut(sym) {
+            st[idx(topic)].last = Some(offset);
+        }
+    }
+
+    /// Send every record of `sym` in `[from.offset, h)` of its partition.
+    async fn replay(
+        &mut self,
+        ws: &mut WebSocket,
+        sym: &Symbol,
+        from: Position,
+        h: u64,
+    ) -> Result<(), axum::Error> {
+        let mut sub = match self
+            .shared
+            .bus
+            .subscribe(SubscribeSpec::Assign {
+                positions: vec![from],
+            })
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                // Retention passed the position between the check and now.
+                tracing::warn!(error = %e, %from, "replay unavailable; resetting the client");
+                let reset = ServerMessage::Reset {
+                    symbol: sym.to_string(),
+                    channel: from.topic,
+                    reason: ResetReason::PositionExpired,
+                };
+                self.shared
+                    .metrics
+                    .resets_total
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.send(ws, reset).await;
+            }
+        };
+        let mut buf = Vec::with_capacity(512);
+        'read: loop {
+            if sub.positions().first().is_none_or(|p| p.offset >= h) {
+                break;
+            }
+            let batch: Vec<Delivery> = match sub.next_batch(2048, Duration::from_secs(1)).await {
+                Ok(b) if !b.is_empty() => b,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "replay interrupted");
+                    break;
+                }
+            };
+            for d in &batch {
+                if d.position.offset >= h {
+                    break 'read;
+                }
+                if d.symbol != *sym {
+                    continue;
+                }
+                if let Some(t) = frame_text(DataKind::Update, d, &mut buf) {
+                    ws.feed(Message::Text(t)).await?;
+                    self.set_last(sym, from.topic, d.position.offset);
+                    self.shared
+                        .metrics
+                        .replayed_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .metrics
+                        .deliveries_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            ws.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+fn snapshot_of(latest: Option<&mdhub_cache::Latest>, topic: Topic) -> Option<&Positioned> {
+    let l = latest?;
+    match topic {
+        Topic::Quotes => l.quote.as_ref(),
+        Topic::Trades => l.trade.as_ref(),
+        // Feed status has no snapshot: a subscriber gets it live (or replayed
+        // from a resume position).
+        Topic::Status => None,
+    }
+}
