@@ -50,6 +50,9 @@ pub struct FeedArgs {
 struct Samples {
     /// Nanoseconds from `ts_received` to the return of `publish`, per event.
     latency: Vec<u64>,
+    /// Nanoseconds from `ts_received` to the call of `publish`, per event:
+    /// decode, the channel hop and the ingest task's wake-up.
+    before: Vec<u64>,
     /// Nanoseconds inside `publish` per batch, with the batch's size.
     batches: Vec<(u64, usize)>,
 }
@@ -74,6 +77,7 @@ impl Bus for TimingBus {
         self.inner.encoding()
     }
     async fn publish(&self, events: &[Event]) -> mdhub_bus::Result<Vec<Position>> {
+        let called = Timestamp::now().as_nanos();
         let t = Instant::now();
         let r = self.inner.publish(events).await;
         let inside = t.elapsed().as_nanos() as u64;
@@ -81,8 +85,9 @@ impl Bus for TimingBus {
         if r.is_ok() && self.measuring.load(std::sync::atomic::Ordering::Relaxed) {
             let mut s = self.samples.lock();
             for e in events.iter().filter(|e| !matches!(e, Event::Status(_))) {
-                s.latency
-                    .push((now - e.ts_received().as_nanos()).max(0) as u64);
+                let rx = e.ts_received().as_nanos();
+                s.latency.push((now - rx).max(0) as u64);
+                s.before.push((called - rx).max(0) as u64);
             }
             s.batches.push((inside, events.len()));
         }
@@ -213,14 +218,18 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
     ingest_task.await?.context("ingest")?;
     let Samples {
         latency: mut lat,
+        mut before,
         batches,
     } = std::mem::take(&mut *bus.samples.lock());
     anyhow::ensure!(!lat.is_empty(), "no events arrived at rate {rate}/s");
     lat.sort_unstable();
+    before.sort_unstable();
+    let mut inside: Vec<u64> = batches.iter().map(|b| b.0).collect();
+    inside.sort_unstable();
     let events: usize = batches.iter().map(|b| b.1).sum();
-    let inside: u64 = batches.iter().map(|b| b.0).sum();
+    let inside_sum: u64 = inside.iter().sum();
     println!(
-        "{:>8} {:>9} {:>9.0} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} {:>8.1} {:>12.2?}",
+        "{:>8} {:>9} {:>9.0} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?} {:>8.1} {:>12.2?} {:>10.1?} {:>10.1?}",
         rate,
         lat.len(),
         lat.len() as f64 / a.duration,
@@ -229,7 +238,9 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
         pct(&lat, 0.999),
         Duration::from_nanos(lat[lat.len() - 1]),
         events as f64 / batches.len().max(1) as f64,
-        Duration::from_nanos(inside / events.max(1) as u64),
+        Duration::from_nanos(inside_sum / events.max(1) as u64),
+        pct(&before, 0.99),
+        pct(&inside, 0.99),
     );
     Ok(())
 }
@@ -241,8 +252,21 @@ pub(crate) async fn run(a: FeedArgs) -> anyhow::Result<()> {
         "socket read (ts_received) -> Bus::publish returned, Binance trade frames over loopback, embedded log"
     );
     println!(
-        "{:>8} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12}",
-        "rate/s", "events", "events/s", "p50", "p99", "p99.9", "max", "batch", "publish/evt"
+        "{:>8} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>12} {:>10} {:>10}",
+        "rate/s",
+        "events",
+        "events/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "batch",
+        "publish/evt",
+        "p99 pre",
+        "p99 pub"
+    );
+    println!(
+        "(p99 pre: ts_received -> publish called, per event; p99 pub: time inside publish, per batch)"
     );
     for &rate in &a.rates {
         one_rate(&a, rate).await?;

@@ -94,7 +94,8 @@ pub(crate) async fn serve(
         },
         subs: BTreeMap::new(),
         last_seen: Instant::now(),
-        sent_ts: Vec::with_capacity(256),
+        // Both grow with the first batches: an idle connection holds nothing.
+        sent_ts: Vec::new(),
         flush_at: None,
         bucket: TokenBucket::new(
             shared.cfg.client_messages_per_sec,
@@ -194,7 +195,7 @@ impl Conn {
         let timeout = Duration::from_millis(self.shared.cfg.client_timeout_ms);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
         let shutdown = self.shared.shutdown.clone();
-        let mut batch = Vec::with_capacity(256);
+        let mut batch = Vec::new();
         let slow = self.handle.slow.clone();
         loop {
             tokio::select! {
