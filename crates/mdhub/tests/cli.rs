@@ -71,6 +71,30 @@ fn help_lists_every_role() {
     }
 }
 
+/// `mdhub bench feed` in each thread layout: it runs, measures, and prints
+/// one row per rate (a smoke test; its figures are in docs/benchmarks.md).
+#[test]
+fn bench_feed_runs_in_every_thread_layout() {
+    for threads in ["shared", "split", "pinned"] {
+        let out = common::mdhub_ok(&[
+            "bench",
+            "feed",
+            "--rates",
+            "200",
+            "--duration",
+            "0.5",
+            "--threads",
+            threads,
+        ]);
+        let row = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("200 "))
+            .unwrap_or_else(|| panic!("no row for rate 200 ({threads}):\n{out}"));
+        let events: u64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(events > 0, "{threads}: {row}");
+    }
+}
+
 #[test]
 fn query_without_sql_is_a_usage_error() {
     let out = mdhub().arg("query").output().unwrap();

@@ -43,6 +43,52 @@ pub struct FeedArgs {
     /// flush), to see what the background fsync costs the publish tail.
     #[arg(long, value_name = "MS", default_value_t = LogConfig::default().fsync_interval_ms)]
     pub fsync_interval_ms: u64,
+    /// Which threads run what: `shared` (the venue server, the feed and the
+    /// ingest stage as tasks of one multi-thread runtime, as `mdhub run`
+    /// runs its feeds), `split` (the venue server on a thread of its own, as
+    /// a remote venue would be), `pinned` (also the feed and the ingest stage
+    /// on one single-thread runtime, so the hop between them never crosses
+    /// threads).
+    #[arg(long, value_enum, default_value_t = Threads::Shared)]
+    pub threads: Threads,
+}
+
+/// See [`FeedArgs::threads`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Threads {
+    /// Everything on the process's multi-thread runtime.
+    Shared,
+    /// The venue server on its own thread.
+    Split,
+    /// The venue server on its own thread; feed and ingest on one thread.
+    Pinned,
+}
+
+/// Run `fut` on a single-thread runtime of its own thread.
+fn on_own_thread<F>(
+    name: &str,
+    fut: F,
+) -> std::io::Result<std::thread::JoinHandle<std::io::Result<F::Output>>>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok(rt.block_on(fut))
+        })
+}
+
+/// Wait for a thread of [`on_own_thread`] without blocking the runtime.
+async fn join<T: Send + 'static>(
+    t: std::thread::JoinHandle<std::io::Result<T>>,
+) -> anyhow::Result<T> {
+    let joined = tokio::task::spawn_blocking(move || t.join()).await?;
+    Ok(joined.map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))??)
 }
 
 /// What [`TimingBus`] records.
@@ -115,7 +161,14 @@ impl Bus for TimingBus {
 /// Serve Binance combined-stream trade frames at `rate` per second, in
 /// 1 ms ticks, to every connection until `stop`.
 async fn venue(listener: TcpListener, rate: u32, symbols: Vec<String>, stop: CancellationToken) {
-    while let Ok((tcp, _)) = listener.accept().await {
+    loop {
+        let tcp = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(_) => return,
+            },
+        };
         let _ = tcp.set_nodelay(true);
         let (symbols, stop) = (symbols.clone(), stop.clone());
         tokio::spawn(async move {
@@ -178,10 +231,25 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
     let symbols: Vec<Symbol> = (0..a.symbols)
         .map(|i| Symbol::new(&format!("S{i}-USDT")))
         .collect::<Result<_, _>>()?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let url = format!("ws://{}", listener.local_addr()?);
     let stop_venue = CancellationToken::new();
-    tokio::spawn(venue(listener, rate, natives, stop_venue.clone()));
+    let serve = {
+        let stop = stop_venue.clone();
+        async move {
+            if let Ok(l) = TcpListener::from_std(listener) {
+                venue(l, rate, natives, stop).await;
+            }
+        }
+    };
+    let venue_thread = match a.threads {
+        Threads::Shared => {
+            tokio::spawn(serve);
+            None
+        }
+        Threads::Split | Threads::Pinned => Some(on_own_thread("venue", serve)?),
+    };
 
     let feed = BinanceFeed::new(BinanceConfig {
         url,
@@ -197,15 +265,32 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
         status: FeedStatus::new(Venue::new("binance")?),
         capture: None,
     };
-    let feed_task = tokio::spawn(async move { feed.run(ctx).await });
     let stats = Arc::new(IngestStats::default());
-    let ingest_task = tokio::spawn(ingest::run(
-        rx,
-        bus.clone(),
-        Arc::new(MemoryCache::new()),
-        cfg,
-        stats,
-    ));
+    let pipeline = {
+        let bus: Arc<dyn Bus> = bus.clone();
+        async move {
+            let feed_task = tokio::spawn(async move { feed.run(ctx).await });
+            let ingest_task = tokio::spawn(ingest::run(
+                rx,
+                bus,
+                Arc::new(MemoryCache::new()),
+                cfg,
+                stats,
+            ));
+            let feed = feed_task.await.map_err(anyhow::Error::from)?;
+            let ingest = ingest_task.await.map_err(anyhow::Error::from)?;
+            feed.context("feed")?;
+            ingest.context("ingest")?;
+            anyhow::Ok(())
+        }
+    };
+    let pipeline: tokio::task::JoinHandle<anyhow::Result<()>> = match a.threads {
+        Threads::Pinned => {
+            let t = on_own_thread("pipeline", pipeline)?;
+            tokio::spawn(async move { join(t).await? })
+        }
+        Threads::Shared | Threads::Split => tokio::spawn(pipeline),
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
     bus.measuring
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -214,8 +299,10 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
         .store(false, std::sync::atomic::Ordering::Relaxed);
     stop_feed.cancel();
     stop_venue.cancel();
-    feed_task.await?.context("feed")?;
-    ingest_task.await?.context("ingest")?;
+    pipeline.await??;
+    if let Some(t) = venue_thread {
+        join(t).await?;
+    }
     let Samples {
         latency: mut lat,
         mut before,
