@@ -362,7 +362,9 @@ fn parse_bytes(b: &[u8]) -> Result<Decimal, ParseFail> {
     if i != b.len() {
         return Err(ParseFail::Syntax);
     }
-    let mut scale = frac_digits - exp;
+    // Saturating: an exponent of `e-99999999999999999999` saturates to
+    // -i64::MAX (fuzzer finding: the subtraction overflowed).
+    let mut scale = frac_digits.saturating_sub(exp);
     // Strip trailing zeros only as far as needed to bring the scale in range.
     while scale > i64::from(MAX_SCALE) && mantissa.is_multiple_of(10) && mantissa != 0 {
         mantissa /= 10;
@@ -629,6 +631,20 @@ mod tests {
         assert_eq!(d("1.5E+2").to_string(), "150");
         assert_eq!(d("+2").to_string(), "2");
         assert_eq!(d("1000e-21").to_string(), "0.000000000000000001");
+    }
+
+    /// Fuzzer finding: an exponent beyond i64 with fraction digits overflowed
+    /// the scale computation (a panic in debug builds).
+    #[test]
+    fn huge_exponents_are_errors_not_overflows() {
+        for s in ["1.5e-99999999999999999999", "-9.1E-99999999999999999999999"] {
+            assert!(
+                matches!(Decimal::parse(s), Err(DecimalError::ScaleTooLarge(_))),
+                "{s}"
+            );
+        }
+        assert!(Decimal::parse("0.0e-99999999999999999999").is_ok());
+        assert!(Decimal::parse("1.5e99999999999999999999").is_err());
     }
 
     #[test]
