@@ -19,30 +19,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Decimal256Array, RecordBatch,
-};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, SchemaRef, TimestampNanosecondType, UInt32Type, UInt64Type, i256,
-};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DataFusionError, ScalarValue};
-use datafusion::datasource::TableType;
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
-use datafusion::datasource::table_schema::TableSchema;
-use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::{
-    Accumulator, BinaryExpr, Expr, Operator, TableProviderFilterPushDown, Volatility, create_udaf,
-};
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::union::UnionExec;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, SchemaRef, TimestampNanosecondType};
+use datafusion::common::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures_util::{StreamExt, TryStreamExt};
 use mdhub_types::{Decimal, Symbol, Timestamp};
@@ -50,6 +29,12 @@ use mdhub_types::{Decimal, Symbol, Timestamp};
 use crate::archive::HotTier;
 use crate::path::day_of;
 use crate::{FileFilter, HistoryError, Lake, TableKind, live_files, schema};
+
+mod table;
+mod vwap;
+
+pub use table::LakeTable;
+pub use vwap::vwap_udaf;
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -476,322 +461,6 @@ pub struct Bar {
     pub trades: u64,
 }
 
-/// A lake table (cold files plus hot rows) as a DataFusion table.
-#[derive(Debug)]
-pub struct LakeTable {
-    table: TableKind,
-    lake: Lake,
-    hot: Option<Arc<HotTier>>,
-    schema: SchemaRef,
-}
-
-#[async_trait]
-impl TableProvider for LakeTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
-        // Used to choose files only; DataFusion still applies every filter.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let filter = file_filter(filters);
-        let files = self
-            .lake
-            .files(self.table, &filter)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let files = live_files(files);
-        let mut marks: BTreeMap<(i64, Symbol, u32), u64> = BTreeMap::new();
-        for f in &files {
-            let m = marks
-                .entry((f.key.day, f.key.symbol.clone(), f.key.partition))
-                .or_insert(f.key.last_offset);
-            *m = (*m).max(f.key.last_offset);
-        }
-        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !files.is_empty() {
-            let groups = state.config().target_partitions().max(1);
-            let mut file_groups: Vec<Vec<PartitionedFile>> =
-                vec![Vec::new(); groups.min(files.len())];
-            let n = file_groups.len();
-            for (i, f) in files.iter().enumerate() {
-                file_groups[i % n].push(PartitionedFile::new(f.key.path().to_string(), f.size));
-            }
-            let format = ParquetFormat::default();
-            let source = format.file_source(TableSchema::from(self.schema.clone()));
-            let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(LAKE_URL)?, source)
-                .with_file_groups(file_groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
-            inputs.push(format.create_physical_plan(state, config).await?);
-        }
-        if let Some(hot) = &self.hot {
-            let batches: Vec<RecordBatch> = hot
-                .snapshot(self.table)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?
-                .iter()
-                .map(|b| not_in_lake(b, &marks))
-                .collect::<datafusion::common::Result<_>>()?;
-            let batches: Vec<RecordBatch> =
-                batches.into_iter().filter(|b| b.num_rows() > 0).collect();
-            if !batches.is_empty() {
-                inputs.push(MemorySourceConfig::try_new_exec(
-                    &[batches],
-                    self.schema.clone(),
-                    projection.cloned(),
-                )?);
-            }
-        }
-        if inputs.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => self.schema.clone(),
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
-        }
-        UnionExec::try_new(inputs)
-    }
-}
-
-/// The rows of a hot batch whose group the lake holds only below them.
-fn not_in_lake(
-    batch: &RecordBatch,
-    marks: &BTreeMap<(i64, Symbol, u32), u64>,
-) -> datafusion::common::Result<RecordBatch> {
-    if marks.is_empty() {
-        return Ok(batch.clone());
-    }
-    let col = |name: &str| -> datafusion::common::Result<&ArrayRef> {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| DataFusionError::Internal(format!("hot batch without {name}")))
-    };
-    let ts = col("ts_exchange")?.as_primitive::<TimestampNanosecondType>();
-    let symbol = col("symbol")?.as_string::<i32>();
-    let partition = col("log_partition")?.as_primitive::<UInt32Type>();
-    let offset = col("log_offset")?.as_primitive::<UInt64Type>();
-    let mut keep = Vec::with_capacity(batch.num_rows());
-    for r in 0..batch.num_rows() {
-        let mark = Symbol::new(symbol.value(r)).ok().and_then(|s| {
-            marks
-                .get(&(
-                    day_of(Timestamp::from_nanos(ts.value(r))),
-                    s,
-                    partition.value(r),
-                ))
-                .copied()
-        });
-        keep.push(mark.is_none_or(|m| offset.value(r) > m));
-    }
-    Ok(filter_record_batch(batch, &BooleanArray::from(keep))?)
-}
-
-/// Which files a query's filters can touch: one symbol, a range of days.
-fn file_filter(filters: &[Expr]) -> FileFilter {
-    let mut out = FileFilter::default();
-    let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
-    let mut visit = |e: &Expr| {
-        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
-            if let Expr::Between(b) = e
-                && !b.negated
-                && is_column(&b.expr, "ts_exchange")
-                && let (Some(l), Some(h)) = (timestamp(&b.low), timestamp(&b.high))
-            {
-                lo = Some(lo.map_or(l, |x| x.max(l)));
-                hi = Some(hi.map_or(h, |x| x.min(h)));
-            }
-            return;
-        };
-        // Normalize to `column op literal`.
-        let (column, op, literal) = if matches!(**left, Expr::Column(_)) {
-            (left, *op, right)
-        } else if let Some(swapped) = op.swap() {
-            (right, swapped, left)
-        } else {
-            return;
-        };
-        if is_column(column, "symbol") && op == Operator::Eq {
-            if let Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) =
-                &**literal
-            {
-                // Not a canonical symbol: no file can match, but listing
-                // everything is the safe answer.
-                if let Ok(sym) = Symbol::new(s) {
-                    out.symbol = Some(sym);
-                }
-            }
-        } else if is_column(column, "ts_exchange")
-            && let Some(t) = timestamp(literal)
-        {
-            match op {
-                Operator::Gt | Operator::GtEq => lo = Some(lo.map_or(t, |x| x.max(t))),
-                Operator::Lt | Operator::LtEq => hi = Some(hi.map_or(t, |x| x.min(t))),
-                Operator::Eq => {
-                    lo = Some(t);
-                    hi = Some(t);
-                }
-                _ => {}
-            }
-        }
-    };
-    for f in filters {
-        for conjunct in split_and(f) {
-            visit(conjunct);
-        }
-    }
-    if lo.is_some() || hi.is_some() {
-        let day = |t: i64| day_of(Timestamp::from_nanos(t));
-        out.days = Some(lo.map_or(i64::MIN, day)..=hi.map_or(i64::MAX, day));
-    }
-    out
-}
-
-fn split_and(e: &Expr) -> Vec<&Expr> {
-    match e {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            let mut v = split_and(left);
-            v.extend(split_and(right));
-            v
-        }
-        e => vec![e],
-    }
-}
-
-fn is_column(e: &Expr, name: &str) -> bool {
-    matches!(e, Expr::Column(c) if c.name == name)
-}
-
-/// A timestamp literal in nanoseconds.
-fn timestamp(e: &Expr) -> Option<i64> {
-    let Expr::Literal(v, _) = e else { return None };
-    match v {
-        ScalarValue::TimestampNanosecond(Some(n), _) => Some(*n),
-        ScalarValue::TimestampMicrosecond(Some(n), _) => n.checked_mul(1_000),
-        ScalarValue::TimestampMillisecond(Some(n), _) => n.checked_mul(1_000_000),
-        ScalarValue::TimestampSecond(Some(n), _) => n.checked_mul(1_000_000_000),
-        _ => None,
-    }
-}
-
-/// `vwap(price, size)`: `Σ price·size / Σ size` over `DECIMAL(38, 18)`
-/// columns, exact (256-bit sums), rounded half away from zero to 18 places.
-pub fn vwap_udaf() -> datafusion::logical_expr::AggregateUDF {
-    let dec = DataType::Decimal128(38, 18);
-    create_udaf(
-        "vwap",
-        vec![dec.clone(), dec.clone()],
-        Arc::new(dec),
-        Volatility::Immutable,
-        Arc::new(|_| Ok(Box::new(Vwap::default()))),
-        Arc::new(vec![
-            DataType::Decimal256(76, 36),
-            DataType::Decimal256(76, 18),
-        ]),
-    )
-}
-
-#[derive(Debug, Default)]
-struct Vwap {
-    /// Σ price·size at scale 36.
-    notional: i256,
-    /// Σ size at scale 18.
-    volume: i256,
-}
-
-impl Accumulator for Vwap {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::common::Result<()> {
-        let (p, s) = (
-            values[0].as_primitive::<Decimal128Type>(),
-            values[1].as_primitive::<Decimal128Type>(),
-        );
-        for r in 0..p.len() {
-            if p.is_null(r) || s.is_null(r) {
-                continue;
-            }
-            let size = i256::from_i128(s.value(r));
-            self.notional = self
-                .notional
-                .checked_add(i256::from_i128(p.value(r)).wrapping_mul(size))
-                .ok_or_else(|| DataFusionError::Execution("vwap: sum overflows".into()))?;
-            self.volume = self.volume.wrapping_add(size);
-        }
-        Ok(())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::common::Result<()> {
-        let n = states[0].as_any().downcast_ref::<Decimal256Array>();
-        let v = states[1].as_any().downcast_ref::<Decimal256Array>();
-        let (Some(n), Some(v)) = (n, v) else {
-            return Err(DataFusionError::Internal(
-                "vwap state is not Decimal256".into(),
-            ));
-        };
-        for r in 0..n.len() {
-            if !n.is_null(r) {
-                self.notional = self.notional.wrapping_add(n.value(r));
-            }
-            if !v.is_null(r) {
-                self.volume = self.volume.wrapping_add(v.value(r));
-            }
-        }
-        Ok(())
-    }
-
-    fn state(&mut self) -> datafusion::common::Result<Vec<ScalarValue>> {
-        Ok(vec![
-            ScalarValue::Decimal256(Some(self.notional), 76, 36),
-            ScalarValue::Decimal256(Some(self.volume), 76, 18),
-        ])
-    }
-
-    fn evaluate(&mut self) -> datafusion::common::Result<ScalarValue> {
-        if self.volume == i256::ZERO {
-            return Ok(ScalarValue::Decimal128(None, 38, 18));
-        }
-        // notional (scale 36) / volume (scale 18) = scale 18, rounded.
-        let (q, r) = (self.notional / self.volume, self.notional % self.volume);
-        let twice = r.wrapping_mul(i256::from_i128(2)).wrapping_abs();
-        let round = if twice >= self.volume.wrapping_abs() {
-            if (self.notional < i256::ZERO) != (self.volume < i256::ZERO) {
-                i256::MINUS_ONE
-            } else {
-                i256::ONE
-            }
-        } else {
-            i256::ZERO
-        };
-        let v = (q + round).to_i128().ok_or_else(|| {
-            DataFusionError::Execution("vwap: result overflows DECIMAL(38, 18)".into())
-        })?;
-        Ok(ScalarValue::Decimal128(Some(v), 38, 18))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self)
-    }
-}
-
 impl fmt::Display for Bar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -804,6 +473,11 @@ impl fmt::Display for Bar {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Accumulator;
+
+    use super::table::file_filter;
+    use super::vwap::Vwap;
     use super::*;
 
     fn d(s: &str) -> i128 {

@@ -1,6 +1,7 @@
 //! The log's background thread: group-commit fsync every
-//! `fsync_interval_ms` and retention every minute, plus the passes it shares
-//! with `Log::sync` and `Log::enforce_retention`.
+//! `fsync_interval_ms` (then preparing the active segments' next pages) and
+//! retention every minute, plus the passes it shares with `Log::sync` and
+//! `Log::enforce_retention`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -57,10 +58,18 @@ impl Inner {
                     return;
                 }
             }
-            if self.config.fsync_interval_ms > 0
-                && let Err(e) = self.sync_dirty()
-            {
-                tracing::error!(error = %e, "background fsync failed");
+            if self.config.fsync_interval_ms > 0 {
+                let all = Arc::clone(&self.all.read());
+                for p in all.iter() {
+                    if p.needs_sync()
+                        && let Err(e) = p.sync()
+                    {
+                        tracing::error!(topic = %p.topic, partition = p.id, error = %e, "background fsync failed");
+                    }
+                    // Page faults here, not in the writer (and the fsync left
+                    // the written-back pages read-only).
+                    p.prepare();
+                }
             }
             if last_retention.elapsed() >= RETENTION_EVERY {
                 last_retention = Instant::now();

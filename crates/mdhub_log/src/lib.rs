@@ -37,6 +37,7 @@ mod error;
 mod groups;
 mod index;
 mod log;
+mod map;
 mod meta;
 mod notify;
 mod partition;

@@ -382,8 +382,12 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         self.stop_background();
-        if let Err(e) = self.flush() {
-            tracing::error!(dir = %self.inner.config.dir.display(), error = %e, "flush on drop failed; buffered records lost");
+        // Flush, and cut each active segment's preallocated tail.
+        let all = Arc::clone(&self.inner.all.read());
+        for p in all.iter() {
+            if let Err(e) = p.close() {
+                tracing::error!(dir = %self.inner.config.dir.display(), error = %e, "closing a partition failed; buffered records may be lost");
+            }
         }
     }
 }

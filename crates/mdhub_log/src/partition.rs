@@ -2,10 +2,15 @@
 //! offsets, rolling), group-commit fsync, and recovery on open.
 //!
 //! Visibility protocol: the writer appends encoded records to an in-memory
-//! buffer; `flush_locked` writes the buffer with one `pwrite`, publishes the
-//! new segment size and index entries, then stores the high watermark. Readers
+//! buffer; `flush_locked` copies the buffer into the active segment's write
+//! map (or, past the map, writes it with one `pwrite`), publishes the new
+//! segment size and index entries, then stores the high watermark. Readers
 //! load the high watermark first and never return a record at or past it, so
 //! they only ever see whole, flushed records.
+//!
+//! File length: the active segment's file runs past its records by a
+//! preallocated, zero-filled tail (see `map`). Rolling a segment and closing
+//! the log cut it; recovery cuts it after a crash.
 
 use std::fs;
 use std::mem;
@@ -19,6 +24,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::index::{IndexEntry, SegmentSummary};
+use crate::map::{MAX_PREPARED, MIN_PREPARED, WriteMap};
 use crate::notify::Notifier;
 use crate::record::{self, RecordIn};
 use crate::segment::{Segment, parse_segment_file_name};
@@ -52,6 +58,8 @@ pub(crate) struct Partition {
     pub(crate) synced: AtomicU64,
     /// Hint that the buffer is non-empty, so `flush()` skips idle partitions without locking.
     unflushed: AtomicBool,
+    /// Bytes written to the active segment when `prepare` last ran.
+    prepared_at: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -65,6 +73,9 @@ struct Writer {
     max_ts: i64,
     last_entry_pos: u64,
     pending_entries: Vec<IndexEntry>,
+    /// The active segment's write map; `None` where mapping failed (then
+    /// every flush is a `pwrite`).
+    map: Option<Arc<WriteMap>>,
     unsynced_closed: Vec<Arc<Segment>>,
     dir_dirty: bool,
     poisoned: bool,
@@ -133,11 +144,13 @@ impl Partition {
         let start = segments[0].base;
         let active = Arc::clone(segments.last().expect("segments is non-empty"));
         let hw = active.next_offset();
+        let map = map_segment(&active, settings.segment_bytes);
         let writer = Writer {
             next_offset: hw,
             written: active.size(),
             max_ts: active.max_ts(),
             last_entry_pos: active.last_index_position(),
+            map,
             active,
             buf: Vec::new(),
             pending_entries: Vec::new(),
@@ -166,6 +179,7 @@ impl Partition {
             start: AtomicU64::new(start),
             synced: AtomicU64::new(hw),
             unflushed: AtomicBool::new(false),
+            prepared_at: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -237,9 +251,11 @@ impl Partition {
         if w.buf.is_empty() {
             return Ok(());
         }
-        if let Err(source) = w.active.file.write_all_at(&w.buf, w.written) {
+        if let Err(source) = self.write_out(w) {
             // Cut any partial write so the file ends at the last published
-            // record; the buffer is kept and retried by the next flush.
+            // record; the buffer is kept and retried by the next flush. The
+            // map goes first: the file must not shrink under it.
+            w.map = None;
             if let Err(e) = w.active.file.set_len(w.written) {
                 w.poisoned = true;
                 tracing::error!(topic = %self.topic, partition = self.id, segment = %w.active.path.display(), error = %e,
@@ -274,11 +290,85 @@ impl Partition {
         Ok(())
     }
 
+    /// Writes the buffer at the end of the active segment: a copy into the
+    /// write map, or a `pwrite` past it (or where growing the file for the
+    /// map failed; the map is then given up for this segment).
+    fn write_out(&self, w: &mut Writer) -> std::io::Result<()> {
+        if let Some(map) = &w.map {
+            match map.write(&w.active.file, w.written, &w.buf) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, partition = self.id, segment = %w.active.path.display(), error = %e,
+                        "could not grow the mapped segment; writing it with pwrite");
+                    w.map = None;
+                }
+            }
+        }
+        w.active.file.write_all_at(&w.buf, w.written)
+    }
+
+    /// Cuts the active segment's file to its records (the preallocated tail
+    /// goes) and drops its map. Used when the segment closes.
+    fn trim_locked(&self, w: &mut Writer) -> Result<()> {
+        let Some(map) = w.map.take() else {
+            return Ok(());
+        };
+        if map.allocated() > w.written {
+            w.active
+                .file
+                .set_len(w.written)
+                .map_err(Error::io("truncate segment", &w.active.path))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, then cuts the preallocated tail of the active segment: a
+    /// cleanly closed log leaves files that end at their last record.
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        if w.poisoned {
+            return Err(self.poisoned());
+        }
+        self.flush_locked(&mut w)?;
+        self.trim_locked(&mut w)
+    }
+
+    /// Prepares the pages just past the writer in the active segment (see
+    /// `map`), so the writer's copies take no page faults. Called by the
+    /// background thread after each fsync pass, which also leaves
+    /// written-back pages read-only again. Skips a partition not written
+    /// since the last call. The window is twice what was written since then,
+    /// between 64 KiB and 4 MiB.
+    pub(crate) fn prepare(&self) {
+        let (map, active, written) = {
+            let w = self.writer.lock();
+            let Some(map) = w.map.clone() else { return };
+            (map, Arc::clone(&w.active), w.written)
+        };
+        let last = self.prepared_at.swap(written, Ordering::AcqRel);
+        if last == written {
+            return;
+        }
+        let grown = if written > last {
+            written - last
+        } else {
+            written
+        };
+        let window = grown.saturating_mul(2).clamp(MIN_PREPARED, MAX_PREPARED);
+        // Unlocked: the writer keeps copying below what is allocated meanwhile.
+        if let Err(e) = map.prepare(&active.file, written, window) {
+            tracing::debug!(topic = %self.topic, partition = self.id, error = %e, "could not prepare the next pages");
+        }
+    }
+
     /// Closes the active segment (after flushing it) and starts a new one.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         self.flush_locked(w)?;
+        self.trim_locked(w)?;
         w.active.store_index()?;
         let new = Arc::new(Segment::create(&self.dir, w.next_offset)?);
+        w.map = map_segment(&new, self.settings.segment_bytes);
         self.segments.write().push(Arc::clone(&new));
         let old = mem::replace(&mut w.active, new);
         tracing::debug!(topic = %self.topic, partition = self.id, closed = %old.path.display(), base = w.next_offset, "rolled segment");
@@ -353,6 +443,17 @@ impl Partition {
     pub(crate) fn bytes_and_segments(&self) -> (u64, usize) {
         let segs = self.segments.read();
         (segs.iter().map(|s| s.size()).sum(), segs.len())
+    }
+}
+
+/// A write map over a segment, or `None` (with a warning) where mapping fails.
+fn map_segment(seg: &Segment, segment_bytes: u64) -> Option<Arc<WriteMap>> {
+    match WriteMap::new(&seg.file, segment_bytes, seg.size()) {
+        Ok(m) => Some(Arc::new(m)),
+        Err(e) => {
+            tracing::warn!(segment = %seg.path.display(), error = %e, "cannot map the segment; writing it with pwrite");
+            None
+        }
     }
 }
 

@@ -179,7 +179,13 @@ impl Segment {
         }
         let r = rebuild(&file, &path, base, len, interval, buf)?;
         let cut = len - r.summary.bytes;
-        if cut > 0 {
+        if cut > 0 && all_zero(&file, &path, r.summary.bytes, len, buf)? {
+            // The preallocated tail of a segment written through its map
+            // (`map`): no record was lost.
+            tracing::debug!(segment = %path.display(), bytes_cut = cut, "cutting the preallocated tail of a segment");
+            file.set_len(r.summary.bytes)
+                .map_err(Error::io("truncate segment", &path))?;
+        } else if cut > 0 {
             tracing::warn!(
                 segment = %path.display(),
                 bytes_cut = cut,
@@ -235,6 +241,26 @@ impl ScanEnd {
             reason,
         })
     }
+}
+
+/// Whether bytes `[from, to)` of the file are all zero (a preallocated tail).
+fn all_zero(file: &File, path: &Path, mut from: u64, to: u64, buf: &mut Vec<u8>) -> Result<bool> {
+    while from < to {
+        let want = (to - from).min(MAX_CHUNK as u64) as usize;
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        let got =
+            read_full(file, &mut buf[..want], from).map_err(Error::io("read segment", path))?;
+        if got == 0 {
+            return Ok(true);
+        }
+        if buf[..got].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        from += got as u64;
+    }
+    Ok(true)
 }
 
 /// Reads `buf.len()` bytes at `pos`, or fewer at end of file.

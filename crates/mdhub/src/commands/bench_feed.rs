@@ -103,6 +103,27 @@ struct Samples {
     batches: Vec<(u64, usize)>,
 }
 
+impl Samples {
+    /// Room for `events` samples, with the memory touched up front: growing
+    /// a vector (and the first write to each new page) during the run would
+    /// stall the ingest task between events, which the figures would show.
+    fn with_room(events: usize) -> Samples {
+        fn touched<T: Copy + Default>(n: usize) -> Vec<T> {
+            // `vec![0; n]` would map fresh zero pages without touching them
+            // (and an allocation filled with a known zero may become one).
+            let mut v = Vec::with_capacity(n);
+            v.resize(n, std::hint::black_box(T::default()));
+            v.clear();
+            v
+        }
+        Samples {
+            latency: touched(events),
+            before: touched(events),
+            batches: touched(events),
+        }
+    }
+}
+
 /// A bus that times every published event from its `ts_received`.
 #[derive(Debug)]
 struct TimingBus {
@@ -224,7 +245,9 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
     )?);
     let bus = Arc::new(TimingBus {
         inner,
-        samples: Mutex::default(),
+        samples: Mutex::new(Samples::with_room(
+            (f64::from(rate) * (a.duration + 2.0) * 1.2) as usize,
+        )),
         measuring: Default::default(),
     });
     let natives: Vec<String> = (0..a.symbols).map(|i| format!("S{i}USDT")).collect();

@@ -114,3 +114,35 @@ fn torn_and_corrupted_tails_are_cut_on_reopen() {
         assert_eq!(check_derived(&log, "t", 0), expect_hw + 20, "round {round}");
     }
 }
+
+/// A process killed while writing leaves the active segment's preallocated,
+/// zero-filled tail behind (the writer copies into a mapped, `fallocate`d
+/// file). Reopening cuts it: every record stays, appends continue after the
+/// last one.
+#[test]
+fn preallocated_zero_tail_is_cut_without_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(config(tmp.path(), SEGMENT)).unwrap();
+        log.create_topic("t", 1).unwrap();
+        append_derived(&log, "t", 0, 700);
+        log.close().unwrap();
+    }
+    let (seg, base) = active_segment(tmp.path());
+    let seg_len = fs::metadata(&seg).unwrap().len();
+    assert_eq!(*record_ends(base, 700).last().unwrap(), seg_len);
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(seg_len + 40_000)
+        .unwrap();
+
+    let log = Log::open(config(tmp.path(), SEGMENT)).unwrap();
+    assert_eq!(log.high_watermark("t", 0).unwrap(), 700);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), seg_len, "zero tail cut");
+    append_derived(&log, "t", 0, 5);
+    log.close().unwrap();
+    let log = Log::open(config(tmp.path(), SEGMENT)).unwrap();
+    assert_eq!(check_derived(&log, "t", 0), 705);
+}
