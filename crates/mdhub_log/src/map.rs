@@ -34,6 +34,9 @@
 //!   recovery cuts the zero tail as it cuts a torn record.
 //! - Cost: a prepared page is written back once as zeros before it is
 //!   written back with records, so the disk sees up to twice the log's bytes.
+//! - Pages the writer has passed are unmapped again
+//!   ([`WriteMap::release_below`]), so a segment's pages do not stay in the
+//!   process's resident set; the page cache keeps them.
 // The one module of the crate with `unsafe`: mmap/munmap/madvise/fallocate
 // through libc, and writes into the mapping. Each block says why it is sound.
 #![allow(unsafe_code)]
@@ -78,6 +81,8 @@ pub(crate) struct WriteMap {
     /// Held while the file grows past `allocated` (and its new pages are
     /// prepared), by the writer or by `prepare`.
     grow: Mutex<()>,
+    /// Pages below this were unmapped from the process by `release_below`.
+    released: AtomicU64,
     page: u64,
 }
 
@@ -119,6 +124,7 @@ impl WriteMap {
             len,
             allocated: AtomicU64::new(file_len),
             grow: Mutex::new(()),
+            released: AtomicU64::new(0),
             page,
         })
     }
@@ -222,6 +228,37 @@ impl WriteMap {
     }
 }
 
+impl WriteMap {
+    /// Drops the process's mappings of the whole pages below `pos`, which
+    /// the writer has passed. The page cache keeps them (a shared file
+    /// mapping's dirty pages stay dirty there, and fsync still writes them),
+    /// readers use `pread`, and the process's resident set no longer grows
+    /// with the segment. Changes no byte. Called by the thread that prepares.
+    pub(crate) fn release_below(&self, pos: u64) -> io::Result<()> {
+        let end = (pos / self.page * self.page).min(self.len as u64);
+        let start = self.released.load(Ordering::Acquire);
+        if end <= start {
+            return Ok(());
+        }
+        // SAFETY: `[start, end)` lies inside the mapping and below the
+        // writer's position, which only moves up; MADV_DONTNEED on a shared
+        // file mapping drops page-table entries only, and a later access
+        // maps the page cache's current contents again.
+        let r = unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().add(start as usize).cast(),
+                (end - start) as usize,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.released.fetch_max(end, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
 impl Drop for WriteMap {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the region `new` mapped; nothing else holds
@@ -285,6 +322,23 @@ mod tests {
         // Preparing what is prepared grows nothing.
         m.prepare(&f, 0, MIN_PREPARED).unwrap();
         assert_eq!(m.allocated(), 2 * GROW_STEP + 8192);
+    }
+
+    #[test]
+    fn released_pages_keep_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(&dir);
+        let m = WriteMap::new(&f, 8 * GROW_STEP, 0).unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        assert!(m.write(&f, 0, &data).unwrap());
+        m.release_below(20_000).unwrap();
+        m.release_below(10_000).unwrap(); // already released: nothing to do
+        assert!(m.write(&f, 20_000, b"after").unwrap());
+        let mut got = vec![0u8; 20_005];
+        f.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(&got[..20_000], &data[..]);
+        assert_eq!(&got[20_000..], b"after");
+        f.sync_data().unwrap();
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl Partition {
     /// background thread after each fsync pass, which also leaves
     /// written-back pages read-only again. Skips a partition not written
     /// since the last call. The window is twice what was written since then,
-    /// between 64 KiB and 4 MiB.
+    /// between 64 KiB and 4 MiB. Then unmaps the pages the writer has passed.
     pub(crate) fn prepare(&self) {
         let (map, active, written) = {
             let w = self.writer.lock();
@@ -359,6 +359,9 @@ impl Partition {
         // Unlocked: the writer keeps copying below what is allocated meanwhile.
         if let Err(e) = map.prepare(&active.file, written, window) {
             tracing::debug!(topic = %self.topic, partition = self.id, error = %e, "could not prepare the next pages");
+        }
+        if let Err(e) = map.release_below(written) {
+            tracing::debug!(topic = %self.topic, partition = self.id, error = %e, "could not unmap written pages");
         }
     }
 
