@@ -266,8 +266,17 @@ async fn connection(
                 tracing::warn!(venue = job.venue, error = %e, "dropped a frame");
             }
         }
+        // The ingest stage was idle: let it publish these (woken by the send,
+        // it usually runs on this worker) before this task reads the socket
+        // again. Under load the channel holds a backlog, which the stage
+        // takes in batches without this.
+        let ingest_idle = ctx.out.capacity() == ctx.out.max_capacity();
+        let sent = !events.is_empty();
         for e in events.drain(..) {
             ctx.send(e).await?;
+        }
+        if sent && ingest_idle {
+            tokio::task::yield_now().await;
         }
     }
 }
