@@ -305,9 +305,17 @@ async fn the_rust_client_presents_its_token_and_stops_when_refused() {
     let first_event = |token: Option<&str>| {
         let mut cfg = ClientConfig::new(hub.ws_url());
         cfg.token = token.map(str::to_string);
+        let refused = token != Some(KEY);
         async move {
             let mut c = Client::connect(cfg).unwrap();
-            c.subscribe(["AAPL"], &[]).await.unwrap();
+            // A refused client may have stopped already: its commands then
+            // fail with `Closed`, and the `Stopped` event is still to be read.
+            if let Err(e) = c.subscribe(["AAPL"], &[]).await {
+                assert!(
+                    refused && matches!(e, mdhub_client::ClientError::Closed),
+                    "{e}"
+                );
+            }
             let mut seen = Vec::new();
             while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), c.next()).await {
                 let done = matches!(ev, ClientEvent::Data(_) | ClientEvent::Stopped { .. });
