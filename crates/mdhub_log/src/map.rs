@@ -24,12 +24,13 @@
 //!   shorter than that while mapped (only the owner shortens it, after
 //!   dropping the map). So no access faults with `SIGBUS`.
 //! - Bytes at or past `allocated` belong to whoever holds the growth lock:
-//!   the writer, when it outruns the prepared region and grows the file
-//!   itself, or `prepare`, which writes its zeros there before raising
-//!   `allocated`. The writer and `prepare` never touch the same byte.
-//! - Blocks come from `fallocate` before a page is used: a full disk is an
-//!   error from [`WriteMap::write`], never a `SIGBUS` on a page fault. Where
-//!   `fallocate` is not supported the writer falls back to `pwrite`.
+//!   the writer, which writes them with `pwrite` when it outruns the
+//!   prepared region (a burst bigger than the window; the file grows as it
+//!   did before the map) and raises `allocated` to their end, or `prepare`,
+//!   which writes its zeros there before raising `allocated`. The writer and
+//!   `prepare` never touch the same byte.
+//! - Blocks come from `fallocate` before the map uses a page: a full disk is
+//!   an error from `pwrite` or `fallocate`, never a `SIGBUS` on a page fault.
 //! - A file that ends in preallocated zeros is normal after a crash:
 //!   recovery cuts the zero tail as it cuts a torn record.
 //! - Cost: a prepared page is written back once as zeros before it is
@@ -44,14 +45,12 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-/// The writer grows the file by this much at a time when it outruns the
-/// prepared region (one `fallocate` per step).
-pub(crate) const GROW_STEP: u64 = 64 << 10;
 /// Smallest region kept prepared past the writer.
 pub(crate) const MIN_PREPARED: u64 = 64 << 10;
 /// Largest region prepared in one pass.
@@ -135,43 +134,38 @@ impl WriteMap {
         self.allocated.load(Ordering::Acquire)
     }
 
-    /// Copies `bytes` to file position `pos`, growing the file first if they
-    /// reach past the allocated region. `Ok(false)`: the bytes reach past the
-    /// mapping, nothing was written (the caller uses `pwrite`). An error
-    /// leaves the file as it was (a failed `fallocate`).
+    /// Writes `bytes` at file position `pos`: a copy into the map where the
+    /// region is allocated (prepared), else a `pwrite` under the growth lock,
+    /// which extends the file and then `allocated` to the bytes' end. The
+    /// writer never takes page faults on fresh pages in the map: past the
+    /// prepared region it writes as before the map existed. On error the file
+    /// may hold part of the bytes (the caller cuts it back).
     ///
     /// The caller serializes calls (the partition's writer mutex) and never
     /// writes below what readers may already read.
-    pub(crate) fn write(&self, file: &File, pos: u64, bytes: &[u8]) -> io::Result<bool> {
+    pub(crate) fn write(&self, file: &File, pos: u64, bytes: &[u8]) -> io::Result<()> {
         let end = pos + bytes.len() as u64;
-        if end > self.len as u64 {
-            return Ok(false);
-        }
-        if end > self.allocated() {
-            let _g = self.grow.lock();
-            let have = self.allocated();
-            if end > have {
-                let target = end
-                    .div_ceil(GROW_STEP)
-                    .saturating_mul(GROW_STEP)
-                    .min(self.len as u64);
-                fallocate(file, have, target)?;
-                self.allocated.store(target, Ordering::Release);
+        if end <= self.allocated().min(self.len as u64) {
+            // SAFETY: `[pos, end)` lies inside the mapping and below
+            // `allocated`, so inside the file: no access faults with SIGBUS,
+            // and `prepare` never writes there. The source is a Rust slice,
+            // which cannot overlap the mapping: the map's memory is only
+            // reached through this pointer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.ptr.as_ptr().add(pos as usize),
+                    bytes.len(),
+                );
             }
+            return Ok(());
         }
-        // SAFETY: `[pos, end)` lies inside the mapping (checked above) and
-        // below `allocated`, so inside the file: no access faults with
-        // SIGBUS, and `prepare` never writes there. The source is a Rust
-        // slice, which cannot overlap the mapping: the map's memory is only
-        // reached through this pointer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.ptr.as_ptr().add(pos as usize),
-                bytes.len(),
-            );
-        }
-        Ok(true)
+        let _g = self.grow.lock();
+        file.write_all_at(bytes, pos)?;
+        // The file now reaches `end`; `prepare` starts past it.
+        self.allocated
+            .fetch_max(end.min(self.len as u64), Ordering::AcqRel);
+        Ok(())
     }
 
     /// Makes `[pos, pos + window)` ready for the writer (see the module
@@ -285,55 +279,60 @@ mod tests {
     }
 
     #[test]
-    fn writes_are_visible_to_pread_and_grow_the_file_in_steps() {
+    fn writes_past_the_prepared_region_use_pwrite_then_the_map() {
         let dir = tempfile::tempdir().unwrap();
         let f = file(&dir);
-        let m = WriteMap::new(&f, 8 * GROW_STEP, 0).unwrap();
-        assert!(m.write(&f, 0, b"hello").unwrap());
-        assert_eq!(m.allocated(), GROW_STEP);
-        assert_eq!(f.metadata().unwrap().len(), GROW_STEP);
-        let mut got = [0u8; 5];
+        let m = WriteMap::new(&f, 1 << 20, 0).unwrap();
+        m.write(&f, 0, b"hello").unwrap();
+        assert_eq!(m.allocated(), 5, "pwrite extended the file to its end");
+        assert_eq!(f.metadata().unwrap().len(), 5);
+        m.prepare(&f, 5, MIN_PREPARED).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), m.allocated());
+        m.write(&f, 5, b" world").unwrap();
+        let mut got = [0u8; 11];
         f.read_exact_at(&mut got, 0).unwrap();
-        assert_eq!(&got, b"hello");
-        // Crossing a step boundary grows by another step.
-        assert!(m.write(&f, GROW_STEP - 2, b"abcd").unwrap());
-        assert_eq!(m.allocated(), 2 * GROW_STEP);
-        let mut got = [0u8; 4];
-        f.read_exact_at(&mut got, GROW_STEP - 2).unwrap();
-        assert_eq!(&got, b"abcd");
+        assert_eq!(&got, b"hello world");
+        // A burst past the prepared region: pwrite again, nothing lost.
+        let far = m.allocated() - 3;
+        m.write(&f, far, b"abcdef").unwrap();
+        assert_eq!(m.allocated(), far + 6);
+        let mut got = [0u8; 6];
+        f.read_exact_at(&mut got, far).unwrap();
+        assert_eq!(&got, b"abcdef");
     }
 
     #[test]
     fn prepare_grows_the_file_and_changes_no_byte() {
         let dir = tempfile::tempdir().unwrap();
         let f = file(&dir);
-        let m = WriteMap::new(&f, 8 * GROW_STEP, 0).unwrap();
-        assert!(m.write(&f, 0, &[9u8; 5000]).unwrap());
-        m.prepare(&f, 5000, 2 * GROW_STEP).unwrap();
-        assert_eq!(m.allocated(), 2 * GROW_STEP + 8192, "page-rounded end");
+        let m = WriteMap::new(&f, 1 << 20, 0).unwrap();
+        m.write(&f, 0, &[9u8; 5000]).unwrap();
+        m.prepare(&f, 5000, 128 << 10).unwrap();
+        assert_eq!(m.allocated(), (128 << 10) + 8192, "page-rounded end");
         assert_eq!(f.metadata().unwrap().len(), m.allocated());
         let mut all = vec![1u8; m.allocated() as usize];
         f.read_exact_at(&mut all, 0).unwrap();
         assert!(all[..5000].iter().all(|&b| b == 9), "records intact");
         assert!(all[5000..].iter().all(|&b| b == 0), "prepared pages zero");
         // Writes into the prepared region do not grow the file.
-        assert!(m.write(&f, 5000, b"next").unwrap());
-        assert_eq!(m.allocated(), 2 * GROW_STEP + 8192);
+        m.write(&f, 5000, b"next").unwrap();
+        assert_eq!(m.allocated(), (128 << 10) + 8192);
         // Preparing what is prepared grows nothing.
         m.prepare(&f, 0, MIN_PREPARED).unwrap();
-        assert_eq!(m.allocated(), 2 * GROW_STEP + 8192);
+        assert_eq!(m.allocated(), (128 << 10) + 8192);
     }
 
     #[test]
     fn released_pages_keep_their_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let f = file(&dir);
-        let m = WriteMap::new(&f, 8 * GROW_STEP, 0).unwrap();
+        let m = WriteMap::new(&f, 1 << 20, 0).unwrap();
+        m.prepare(&f, 0, MIN_PREPARED).unwrap();
         let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8 + 1).collect();
-        assert!(m.write(&f, 0, &data).unwrap());
+        m.write(&f, 0, &data).unwrap();
         m.release_below(20_000).unwrap();
         m.release_below(10_000).unwrap(); // already released: nothing to do
-        assert!(m.write(&f, 20_000, b"after").unwrap());
+        m.write(&f, 20_000, b"after").unwrap();
         let mut got = vec![0u8; 20_005];
         f.read_exact_at(&mut got, 0).unwrap();
         assert_eq!(&got[..20_000], &data[..]);
@@ -342,15 +341,20 @@ mod tests {
     }
 
     #[test]
-    fn refuses_bytes_past_the_mapping() {
+    fn bytes_past_the_mapping_are_written_with_pwrite() {
         let dir = tempfile::tempdir().unwrap();
         let f = file(&dir);
         let m = WriteMap::new(&f, 4096, 0).unwrap();
-        assert!(!m.write(&f, 4090, b"0123456789").unwrap());
-        assert_eq!(m.allocated(), 0, "nothing grown for a refused write");
-        assert!(m.write(&f, 4086, b"0123456789").unwrap());
-        // Preparing past the mapping is clipped, not an error.
         m.prepare(&f, 0, 1 << 30).unwrap();
-        assert_eq!(f.metadata().unwrap().len(), 4096);
+        assert_eq!(
+            f.metadata().unwrap().len(),
+            4096,
+            "prepare clipped to the map"
+        );
+        m.write(&f, 4090, b"0123456789").unwrap();
+        assert_eq!(m.allocated(), 4096);
+        let mut got = [0u8; 10];
+        f.read_exact_at(&mut got, 4090).unwrap();
+        assert_eq!(&got, b"0123456789");
     }
 }

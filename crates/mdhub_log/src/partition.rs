@@ -290,22 +290,14 @@ impl Partition {
         Ok(())
     }
 
-    /// Writes the buffer at the end of the active segment: a copy into the
-    /// write map, or a `pwrite` past it (or where growing the file for the
-    /// map failed; the map is then given up for this segment).
+    /// Writes the buffer at the end of the active segment: through the write
+    /// map (a copy into prepared pages, a `pwrite` past them), or with
+    /// `pwrite` where the segment could not be mapped.
     fn write_out(&self, w: &mut Writer) -> std::io::Result<()> {
-        if let Some(map) = &w.map {
-            match map.write(&w.active.file, w.written, &w.buf) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(topic = %self.topic, partition = self.id, segment = %w.active.path.display(), error = %e,
-                        "could not grow the mapped segment; writing it with pwrite");
-                    w.map = None;
-                }
-            }
+        match &w.map {
+            Some(map) => map.write(&w.active.file, w.written, &w.buf),
+            None => w.active.file.write_all_at(&w.buf, w.written),
         }
-        w.active.file.write_all_at(&w.buf, w.written)
     }
 
     /// Cuts the active segment's file to its records (the preallocated tail
