@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
 use crate::log::Inner;
+use crate::partition::Partition;
 use crate::retention::RetentionReport;
 
 /// How often the background thread applies retention.
@@ -21,12 +22,21 @@ fn now_nanos() -> i64 {
 
 impl Inner {
     pub(crate) fn sync_dirty(&self) -> Result<()> {
+        self.sync_dirty_then(|_| {})
+    }
+
+    /// fsyncs every partition written since its last fsync, calling `then`
+    /// on every partition right after its turn; returns the first error.
+    fn sync_dirty_then(&self, then: impl Fn(&Partition)) -> Result<()> {
         let all = Arc::clone(&self.all.read());
         let mut first_err = None;
-        for p in all.iter().filter(|p| p.needs_sync()) {
-            if let Err(e) = p.sync() {
+        for p in all.iter() {
+            if p.needs_sync()
+                && let Err(e) = p.sync()
+            {
                 first_err.get_or_insert(e);
             }
+            then(p);
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -58,18 +68,13 @@ impl Inner {
                     return;
                 }
             }
-            if self.config.fsync_interval_ms > 0 {
-                let all = Arc::clone(&self.all.read());
-                for p in all.iter() {
-                    if p.needs_sync()
-                        && let Err(e) = p.sync()
-                    {
-                        tracing::error!(topic = %p.topic, partition = p.id, error = %e, "background fsync failed");
-                    }
-                    // Page faults here, not in the writer (and the fsync left
-                    // the written-back pages read-only).
-                    p.prepare();
-                }
+            // Each partition's next pages are prepared right after its fsync
+            // (which left its written-back pages read-only): the page faults
+            // happen here, not in the writer.
+            if self.config.fsync_interval_ms > 0
+                && let Err(e) = self.sync_dirty_then(Partition::prepare)
+            {
+                tracing::error!(error = %e, "background fsync failed");
             }
             if last_retention.elapsed() >= RETENTION_EVERY {
                 last_retention = Instant::now();

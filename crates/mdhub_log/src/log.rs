@@ -382,12 +382,18 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         self.stop_background();
-        // Flush, and cut each active segment's preallocated tail.
+        // Flush (and fsync, as `flush` does, when every flush is to be
+        // fsynced), and cut each active segment's preallocated tail.
         let all = Arc::clone(&self.inner.all.read());
         for p in all.iter() {
             if let Err(e) = p.close() {
                 tracing::error!(dir = %self.inner.config.dir.display(), error = %e, "closing a partition failed; buffered records may be lost");
             }
+        }
+        if self.inner.config.fsync_interval_ms == 0
+            && let Err(e) = self.inner.sync_dirty()
+        {
+            tracing::error!(dir = %self.inner.config.dir.display(), error = %e, "fsync on drop failed");
         }
     }
 }

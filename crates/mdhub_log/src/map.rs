@@ -204,15 +204,25 @@ impl WriteMap {
             return Ok(());
         }
         let end = (end.div_ceil(self.page) * self.page).min(self.len as u64);
-        // SAFETY: the range lies inside the mapping; MADV_POPULATE_WRITE
-        // faults pages in writable without modifying them (Linux 5.14+;
-        // older kernels answer EINVAL, which the caller treats as "not
-        // prepared"). Pages past the end of the file give EFAULT, no signal.
+        // MADV_POPULATE_WRITE faults pages in writable without modifying them
+        // (Linux 5.14+; older kernels answer EINVAL, which the caller treats
+        // as "not prepared"). Pages past the end of the file give EFAULT, no
+        // signal.
+        self.advise(start, end, libc::MADV_POPULATE_WRITE)
+    }
+
+    /// `madvise(advice)` over bytes `[start, end)` of the mapping, which the
+    /// caller keeps inside it; the advice must not change the file's bytes.
+    fn advise(&self, start: u64, end: u64, advice: libc::c_int) -> io::Result<()> {
+        debug_assert!(start <= end && end <= self.len as u64);
+        // SAFETY: the range lies inside the mapping (checked by the callers,
+        // asserted above), and the two advices used (MADV_POPULATE_WRITE,
+        // MADV_DONTNEED on a shared file mapping) touch page tables only.
         let r = unsafe {
             libc::madvise(
                 self.ptr.as_ptr().add(start as usize).cast(),
                 (end - start) as usize,
-                libc::MADV_POPULATE_WRITE,
+                advice,
             )
         };
         if r != 0 {
@@ -220,9 +230,7 @@ impl WriteMap {
         }
         Ok(())
     }
-}
 
-impl WriteMap {
     /// Drops the process's mappings of the whole pages below `pos`, which
     /// the writer has passed. The page cache keeps them (a shared file
     /// mapping's dirty pages stay dirty there, and fsync still writes them),
@@ -234,20 +242,10 @@ impl WriteMap {
         if end <= start {
             return Ok(());
         }
-        // SAFETY: `[start, end)` lies inside the mapping and below the
-        // writer's position, which only moves up; MADV_DONTNEED on a shared
-        // file mapping drops page-table entries only, and a later access
-        // maps the page cache's current contents again.
-        let r = unsafe {
-            libc::madvise(
-                self.ptr.as_ptr().add(start as usize).cast(),
-                (end - start) as usize,
-                libc::MADV_DONTNEED,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // `[start, end)` lies below the writer's position, which only moves
+        // up; MADV_DONTNEED on a shared file mapping drops page-table entries
+        // only, and a later access maps the page cache's current contents.
+        self.advise(start, end, libc::MADV_DONTNEED)?;
         self.released.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
