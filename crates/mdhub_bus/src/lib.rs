@@ -244,6 +244,18 @@ impl ReadMarks {
         *e = (*e).max(p.offset);
     }
 
+    /// The highest position noted in each partition.
+    pub fn positions(&self) -> Vec<Position> {
+        self.0
+            .iter()
+            .map(|(&(topic, partition), &offset)| Position {
+                topic,
+                partition,
+                offset,
+            })
+            .collect()
+    }
+
     /// Whether nothing was read since the last commit.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -253,15 +265,7 @@ impl ReadMarks {
     /// is logged (as `who`) and kept for the next one: a restart replays
     /// those records, which every group consumer of mdhub absorbs.
     pub async fn commit(&mut self, sub: &mut dyn Subscription, who: &str) {
-        let done: Vec<Position> = self
-            .0
-            .iter()
-            .map(|(&(topic, partition), &offset)| Position {
-                topic,
-                partition,
-                offset,
-            })
-            .collect();
+        let done = self.positions();
         match sub.commit(&done).await {
             Ok(()) => self.0.clear(),
             Err(e) => tracing::warn!(error = %e, "{who} could not commit its offsets"),

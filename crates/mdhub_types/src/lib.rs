@@ -11,6 +11,7 @@
 
 pub mod avro;
 mod avro_pcf;
+pub mod backoff;
 pub mod decimal;
 mod event;
 pub mod json;
@@ -18,6 +19,7 @@ pub mod protocol;
 mod symbol;
 mod time;
 
+pub use backoff::Backoff;
 pub use decimal::{Decimal, DecimalError};
 pub use event::{
     Event, FeedEvent, FeedStatusKind, Position, PositionError, Positioned, Quote, Side, Topic,
