@@ -22,17 +22,27 @@ pub(crate) fn open_lake(cfg: &Config) -> anyhow::Result<Lake> {
 pub(crate) fn archiver(cfg: &Config, lake: Lake) -> (Archiver, Arc<HotTier>, Arc<ArchiveStats>) {
     let hot = HotTier::new();
     let stats = Arc::new(ArchiveStats::default());
-    let archiver = Archiver::new(
+    let archiver = archiver_into(cfg, lake, hot.clone(), stats.clone());
+    (archiver, hot, stats)
+}
+
+/// An archiver for `cfg` over an existing hot tier and counters (a restart).
+pub(crate) fn archiver_into(
+    cfg: &Config,
+    lake: Lake,
+    hot: Arc<HotTier>,
+    stats: Arc<ArchiveStats>,
+) -> Archiver {
+    Archiver::new(
         lake,
         ArchiveConfig {
             flush_interval: Duration::from_secs(cfg.history.flush_interval_secs),
             max_buffered_rows: cfg.history.max_buffered_rows,
             ..ArchiveConfig::default()
         },
-        hot.clone(),
-        stats.clone(),
-    );
-    (archiver, hot, stats)
+        hot,
+        stats,
+    )
 }
 
 /// The compaction policy of `cfg`.

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use mdhub_bus::{Bus, Start, SubscribeSpec, Subscription};
 use mdhub_cache::Cache;
-use mdhub_types::{Event, Position, Positioned, Topic};
+use mdhub_pipeline::StageHealth;
+use mdhub_types::{Backoff, Event, Position, Positioned, Topic};
 use tokio::sync::mpsc;
 
 use crate::config::IngestConfig;
@@ -43,12 +44,15 @@ pub struct IngestStats {
 pub struct IngestError(#[from] mdhub_bus::Error);
 
 /// Run until every sender of `rx` is gone and the channel is drained.
+/// While publishing fails and is retried, `health` says so (the stage is
+/// reported as retrying and the process as not ready).
 pub async fn run(
     mut rx: mpsc::Receiver<Event>,
     bus: Arc<dyn Bus>,
     cache: Arc<dyn Cache>,
     cfg: IngestConfig,
     stats: Arc<IngestStats>,
+    health: Arc<StageHealth>,
 ) -> Result<(), IngestError> {
     let mut batch = Vec::with_capacity(cfg.max_batch);
     let mut stamped = Vec::with_capacity(cfg.max_batch);
@@ -61,7 +65,7 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        let published = publish_with_retry(&*bus, &batch, &stats).await?;
+        let published = publish_with_retry(&*bus, &batch, &stats, &health).await?;
         stamped.clear();
         stamped.extend(published);
         stats
@@ -80,17 +84,22 @@ async fn publish_with_retry(
     bus: &dyn Bus,
     batch: &[Event],
     stats: &IngestStats,
+    health: &StageHealth,
 ) -> Result<Vec<Positioned>, IngestError> {
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     loop {
         match bus.publish(batch).await {
-            Ok(pos) => return Ok(zip(batch, pos)),
+            Ok(pos) => {
+                health.recovered();
+                return Ok(zip(batch, pos));
+            }
             Err(mdhub_bus::Error::Codec(_)) => return publish_one_by_one(bus, batch, stats).await,
             Err(e) if e.is_retryable() => {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, events = batch.len(), "publish failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                health.retrying(&e);
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, events = batch.len(), "publish failed; retrying");
+                tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(e.into()),
         }

@@ -5,11 +5,11 @@
 //! [`ingest`] (publish to the log, update the latest-price cache) → log →
 //! consumers (gateway, cache writer, archiver). Each role lives in `commands/`.
 
-pub mod cache_writer;
 pub mod commands;
 pub mod config;
 mod history;
 pub mod ingest;
+mod process;
 mod shared_cache;
 mod status;
 mod telemetry;

@@ -1,5 +1,7 @@
-//! What `mdhub run` adds to `/v1/status` and `/metrics`: feed states and
-//! the ingest stage's counters.
+//! What a process adds to `/v1/status`, `/readyz` and `/metrics` besides
+//! the gateway's own: its stages' health, the group consumers' counters and
+//! lag, feed states, the ingest stage, the archiver, the PostgreSQL writer,
+//! Kafka's producer and the process itself.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -186,55 +188,6 @@ fn counters(out: &mut String, rows: &[(&str, &str, &std::sync::atomic::AtomicU64
     }
 }
 
-/// The cache writer (`cache_writer` in `/v1/status`, `mdhub_cache_writer_*` metrics).
-#[derive(Debug)]
-pub(crate) struct CacheWriter(pub(crate) Arc<crate::cache_writer::CacheWriterStats>);
-
-impl StatusSource for CacheWriter {
-    fn section(&self) -> &str {
-        "cache_writer"
-    }
-    fn status(&self) -> serde_json::Value {
-        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        serde_json::json!({
-            "written": l(&self.0.written),
-            "batches": l(&self.0.batches),
-            "errors": l(&self.0.errors),
-            "undecodable": l(&self.0.undecodable),
-        })
-    }
-}
-
-impl MetricsSource for CacheWriter {
-    fn render(&self, out: &mut String) {
-        counters(
-            out,
-            &[
-                (
-                    "mdhub_cache_writer_written_total",
-                    "Events written to the shared cache.",
-                    &self.0.written,
-                ),
-                (
-                    "mdhub_cache_writer_batches_total",
-                    "Pipelined writes to the shared cache.",
-                    &self.0.batches,
-                ),
-                (
-                    "mdhub_cache_writer_errors_total",
-                    "Shared-cache writes that failed and were retried.",
-                    &self.0.errors,
-                ),
-                (
-                    "mdhub_cache_writer_undecodable_total",
-                    "Log records the cache writer skipped because they did not decode.",
-                    &self.0.undecodable,
-                ),
-            ],
-        );
-    }
-}
-
 /// The archiver's counters in `/v1/status` and `/metrics`.
 #[derive(Debug)]
 pub(crate) struct Archiver(pub(crate) Arc<mdhub_history::archive::ArchiveStats>);
@@ -253,8 +206,6 @@ impl StatusSource for Archiver {
             "flushes": l(&s.flushes),
             "buffered": l(&s.buffered),
             "rows_already_archived": l(&s.rows_already_archived),
-            "undecodable": l(&s.undecodable),
-            "errors": l(&s.errors),
         })
     }
 }
@@ -290,16 +241,6 @@ impl MetricsSource for Archiver {
                     "Rows read again after a restart that the lake already held (dropped, not duplicated).",
                     &s.rows_already_archived,
                 ),
-                (
-                    "mdhub_archive_undecodable_total",
-                    "Log records the archiver skipped because they did not decode.",
-                    &s.undecodable,
-                ),
-                (
-                    "mdhub_archive_errors_total",
-                    "Failed lake writes (each retried).",
-                    &s.errors,
-                ),
             ],
         );
         let _ = writeln!(
@@ -323,7 +264,6 @@ impl StatusSource for Postgres {
         serde_json::json!({
             "inserted": l(&self.0.inserted),
             "batches": l(&self.0.batches),
-            "errors": l(&self.0.errors),
             "days_dropped": l(&self.0.days_dropped),
         })
     }
@@ -346,16 +286,234 @@ impl MetricsSource for Postgres {
                     &s.batches,
                 ),
                 (
-                    "mdhub_pg_errors_total",
-                    "Failed PostgreSQL writes (each retried).",
-                    &s.errors,
-                ),
-                (
                     "mdhub_pg_days_dropped_total",
                     "Day partitions or chunks dropped by retention.",
                     &s.days_dropped,
                 ),
             ],
+        );
+    }
+}
+
+/// Every stage's health (`stages` in `/v1/status`, `mdhub_stage_*` metrics,
+/// failing stages in `/readyz`).
+#[derive(Debug)]
+pub(crate) struct Stages(pub(crate) mdhub_pipeline::Report);
+
+impl StatusSource for Stages {
+    fn section(&self) -> &str {
+        "stages"
+    }
+    fn status(&self) -> serde_json::Value {
+        let stages: Vec<_> = self
+            .0
+            .stages()
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name(),
+                    "phase": s.phase().name(),
+                    "state": s.state().name(),
+                    "on_failure": match s.on_failure() {
+                        mdhub_pipeline::OnFailure::Restart => "restart",
+                        mdhub_pipeline::OnFailure::Exit => "exit",
+                    },
+                    "critical": s.critical(),
+                    "failures": s.failures(),
+                    "restarts": s.restarts(),
+                    "last_error": s.last_error(),
+                    "in_state_secs": s.in_state_for().as_secs(),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(stages)
+    }
+}
+
+impl MetricsSource for Stages {
+    fn render(&self, out: &mut String) {
+        let stages = self.0.stages();
+        let mut family =
+            |name: &str,
+             kind: &str,
+             help: &str,
+             f: &dyn Fn(&mdhub_pipeline::StageHealth) -> u64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for s in &stages {
+                    let _ = writeln!(out, "{name}{{stage=\"{}\"}} {}", s.name(), f(s));
+                }
+            };
+        family(
+            "mdhub_stage_up",
+            "gauge",
+            "1 while the stage is working (0: retrying, restarting or failed).",
+            &|s| u64::from(s.state().healthy()),
+        );
+        family(
+            "mdhub_stage_failures_total",
+            "counter",
+            "Failures of the stage (errors returned, failed writes retried in place).",
+            &|s| s.failures(),
+        );
+        family(
+            "mdhub_stage_restarts_total",
+            "counter",
+            "Times the supervisor started the stage again.",
+            &|s| s.restarts(),
+        );
+    }
+}
+
+impl mdhub_gateway::HealthSource for Stages {
+    fn problems(&self) -> Vec<mdhub_gateway::Problem> {
+        self.0
+            .unhealthy()
+            .iter()
+            .map(|s| mdhub_gateway::Problem {
+                name: s.name().to_string(),
+                state: s.state().name().to_string(),
+                error: s.last_error(),
+                critical: s.critical(),
+            })
+            .collect()
+    }
+}
+
+/// The group consumers (`consumers` in `/v1/status`, `mdhub_consumer_*`
+/// metrics by group), with their lag per partition.
+#[derive(Debug)]
+pub(crate) struct Consumers(pub(crate) Vec<Arc<mdhub_pipeline::ConsumerStats>>);
+
+impl StatusSource for Consumers {
+    fn section(&self) -> &str {
+        "consumers"
+    }
+    fn status(&self) -> serde_json::Value {
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let mut doc = serde_json::Map::new();
+        for c in &self.0 {
+            doc.insert(
+                c.group().to_string(),
+                serde_json::json!({
+                    "records": l(&c.records),
+                    "undecodable": l(&c.undecodable),
+                    "persists": l(&c.persists),
+                    "persisted": l(&c.persisted),
+                    "errors": l(&c.errors),
+                    "commits": l(&c.commits),
+                    "lag": c.total_lag(),
+                }),
+            );
+        }
+        serde_json::Value::Object(doc)
+    }
+}
+
+impl MetricsSource for Consumers {
+    fn render(&self, out: &mut String) {
+        let rows: [(&str, &str, fn(&mdhub_pipeline::ConsumerStats) -> u64); 6] = [
+            (
+                "mdhub_consumer_records_total",
+                "Log records read by the group.",
+                |c| c.records.load(Ordering::Relaxed),
+            ),
+            (
+                "mdhub_consumer_undecodable_total",
+                "Log records the group skipped because they did not decode.",
+                |c| c.undecodable.load(Ordering::Relaxed),
+            ),
+            (
+                "mdhub_consumer_persisted_total",
+                "Records the group made durable in its target.",
+                |c| c.persisted.load(Ordering::Relaxed),
+            ),
+            (
+                "mdhub_consumer_errors_total",
+                "Failed writes to the group's target (each retried, or restarting the stage).",
+                |c| c.errors.load(Ordering::Relaxed),
+            ),
+            (
+                "mdhub_consumer_commits_total",
+                "Offset commits of the group.",
+                |c| c.commits.load(Ordering::Relaxed),
+            ),
+            (
+                "mdhub_consumer_lag_records",
+                "Records the log holds past the group's committed offsets.",
+                |c| c.total_lag(),
+            ),
+        ];
+        for (name, help, f) in rows {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for c in &self.0 {
+                let _ = writeln!(out, "{name}{{group=\"{}\"}} {}", c.group(), f(c));
+            }
+        }
+        let name = "mdhub_consumer_partition_lag_records";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Records the log holds past the group's committed offset, per partition.\n# TYPE {name} gauge"
+        );
+        for c in &self.0 {
+            for ((topic, partition), lag) in c.lag() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{group=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {lag}",
+                    c.group(),
+                    topic.log_name()
+                );
+            }
+        }
+    }
+}
+
+/// `mdhub_build_info` and the `process_*` metrics Prometheus clients export
+/// (read from /proc where there is one).
+#[derive(Debug)]
+pub(crate) struct ProcessInfo;
+
+impl MetricsSource for ProcessInfo {
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP mdhub_build_info The running mdhub's version.\n# TYPE mdhub_build_info gauge\nmdhub_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return;
+        };
+        // Fields after the command name, which is in parentheses.
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            return;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // sysconf would need `unsafe`, which this workspace denies: USER_HZ
+        // is 100 and pages are 4 KiB on the x86-64 and arm64 Linux mdhub runs on.
+        let (ticks, page) = (100.0, 4096.0);
+        let cpu = (num(11) + num(12)) / ticks;
+        let rss = num(21) * page;
+        let started = num(19) / ticks;
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0);
+        let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total User and system CPU time spent.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n\
+             # HELP process_resident_memory_bytes Resident memory size.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}\n\
+             # HELP process_start_time_seconds Start time of the process since the Unix epoch.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {}\n\
+             # HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {fds}",
+            boot + started
         );
     }
 }

@@ -442,3 +442,178 @@ fn history_over_rest_and_query_agree_with_duckdb() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+/// A PostgreSQL database of the test's own, which the test can make
+/// disappear (`DROP DATABASE … WITH (FORCE)`) and bring back.
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create() -> Database {
+        let admin = std::env::var("MDHUB_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("mdhub_stage_{}", std::process::id());
+        let (base, _) = admin.rsplit_once('/').expect("a database URL");
+        let db = Database {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        };
+        db.drop_it();
+        db.psql(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    fn drop_it(&self) {
+        self.psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+
+    fn psql(&self, sql: &str) {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &self.admin, "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.drop_it();
+    }
+}
+
+/// Poll `f` every 100 ms for up to `secs`; panics with `what` and the last
+/// value seen.
+fn wait_until<T: std::fmt::Debug>(secs: u64, what: &str, mut f: impl FnMut() -> (bool, T)) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (ok, seen) = f();
+        if ok {
+            return seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs} s; last seen {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stage(status: &Value, name: &str) -> Value {
+    status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {status}"))
+        .clone()
+}
+
+/// Issue 18's failing stages: the PostgreSQL writer's database disappears
+/// and the archiver's lake becomes unwritable mid-run. Both are reported the
+/// same way — their stage `retrying` in `/v1/status` with the error,
+/// `mdhub_stage_up` 0, `/readyz` still 200 (the gateway serves) but
+/// degraded and naming them — and both follow the documented policy: retry
+/// in place from the log, recover by themselves, lose nothing.
+#[test]
+fn a_failing_writer_or_lake_is_reported_the_same_way_and_recovers() {
+    let db = Database::create();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = ENV.to_vec();
+    env.push(("DATABASE_URL", db.url.as_str()));
+    let hub = Hub::start(dir.path(), &["--sim-rate", "400"], &env);
+    let status =
+        || -> Value { serde_json::from_str(&http_get(&hub.addr, "/v1/status").1).unwrap() };
+    wait_until(20, "rows in PostgreSQL and in the lake", || {
+        let s = status();
+        let ok = s["postgres"]["inserted"].as_u64().unwrap_or(0) > 0
+            && s["archiver"]["files_written"].as_u64().unwrap_or(0) > 0;
+        (ok, s["consumers"].clone())
+    });
+
+    // The database disappears; the lake becomes a file.
+    db.drop_it();
+    let lake = dir.path().join("lake");
+    let away = dir.path().join("lake.away");
+    std::fs::rename(&lake, &away).unwrap();
+    std::fs::write(&lake, b"not a directory").unwrap();
+    let s = wait_until(30, "both stages report retrying", || {
+        let s = status();
+        let states = (
+            stage(&s, "pg-writer")["state"].clone(),
+            stage(&s, "archiver")["state"].clone(),
+        );
+        (states.0 == "retrying" && states.1 == "retrying", s)
+    });
+    for name in ["pg-writer", "archiver"] {
+        let st = stage(&s, name);
+        assert!(st["failures"].as_u64().unwrap() > 0, "{st}");
+        assert!(st["last_error"].is_string(), "{st}");
+        assert_eq!(st["on_failure"], "restart", "{st}");
+    }
+    let (code, body) = http_get(&hub.addr, "/readyz");
+    let r: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(code, 200, "the gateway still serves: {r}");
+    assert_eq!(r["degraded"], true, "{r}");
+    let failing: Vec<&str> = r["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        failing.contains(&"pg-writer") && failing.contains(&"archiver"),
+        "{r}"
+    );
+    let metrics = http_get(&hub.addr, "/metrics").1;
+    for name in ["pg-writer", "archiver"] {
+        let line = format!("mdhub_stage_up{{stage=\"{name}\"}} 0");
+        assert!(metrics.contains(&line), "{line} in /metrics");
+    }
+
+    // Both come back; the stages recover by themselves.
+    std::fs::remove_file(&lake).unwrap();
+    std::fs::rename(&away, &lake).unwrap();
+    db.psql(&format!("CREATE DATABASE {}", db.name));
+    wait_until(60, "recovered and ready, not degraded", || {
+        let (code, body) = http_get(&hub.addr, "/readyz");
+        (code == 200 && body.contains("\"degraded\":false"), body)
+    });
+    assert!(hub.stop().success(), "clean shutdown");
+
+    // Nothing lost or written twice in the lake through the outage.
+    let seen = lake_check(&["positions", lake.to_str().unwrap()]);
+    for (table, topic) in [("trades", Topic::Trades), ("quotes", Topic::Quotes)] {
+        let ends = log_ends(dir.path(), topic);
+        let got: Vec<(u64, u64)> = seen[table]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let r: Vec<u64> = r
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect();
+                assert_eq!(r[1], r[2], "{table}: duplicated rows in {r:?}");
+                (r[0], r[1])
+            })
+            .collect();
+        assert_eq!(
+            got, ends,
+            "{table}: the lake holds every record of the log once"
+        );
+    }
+}

@@ -340,10 +340,18 @@ async fn redis_outage_mid_stream() {
         "snapshots after recovery"
     );
     assert!(
-        metric(&hub.addr, "mdhub_cache_writer_errors_total") > 0,
+        metric(
+            &hub.addr,
+            "mdhub_consumer_errors_total{group=\"mdhub-cache\"}"
+        ) > 0,
         "the writer saw the outage"
     );
-    assert!(metric(&hub.addr, "mdhub_cache_writer_written_total") > 0);
+    assert!(
+        metric(
+            &hub.addr,
+            "mdhub_consumer_persisted_total{group=\"mdhub-cache\"}"
+        ) > 0
+    );
 
     let status = hub.stop();
     assert!(status.success(), "clean exit after the outage: {status}");
@@ -436,4 +444,78 @@ fn procfile_processes_start_and_stop() {
         seen.contains(&"web".to_string()) && seen.contains(&"worker".to_string()),
         "{seen:?}"
     );
+}
+
+/// The cache writer's lag: measured apart from the writer, so it rises while
+/// the writer is stuck on a Redis that is stopped (SIGSTOP: connections
+/// hang, nothing answers), and falls back once Redis runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_rises_while_redis_is_stopped_and_falls_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = OwnRedis::start(port, redis_dir.path());
+    let url = format!("redis://127.0.0.1:{port}");
+    let hub = Hub::start(
+        dir.path(),
+        &["--sim-rate", "1000", "--seed", "5"],
+        &[
+            ("REDIS_URL", &url),
+            ("MDHUB_REDIS__OP_TIMEOUT_MS", "300"),
+            ("MDHUB_INGEST__STATUS_INTERVAL_SECS", "0"),
+        ],
+    );
+    let lag = || {
+        metric(
+            &hub.addr,
+            "mdhub_consumer_lag_records{group=\"mdhub-cache\"}",
+        )
+    };
+    let persisted = || {
+        metric(
+            &hub.addr,
+            "mdhub_consumer_persisted_total{group=\"mdhub-cache\"}",
+        )
+    };
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &redis.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let until = |secs: u64, what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} within {secs} s (lag {})",
+                lag()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    until(20, "the writer writes", &|| persisted() > 0);
+    until(10, "a small lag while the writer keeps up", &|| lag() < 200);
+
+    signal("-STOP");
+    // 1,000 events/s into the log: two seconds of them at least.
+    until(20, "the lag rises while Redis is stopped", &|| {
+        lag() > 2_000
+    });
+    let stopped_lag = lag();
+    signal("-CONT");
+    until(30, "the lag falls back once Redis answers", &|| lag() < 200);
+    assert!(stopped_lag > 2_000);
+    let status: Value = serde_json::from_str(&http_get(&hub.addr, "/v1/status").1).unwrap();
+    let writer = status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "cache-writer")
+        .cloned()
+        .unwrap();
+    assert!(writer["failures"].as_u64().unwrap() > 0, "{writer}");
+    assert!(hub.stop().success());
+    drop(redis);
 }

@@ -20,6 +20,7 @@ pub mod conformance;
 mod layered;
 mod memory;
 pub mod redis;
+pub mod writer;
 
 use std::fmt::Debug;
 
@@ -29,6 +30,7 @@ use serde::Serialize;
 pub use self::redis::{RedisCache, RedisConfig, RedisConfigError};
 pub use layered::LayeredCache;
 pub use memory::MemoryCache;
+pub use writer::CacheWriter;
 
 /// Why a cache operation failed.
 #[derive(Debug, thiserror::Error)]

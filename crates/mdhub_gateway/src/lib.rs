@@ -51,6 +51,25 @@ pub trait StatusSource: Send + Sync + std::fmt::Debug {
     fn status(&self) -> serde_json::Value;
 }
 
+/// Something whose failures `/readyz` reports (the supervisor's stages).
+pub trait HealthSource: Send + Sync + std::fmt::Debug {
+    /// What is not working now.
+    fn problems(&self) -> Vec<Problem>;
+}
+
+/// One part of the process that is not working (see [`HealthSource`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// Its name (a stage's name, e.g. `pg-writer`).
+    pub name: String,
+    /// Its state (`retrying`, `restarting`, `failed`).
+    pub state: String,
+    /// Its last error.
+    pub error: Option<String>,
+    /// Whether it makes the process not ready (503) rather than degraded.
+    pub critical: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) bus: Arc<dyn Bus>,
@@ -63,6 +82,7 @@ pub(crate) struct Shared {
     pub(crate) epoch: String,
     pub(crate) status: Vec<Arc<dyn StatusSource>>,
     pub(crate) extra_metrics: Vec<Arc<dyn MetricsSource>>,
+    pub(crate) health: Vec<Arc<dyn HealthSource>>,
     /// Answers `/v1/history/*`, when this process has history.
     pub(crate) history: Option<Arc<dyn HistorySource>>,
     pub(crate) started: Instant,
@@ -83,6 +103,7 @@ pub struct Gateway {
     cfg: GatewayConfig,
     status: Vec<Arc<dyn StatusSource>>,
     extra_metrics: Vec<Arc<dyn MetricsSource>>,
+    health: Vec<Arc<dyn HealthSource>>,
     history: Option<Arc<dyn HistorySource>>,
     auth: Option<Authenticator>,
 }
@@ -96,6 +117,7 @@ impl Gateway {
             cfg,
             status: Vec::new(),
             extra_metrics: Vec::new(),
+            health: Vec::new(),
             history: None,
             auth: None,
         }
@@ -119,6 +141,13 @@ impl Gateway {
     /// they answer 503).
     pub fn with_history(mut self, h: Arc<dyn HistorySource>) -> Self {
         self.history = Some(h);
+        self
+    }
+
+    /// Report `h`'s problems in `/readyz`: a critical one makes it 503, any
+    /// other makes it degraded.
+    pub fn with_health(mut self, h: Arc<dyn HealthSource>) -> Self {
+        self.health.push(h);
         self
     }
 
@@ -148,6 +177,7 @@ impl Gateway {
             next_id: AtomicU64::new(1),
             status: self.status,
             extra_metrics: self.extra_metrics,
+            health: self.health,
             history: self.history,
             started: Instant::now(),
             connections: tokio_util::task::TaskTracker::new(),

@@ -6,7 +6,8 @@
 //!   other parts add (feeds, ingest)
 //! - `GET /v1/history/trades|quotes|bars?symbol=&from=&to=` — history (see [`crate::history`])
 //! - `GET /healthz` — the process is up
-//! - `GET /readyz` — 200 when the gateway follows the log and the cache answers, else 503;
+//! - `GET /readyz` — 200 when the gateway follows the log, the cache answers and no
+//!   critical stage is failing, else 503 (`failing` lists what is not working);
 //!   `"degraded": true` while the shared cache (Redis) is down and snapshots come from
 //!   the gateway's own view
 //! - `GET /metrics` — Prometheus text
@@ -185,21 +186,25 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let cache = s.cache.health().await;
     // A degraded cache (Redis down, snapshots from this gateway's own view)
-    // still serves: ready, and says so.
+    // still serves: ready, and says so. So does a failing background stage
+    // (the archiver, a writer): the log keeps its records meanwhile.
     let degraded = match &cache {
         Ok(()) => s.cache.degraded().await,
         Err(_) => None,
     };
-    let ready = s.hub.is_ready() && cache.is_ok();
+    let problems: Vec<crate::Problem> = s.health.iter().flat_map(|h| h.problems()).collect();
+    let critical = problems.iter().any(|p| p.critical);
+    let ready = s.hub.is_ready() && cache.is_ok() && !critical;
     let body = json!({
         "ready": ready,
-        "degraded": degraded.is_some(),
+        "degraded": degraded.is_some() || !problems.is_empty(),
         "log": if s.hub.is_ready() { "following" } else { "not following" },
         "cache": match (&cache, &degraded) {
             (Err(e), _) => e.to_string(),
             (Ok(()), Some(why)) => format!("degraded: {why}"),
             (Ok(()), None) => "ok".to_string(),
         },
+        "failing": problems,
     });
     let code = if ready {
         StatusCode::OK

@@ -1,7 +1,8 @@
 //! The archiver: the log's price topics → the lake, exactly once.
 //!
-//! [`run`] reads `price-trades` and `price-quotes` as consumer group
-//! [`GROUP`], keeps what it reads in memory (the [`HotTier`], which queries
+//! The archiver is a [`GroupSink`] on the one consumer driver
+//! ([`mdhub_pipeline::drive`]): it reads `price-trades` and `price-quotes`
+//! as consumer group [`GROUP`], keeps what it reads in memory (the [`HotTier`], which queries
 //! see at once), and every `flush_interval` — or when `max_buffered_rows`
 //! are held — writes it out as Parquet files, one per table, UTC date,
 //! symbol and log partition, and only then commits the group's offsets.
@@ -27,8 +28,11 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use futures_util::StreamExt;
-use mdhub_bus::{Bus, ReadMarks};
-use mdhub_types::{Position, Positioned, Symbol};
+use mdhub_bus::Bus;
+use mdhub_pipeline::{
+    ConsumerStats, DriveError, DriverConfig, GroupSink, SinkError, StageCtx, StageHealth, drive,
+};
+use mdhub_types::{Positioned, Symbol};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -74,10 +78,6 @@ pub struct ArchiveStats {
     pub flushes: AtomicU64,
     /// Rows read again after a restart that the lake already held (dropped).
     pub rows_already_archived: AtomicU64,
-    /// Records that could not be decoded (skipped, counted).
-    pub undecodable: AtomicU64,
-    /// Failed flush attempts (each retried).
-    pub errors: AtomicU64,
     /// Rows buffered now (the hot tier's size).
     pub buffered: AtomicU64,
 }
@@ -190,13 +190,17 @@ pub struct Archiver {
 }
 
 impl Archiver {
-    /// An archiver writing to `lake`, buffering into `hot`.
+    /// An archiver writing to `lake`, buffering into `hot` (emptied first).
     pub fn new(
         lake: Lake,
         cfg: ArchiveConfig,
         hot: Arc<HotTier>,
         stats: Arc<ArchiveStats>,
     ) -> Archiver {
+        // What the hot tier held belongs to an earlier run, whose records
+        // are read again from the group's commits.
+        hot.clear();
+        stats.buffered.store(0, Ordering::Relaxed);
         Archiver {
             lake,
             cfg,
@@ -385,153 +389,28 @@ fn mdhub_types_table(r: &Positioned) -> Option<TableKind> {
     TableKind::of(&r.event).filter(|t| t.topic() == r.position.topic)
 }
 
-/// Why the archiver stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
-    /// The log failed for good.
-    #[error("log: {0}")]
-    Bus(#[from] mdhub_bus::Error),
-    /// The lake failed in a way retrying cannot fix (bad data or configuration).
-    #[error("lake: {0}")]
-    Lake(#[from] HistoryError),
-}
+/// The archiver is a group consumer on the one driver
+/// ([`mdhub_pipeline::drive`]): it buffers what it reads, is due when
+/// [`Archiver::due`], and persisting is a flush. A flush error that may
+/// succeed later (the lake unreachable) is retried in place; any other is
+/// fatal to the run (the supervisor starts it again from the group's
+/// commits).
+#[async_trait::async_trait]
+impl GroupSink for Archiver {
+    fn group(&self) -> &'static str {
+        GROUP
+    }
 
-/// Run the archiver until `stop`: read the price topics as group [`GROUP`]
-/// (from the oldest record when the group has no offsets), buffer, flush when
-/// [`Archiver::due`], commit after each flush. On `stop` it flushes what it
-/// holds and commits once more; if that flush fails, nothing is committed and
-/// the next start reads those records again.
-pub async fn run(
-    bus: Arc<dyn Bus>,
-    mut archiver: Archiver,
-    stop: CancellationToken,
-) -> std::result::Result<(), ArchiveError> {
-    let mut sub = mdhub_bus::subscribe_prices(&*bus, GROUP).await?;
-    let mut read = ReadMarks::default();
-    let tick = Duration::from_millis(200);
-    loop {
-        let batch = tokio::select! {
-            _ = stop.cancelled() => break,
-            b = sub.next_batch(archiver.cfg.read_batch, tick) => b?,
-        };
-        if !take(&mut archiver, batch, &mut read, &stop, &mut *sub).await? {
-            return Ok(()); // stopped while the lake was down: nothing committed
-        }
+    fn push(&mut self, records: Vec<Positioned>) -> std::result::Result<(), SinkError> {
+        Archiver::push(self, records).map_err(SinkError::fatal)
     }
-    // The roles that publish stop before this one: read on to the log's end
-    // (bounded in time, for a log that others keep writing) so that a clean
-    // shutdown leaves the lake complete.
-    let deadline = Instant::now() + DRAIN_LIMIT;
-    while Instant::now() < deadline {
-        let batch = sub
-            .next_batch(archiver.cfg.read_batch, Duration::from_millis(100))
-            .await?;
-        if batch.is_empty() {
-            break;
-        }
-        let never = CancellationToken::new();
-        take(&mut archiver, batch, &mut read, &never, &mut *sub).await?;
-    }
-    if archiver.buffered() > 0 || !read.is_empty() {
-        match archiver.flush().await {
-            Ok(r) => {
-                tracing::info!(
-                    files = r.files,
-                    rows = r.rows,
-                    "archiver flushed at shutdown"
-                );
-                read.commit(&mut *sub, "archiver").await;
-            }
-            Err(e) => tracing::warn!(error = %e, rows = archiver.buffered(),
-                "archiver could not flush at shutdown; the next start archives these rows"),
-        }
-    }
-    Ok(())
-}
 
-/// How long a stopping archiver reads on towards the log's end.
-const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+    fn due(&self) -> bool {
+        Archiver::due(self)
+    }
 
-/// Buffer one batch of records; flush and commit when due. `false` when
-/// `stop` came while a flush was being retried.
-async fn take(
-    archiver: &mut Archiver,
-    batch: Vec<mdhub_bus::Delivery>,
-    read: &mut ReadMarks,
-    stop: &CancellationToken,
-    sub: &mut dyn mdhub_bus::Subscription,
-) -> std::result::Result<bool, ArchiveError> {
-    for d in &batch {
-        read.note(d.position);
-    }
-    let mut rows = Vec::with_capacity(batch.len());
-    for part in decode_parallel(batch).await {
-        match part {
-            Ok(e) => rows.push(e),
-            Err((p, e)) => {
-                archiver.stats.undecodable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, position = %p, "skipping a record the archiver cannot decode");
-            }
-        }
-    }
-    archiver.push(rows)?;
-    if archiver.due() && !flush_retrying(archiver, stop).await? {
-        return Ok(false);
-    }
-    // Everything read is in the lake (or was not a lake row): commit.
-    if archiver.since.is_none() && !read.is_empty() {
-        read.commit(sub, "archiver").await;
-    }
-    Ok(true)
-}
-
-type Decoded = std::result::Result<Positioned, (Position, mdhub_types::CodecError)>;
-
-/// Decode records in order, on up to one blocking thread per core (decoding
-/// is most of the archiver's CPU between flushes).
-async fn decode_parallel(batch: Vec<mdhub_bus::Delivery>) -> Vec<Decoded> {
-    let decode = |part: Vec<mdhub_bus::Delivery>| -> Vec<Decoded> {
-        part.iter()
-            .map(|d| d.positioned().map_err(|e| (d.position, e)))
-            .collect()
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if batch.len() < 1024 || cores == 1 {
-        return decode(batch);
-    }
-    let per = batch.len().div_ceil(cores);
-    let mut parts = Vec::with_capacity(cores);
-    let mut rest = batch;
-    while rest.len() > per {
-        let tail = rest.split_off(per);
-        parts.push(rest);
-        rest = tail;
-    }
-    parts.push(rest);
-    let tasks: Vec<_> = parts
-        .into_iter()
-        .map(|p| tokio::task::spawn_blocking(move || decode(p)))
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        match t.await {
-            Ok(v) => out.extend(v),
-            // A panic in a decoder is a bug; the records stay uncommitted.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    out
-}
-
-/// Flush, retrying what may succeed later with capped backoff; `false` when
-/// `stop` came first.
-async fn flush_retrying(
-    archiver: &mut Archiver,
-    stop: &CancellationToken,
-) -> std::result::Result<bool, ArchiveError> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match archiver.flush().await {
+    async fn persist(&mut self) -> std::result::Result<(), SinkError> {
+        match self.flush().await {
             Ok(r) => {
                 tracing::debug!(
                     files = r.files,
@@ -540,19 +419,39 @@ async fn flush_retrying(
                     already = r.already_archived,
                     "archiver flushed"
                 );
-                return Ok(true);
+                Ok(())
             }
-            Err(e) if e.is_retryable() => {
-                archiver.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, rows = archiver.buffered(),
-                    "archiver flush failed; retrying (the log keeps the records)");
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(false),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) if e.is_retryable() => Err(SinkError::retry(e)),
+            Err(e) => Err(SinkError::fatal(e)),
         }
     }
+
+    fn pending(&self) -> usize {
+        self.buffered()
+    }
+}
+
+impl Archiver {
+    /// How the driver should read for this archiver (its `read_batch`).
+    pub fn driver_config(&self) -> DriverConfig {
+        DriverConfig {
+            batch: self.cfg.read_batch,
+            ..DriverConfig::default()
+        }
+    }
+}
+
+/// Run an archiver on the driver until `stop`, outside a supervisor (tools
+/// and tests; `mdhub run` and `mdhub archive` run it as a stage).
+pub async fn run(
+    bus: Arc<dyn Bus>,
+    archiver: Archiver,
+    stop: CancellationToken,
+) -> std::result::Result<(), DriveError> {
+    let cfg = archiver.driver_config();
+    let ctx = StageCtx {
+        stop,
+        health: StageHealth::detached(GROUP),
+    };
+    drive(bus, archiver, &cfg, &ConsumerStats::new(GROUP), &ctx).await
 }

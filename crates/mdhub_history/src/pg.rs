@@ -1,7 +1,8 @@
 //! The PostgreSQL hot tier (`DATABASE_URL`): recent quotes and trades in
 //! SQL tables, for tools that speak PostgreSQL.
 //!
-//! [`run`] reads the price topics as consumer group [`GROUP`] and writes
+//! [`PgWriter`] is a group consumer on the one driver
+//! ([`mdhub_pipeline::drive`]): it reads the price topics as consumer group [`GROUP`] and writes
 //! each batch with one `COPY` into a staging table and one `INSERT … ON
 //! CONFLICT DO NOTHING`, in one transaction, then commits the group's
 //! offsets. Every row's primary key holds its log position, so a replay after
@@ -28,7 +29,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use mdhub_bus::{Bus, ReadMarks};
+use mdhub_bus::Bus;
+use mdhub_pipeline::{
+    ConsumerStats, DriveError, DriverConfig, GroupSink, SinkError, StageCtx, StageHealth, drive,
+};
 use mdhub_types::{Event, Positioned, Timestamp};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -50,9 +54,6 @@ pub enum PgError {
     /// The URL is not a PostgreSQL URL.
     #[error("DATABASE_URL: {0}")]
     BadUrl(String),
-    /// The log failed for good.
-    #[error("log: {0}")]
-    Bus(#[from] mdhub_bus::Error),
 }
 
 /// Counters of the PostgreSQL writer.
@@ -62,8 +63,6 @@ pub struct PgStats {
     pub inserted: AtomicU64,
     /// Batches written (one transaction each).
     pub batches: AtomicU64,
-    /// Failed writes (each retried).
-    pub errors: AtomicU64,
     /// Days dropped by retention.
     pub days_dropped: AtomicU64,
 }
@@ -381,76 +380,112 @@ fn no_verify_tls() -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
-/// Run the hot-tier writer until `stop`: read the price topics as group
-/// [`GROUP`] (new groups start at the oldest record), write each batch to
-/// both tables in order, commit; while PostgreSQL is down, retry the same
-/// batch with capped backoff (the log is the buffer). Every hour, and at
-/// start, drop days older than `retention_days`.
+/// The hot-tier writer as a group consumer on the one driver
+/// ([`mdhub_pipeline::drive`]): each read batch is written to both tables in
+/// one persist; while PostgreSQL is down the same batch is retried with the
+/// shared backoff (the log is the buffer) and the connection is made again.
+/// Every hour, and at start, days older than `retention_days` are dropped.
+#[derive(Debug)]
+pub struct PgWriter {
+    url: String,
+    retention_days: u32,
+    stats: Arc<PgStats>,
+    sink: Option<PgSink>,
+    rows: Vec<Positioned>,
+    next_retention: tokio::time::Instant,
+}
+
+impl PgWriter {
+    /// A writer to `url` (connected on the first persist).
+    pub fn new(url: String, retention_days: u32, stats: Arc<PgStats>) -> PgWriter {
+        PgWriter {
+            url,
+            retention_days,
+            stats,
+            sink: None,
+            rows: Vec::new(),
+            next_retention: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn write(&mut self) -> Result<u64, PgError> {
+        if self.sink.is_none() {
+            self.sink = Some(PgSink::connect(&self.url).await?);
+        }
+        let s = self.sink.as_mut().expect("connected");
+        if tokio::time::Instant::now() >= self.next_retention && self.retention_days > 0 {
+            let n = s.retention(self.retention_days, Timestamp::now()).await?;
+            self.stats.days_dropped.fetch_add(n, Ordering::Relaxed);
+            self.next_retention = tokio::time::Instant::now() + Duration::from_secs(3600);
+        }
+        let mut n = 0;
+        for t in TableKind::ALL {
+            n += s.write(t, &self.rows).await?;
+        }
+        Ok(n)
+    }
+}
+
+#[async_trait::async_trait]
+impl GroupSink for PgWriter {
+    fn group(&self) -> &'static str {
+        GROUP
+    }
+
+    fn push(&mut self, records: Vec<Positioned>) -> Result<(), SinkError> {
+        self.rows.extend(records);
+        Ok(())
+    }
+
+    fn due(&self) -> bool {
+        // Every batch, also an empty one once an hour is up: retention runs.
+        !self.rows.is_empty()
+            || (self.retention_days > 0 && tokio::time::Instant::now() >= self.next_retention)
+    }
+
+    async fn persist(&mut self) -> Result<(), SinkError> {
+        match self.write().await {
+            Ok(n) => {
+                self.stats.inserted.fetch_add(n, Ordering::Relaxed);
+                self.stats
+                    .batches
+                    .fetch_add(u64::from(!self.rows.is_empty()), Ordering::Relaxed);
+                self.rows.clear();
+                Ok(())
+            }
+            Err(PgError::BadUrl(e)) => Err(SinkError::fatal(PgError::BadUrl(e))),
+            Err(e) => {
+                self.sink = None; // connect again on the next try
+                Err(SinkError::retry(e))
+            }
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// Run the hot-tier writer on the driver until `stop`, outside a supervisor
+/// (tests; `mdhub run` and `mdhub archive` run it as a stage).
 pub async fn run(
     bus: Arc<dyn Bus>,
     url: String,
     retention_days: u32,
     stats: Arc<PgStats>,
     stop: CancellationToken,
-) -> Result<(), PgError> {
-    let mut sub = mdhub_bus::subscribe_prices(&*bus, GROUP).await?;
-    let mut sink: Option<PgSink> = None;
-    let mut next_retention = tokio::time::Instant::now();
-    loop {
-        let batch = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            b = sub.next_batch(10_000, Duration::from_millis(200)) => b?,
-        };
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut read = ReadMarks::default();
-        for d in &batch {
-            read.note(d.position);
-            if let Ok(p) = d.positioned() {
-                rows.push(p);
-            }
-        }
-        let mut delay = Duration::from_millis(200);
-        loop {
-            let r: Result<u64, PgError> = async {
-                if sink.is_none() {
-                    sink = Some(PgSink::connect(&url).await?);
-                }
-                let s = sink.as_mut().expect("connected");
-                if tokio::time::Instant::now() >= next_retention && retention_days > 0 {
-                    let n = s.retention(retention_days, Timestamp::now()).await?;
-                    stats.days_dropped.fetch_add(n, Ordering::Relaxed);
-                    next_retention = tokio::time::Instant::now() + Duration::from_secs(3600);
-                }
-                let mut n = 0;
-                for t in TableKind::ALL {
-                    n += s.write(t, &rows).await?;
-                }
-                Ok(n)
-            }
-            .await;
-            match r {
-                Ok(n) => {
-                    stats.inserted.fetch_add(n, Ordering::Relaxed);
-                    stats
-                        .batches
-                        .fetch_add(u64::from(!rows.is_empty()), Ordering::Relaxed);
-                    break;
-                }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    sink = None; // reconnect
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
-                        "PostgreSQL hot tier write failed; retrying (the log keeps the records)");
-                    tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-        if !read.is_empty() {
-            read.commit(&mut *sub, "PostgreSQL writer").await;
-        }
-    }
+) -> Result<(), DriveError> {
+    let ctx = StageCtx {
+        stop,
+        health: StageHealth::detached(GROUP),
+    };
+    let writer = PgWriter::new(url, retention_days, stats);
+    drive(
+        bus,
+        writer,
+        &DriverConfig::default(),
+        &ConsumerStats::new(GROUP),
+        &ctx,
+    )
+    .await
 }

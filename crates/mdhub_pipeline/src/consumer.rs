@@ -24,8 +24,9 @@
 //!    [`DriverConfig::drain`] (the stages that publish have stopped by then),
 //!    persists once more and commits; if that persist fails nothing is
 //!    committed and the next start reads those records again.
-//! 6. Keeps the group's lag (log end minus committed offset, per partition)
-//!    in [`ConsumerStats`], refreshed at most every second.
+//! 6. Keeps the group's committed offsets in [`ConsumerStats`], from which
+//!    [`measure_lag`] (run apart, so a stuck consumer still shows) computes
+//!    the lag: log end minus committed offset, per partition.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -138,10 +139,13 @@ pub struct ConsumerStats {
     pub undecodable: AtomicU64,
     /// Successful persists.
     pub persists: AtomicU64,
+    /// Records the sink made durable (what it held when a persist succeeded).
+    pub persisted: AtomicU64,
     /// Failed persists (each retried, or ending the run when fatal).
     pub errors: AtomicU64,
     /// Offset commits.
     pub commits: AtomicU64,
+    committed: Mutex<BTreeMap<(Topic, u32), u64>>,
     lag: Mutex<BTreeMap<(Topic, u32), u64>>,
 }
 
@@ -153,8 +157,10 @@ impl ConsumerStats {
             records: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
             persists: AtomicU64::new(0),
+            persisted: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            committed: Mutex::new(BTreeMap::new()),
             lag: Mutex::new(BTreeMap::new()),
         })
     }
@@ -164,8 +170,14 @@ impl ConsumerStats {
         self.group
     }
 
+    /// The next offset the group will read after a restart (one past its
+    /// last commit), per `(topic, partition)`, as far as this process knows.
+    pub fn committed(&self) -> BTreeMap<(Topic, u32), u64> {
+        self.committed.lock().clone()
+    }
+
     /// Records the log holds past the group's committed offset, per
-    /// `(topic, partition)`, as last measured.
+    /// `(topic, partition)`, as last measured by [`measure_lag`].
     pub fn lag(&self) -> BTreeMap<(Topic, u32), u64> {
         self.lag.lock().clone()
     }
@@ -202,7 +214,8 @@ pub async fn drive<S: GroupSink>(
 ) -> Result<(), DriveError> {
     let group = sink.group();
     let mut sub = mdhub_bus::subscribe_prices(&*bus, group).await?;
-    let mut lag = Lag::new(&*sub);
+    // Where a group starts reading is where it last committed.
+    *stats.committed.lock() = position_map(&sub.positions());
     let mut read = ReadMarks::default();
     let mut backoff = Backoff::new(cfg.retry_base, cfg.retry_cap);
     loop {
@@ -214,8 +227,14 @@ pub async fn drive<S: GroupSink>(
         if sink.due() && !persist_retrying(&mut sink, &mut backoff, stats, ctx).await? {
             return Ok(()); // stopped while the target was down: nothing committed
         }
-        commit_if_durable(&sink, &mut read, &mut *sub, stats, &mut lag).await;
-        lag.refresh(&*bus, stats).await;
+        commit_if_durable((sink.pending(), sink.group()), &mut read, &mut *sub, stats).await;
+        // Partitions a broker assigned after the subscription started.
+        {
+            let mut committed = stats.committed.lock();
+            for p in sub.positions() {
+                committed.entry((p.topic, p.partition)).or_insert(p.offset);
+            }
+        }
     }
     // The stages that publish stop before this one: read on to the log's end
     // (bounded, for a log that other processes keep writing) so that a clean
@@ -231,10 +250,13 @@ pub async fn drive<S: GroupSink>(
         take(&mut sink, batch, &mut read, stats).await?;
     }
     if sink.pending() > 0 || !read.is_empty() {
+        let n = sink.pending() as u64;
         match sink.persist().await {
             Ok(()) => {
                 stats.persists.fetch_add(1, Ordering::Relaxed);
-                commit_if_durable(&sink, &mut read, &mut *sub, stats, &mut lag).await;
+                stats.persisted.fetch_add(n, Ordering::Relaxed);
+                commit_if_durable((sink.pending(), sink.group()), &mut read, &mut *sub, stats)
+                    .await;
             }
             Err(e) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -243,7 +265,6 @@ pub async fn drive<S: GroupSink>(
             }
         }
     }
-    lag.refresh_now(&*bus, stats).await;
     Ok(())
 }
 
@@ -295,9 +316,11 @@ async fn persist_retrying<S: GroupSink>(
     ctx: &StageCtx,
 ) -> Result<bool, DriveError> {
     loop {
+        let n = sink.pending() as u64;
         match sink.persist().await {
             Ok(()) => {
                 stats.persists.fetch_add(1, Ordering::Relaxed);
+                stats.persisted.fetch_add(n, Ordering::Relaxed);
                 backoff.reset();
                 ctx.health.recovered();
                 return Ok(true);
@@ -324,79 +347,56 @@ async fn persist_retrying<S: GroupSink>(
     }
 }
 
-async fn commit_if_durable<S: GroupSink>(
-    sink: &S,
+async fn commit_if_durable(
+    (pending, group): (usize, &'static str),
     read: &mut ReadMarks,
     sub: &mut dyn Subscription,
     stats: &ConsumerStats,
-    lag: &mut Lag,
 ) {
-    if sink.pending() > 0 || read.is_empty() {
+    if pending > 0 || read.is_empty() {
         return;
     }
     let marks = read.clone();
-    read.commit(sub, sink.group()).await;
+    read.commit(sub, group).await;
     if read.is_empty() {
         stats.commits.fetch_add(1, Ordering::Relaxed);
-        lag.committed(&marks);
-    }
-}
-
-/// The group's committed offsets and when the lag was last measured.
-#[derive(Debug)]
-struct Lag {
-    committed: BTreeMap<(Topic, u32), u64>,
-    measured: Option<Instant>,
-}
-
-impl Lag {
-    fn new(sub: &dyn Subscription) -> Lag {
-        // Where a group starts reading is where it last committed.
-        let committed = sub
-            .positions()
-            .into_iter()
-            .map(|p| ((p.topic, p.partition), p.offset))
-            .collect();
-        Lag {
-            committed,
-            measured: None,
-        }
-    }
-
-    fn committed(&mut self, marks: &ReadMarks) {
+        let mut committed = stats.committed.lock();
         for p in marks.positions() {
-            self.committed.insert((p.topic, p.partition), p.offset + 1);
+            committed.insert((p.topic, p.partition), p.offset + 1);
         }
     }
+}
 
-    async fn refresh(&mut self, bus: &dyn Bus, stats: &ConsumerStats) {
-        if self
-            .measured
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-        {
-            return;
-        }
-        self.refresh_now(bus, stats).await;
-    }
+fn position_map(positions: &[Position]) -> BTreeMap<(Topic, u32), u64> {
+    positions
+        .iter()
+        .map(|p| ((p.topic, p.partition), p.offset))
+        .collect()
+}
 
-    async fn refresh_now(&mut self, bus: &dyn Bus, stats: &ConsumerStats) {
-        self.measured = Some(Instant::now());
-        let mut out = BTreeMap::new();
-        for topic in Topic::PRICES {
-            for partition in 0..bus.partitions(topic) {
-                let Ok((start, end)) = bus.watermarks(topic, partition).await else {
-                    continue;
-                };
-                let from = self
-                    .committed
-                    .get(&(topic, partition))
-                    .copied()
-                    .unwrap_or(start)
-                    .max(start);
-                out.insert((topic, partition), end.saturating_sub(from));
+/// Measure every consumer's lag once: for each partition the group has
+/// read, the log's end minus the group's committed offset. Run apart from
+/// the consumers (every second, by a stage of its own), so a consumer that
+/// is stuck — its target hangs, it waits on a lock — shows a rising lag.
+pub async fn measure_lag(bus: &dyn Bus, consumers: &[Arc<ConsumerStats>]) {
+    let mut ends = BTreeMap::new();
+    for topic in Topic::PRICES {
+        for partition in 0..bus.partitions(topic) {
+            if let Ok(w) = bus.watermarks(topic, partition).await {
+                ends.insert((topic, partition), w);
             }
         }
-        *stats.lag.lock() = out;
+    }
+    for c in consumers {
+        let committed = c.committed();
+        let lag = committed
+            .iter()
+            .filter_map(|(k, &next)| {
+                let &(start, end) = ends.get(k)?;
+                Some((*k, end.saturating_sub(next.max(start))))
+            })
+            .collect();
+        *c.lag.lock() = lag;
     }
 }
 

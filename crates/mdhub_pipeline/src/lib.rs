@@ -13,7 +13,9 @@
 pub mod consumer;
 pub mod supervisor;
 
-pub use consumer::{ConsumerStats, DriveError, DriverConfig, GroupSink, SinkError, drive};
+pub use consumer::{
+    ConsumerStats, DriveError, DriverConfig, GroupSink, SinkError, drive, measure_lag,
+};
 pub use supervisor::{
     BoxError, OnFailure, Phase, Report, Stage, StageCtx, StageHealth, StageState, Supervisor,
     SupervisorError,

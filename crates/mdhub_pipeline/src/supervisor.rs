@@ -13,8 +13,10 @@
 //!   to the log's end, and clients are closed last. The whole sequence is
 //!   bounded by the budget given to [`Supervisor::run`].
 //! - **Failure policy**: a stage fails when its future returns an error,
-//!   panics, or returns before it was asked to stop (unless it is a stage
-//!   that [`Stage::finishes`] by itself). What happens then is the stage's
+//!   panics, or returns before the shutdown started (unless it is a stage
+//!   that [`Stage::finishes`] by itself; once the shutdown has started a
+//!   stage may end when its input does, as ingest does once the feeds are
+//!   gone). What happens then is the stage's
 //!   [`OnFailure`]: `Restart` runs it again after a capped, fully jittered
 //!   backoff (reset after a minute of health), `Exit` stops the whole process
 //!   through the ordered shutdown, and [`Supervisor::run`] returns one line
@@ -316,6 +318,27 @@ impl Stage {
         }
     }
 
+    /// A stage that can run only once (it owns something a restart could not
+    /// get back, such as a listener or a channel's receiving end); its
+    /// policy is `Exit`.
+    pub fn once<F, Fut, E>(name: impl Into<String>, phase: Phase, f: F) -> Stage
+    where
+        F: FnOnce(StageCtx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let mut f = Some(f);
+        Stage::new(name, phase, move |ctx| {
+            let f = f.take();
+            async move {
+                match f {
+                    Some(f) => f(ctx).await.map_err(Into::into),
+                    None => Err::<(), BoxError>("this stage cannot be started twice".into()),
+                }
+            }
+        })
+    }
+
     /// Restart this stage after a backoff when it fails.
     pub fn restart(mut self) -> Stage {
         self.on_failure = OnFailure::Restart;
@@ -451,6 +474,10 @@ impl Supervisor {
             .collect();
         let token_of =
             |p: Phase| tokens[Phase::ORDER.iter().position(|&q| q == p).unwrap_or(0)].clone();
+        // Cancelled when the shutdown starts: a stage whose input ends then
+        // (ingest, once the feeds are gone) returns before its own phase is
+        // stopped, and that is not a failure.
+        let shutting_down = CancellationToken::new();
         let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel::<(String, String)>();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Phase>();
         let mut runners: Vec<(Phase, String, tokio::task::JoinHandle<()>)> = Vec::new();
@@ -466,6 +493,7 @@ impl Supervisor {
                 stage,
                 health,
                 token_of(phase),
+                shutting_down.clone(),
                 backoff,
                 fatal_tx.clone(),
                 done_tx.clone(),
@@ -499,6 +527,7 @@ impl Supervisor {
             }
         };
         tracing::info!(reason = %reason, "shutting down");
+        shutting_down.cancel();
         let shutdown = async {
             for (i, phase) in Phase::ORDER.iter().enumerate() {
                 tokens[i].cancel();
@@ -547,6 +576,7 @@ async fn supervise(
     mut stage: Stage,
     health: Arc<StageHealth>,
     stop: CancellationToken,
+    shutting_down: CancellationToken,
     mut backoff: Backoff,
     fatal: mpsc::UnboundedSender<(String, String)>,
     done: mpsc::UnboundedSender<Phase>,
@@ -573,7 +603,7 @@ async fn supervise(
             _ = stopping => unreachable!("pending"),
         };
         let error = match outcome {
-            Ok(Ok(())) if stop.is_cancelled() => {
+            Ok(Ok(())) if stop.is_cancelled() || shutting_down.is_cancelled() => {
                 health.set(StageState::Stopped);
                 return;
             }
@@ -587,7 +617,7 @@ async fn supervise(
             Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
             Err(e) => format!("task failed: {e}"),
         };
-        if stop.is_cancelled() {
+        if stop.is_cancelled() || shutting_down.is_cancelled() {
             // Failing while stopping: say so, but there is nothing to restart.
             tracing::warn!(stage = %stage.name, error = %error, "stage failed while stopping");
             health.failed(&error, StageState::Failed);

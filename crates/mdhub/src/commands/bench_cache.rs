@@ -17,8 +17,6 @@ use mdhub_log::{Log, LogConfig};
 use mdhub_types::{Encoding, Event, Positioned, Symbol};
 use tokio_util::sync::CancellationToken;
 
-use crate::cache_writer::{self, CacheWriterStats};
-
 /// Flags of `mdhub bench cache`.
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -118,23 +116,29 @@ pub(crate) async fn run(a: CacheArgs) -> anyhow::Result<()> {
     for chunk in events.chunks(4096) {
         bus.publish(chunk).await?;
     }
-    let stats = Arc::new(CacheWriterStats::default());
-    let stop = CancellationToken::new();
+    let stats = mdhub_pipeline::ConsumerStats::new(mdhub_cache::writer::GROUP);
+    let ctx = mdhub_pipeline::StageCtx {
+        stop: CancellationToken::new(),
+        health: mdhub_pipeline::StageHealth::detached("cache-writer"),
+    };
+    let stop = ctx.stop.clone();
     let t = Instant::now();
-    let writer = tokio::spawn(cache_writer::run(
-        bus.clone(),
-        redis.clone(),
-        a.batch,
-        stats.clone(),
-        stop.clone(),
-    ));
+    let writer = tokio::spawn({
+        let (bus, stats) = (bus.clone(), stats.clone());
+        let sink = mdhub_cache::CacheWriter::new(redis.clone());
+        let cfg = mdhub_pipeline::DriverConfig {
+            batch: a.batch,
+            ..Default::default()
+        };
+        async move { mdhub_pipeline::drive(bus, sink, &cfg, &stats, &ctx).await }
+    });
     let mut last_print = Instant::now();
-    while stats.written.load(Ordering::Relaxed) < a.events as u64 {
+    while stats.persisted.load(Ordering::Relaxed) < a.events as u64 {
         anyhow::ensure!(!writer.is_finished(), "the cache writer stopped early");
         if last_print.elapsed() > Duration::from_secs(1) {
             eprint!(
                 "\rcache writer: {}/{} events",
-                stats.written.load(Ordering::Relaxed),
+                stats.persisted.load(Ordering::Relaxed),
                 a.events
             );
             last_print = Instant::now();

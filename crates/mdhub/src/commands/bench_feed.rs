@@ -299,6 +299,7 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
                 Arc::new(MemoryCache::new()),
                 cfg,
                 stats,
+                mdhub_pipeline::StageHealth::detached("ingest"),
             ));
             let feed = feed_task.await.map_err(anyhow::Error::from)?;
             let ingest = ingest_task.await.map_err(anyhow::Error::from)?;

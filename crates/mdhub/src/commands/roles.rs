@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::run::{Roles, run_roles};
 use crate::config::Config;
+use crate::process::{Roles, start};
 
 /// Flags of `mdhub ingest`.
 #[derive(Debug, Args)]
@@ -99,7 +99,7 @@ pub fn replay(cfg: Config, args: ReplayArgs) -> ExitCode {
         archive: false,
     };
     super::block_on(true, async move {
-        finish(run_roles(cfg, roles, None, None, Some(feeds)).await)
+        finish(start(cfg, roles, None, None, Some(feeds)).await)
     })
 }
 
@@ -255,7 +255,7 @@ pub fn archive(mut cfg: Config, args: ArchiveArgs) -> ExitCode {
 fn headless(cfg: Config, roles: Roles, exit_after: Option<f64>) -> ExitCode {
     let exit_after = exit_after.map(Duration::from_secs_f64);
     super::block_on(true, async move {
-        finish(run_roles(cfg, roles, None, exit_after, None).await)
+        finish(start(cfg, roles, None, exit_after, None).await)
     })
 }
 
@@ -305,7 +305,7 @@ pub fn serve(mut cfg: Config, args: ServeArgs) -> ExitCode {
             Err(e) => return finish(Err(e)),
         };
         finish(
-            run_roles(
+            start(
                 cfg,
                 Roles {
                     feeds: false,
