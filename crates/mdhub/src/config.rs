@@ -23,7 +23,7 @@ use mdhub_types::Encoding;
 use serde::{Deserialize, Serialize};
 
 mod venues;
-pub use venues::{AlpacaSection, BinanceSection, VenueSection, VenuesConfig};
+pub use venues::VenuesConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,7 +166,7 @@ impl Default for CacheConfig {
     }
 }
 
-/// `[history]`: the archiver and history queries (SPEC §6).
+/// `[history]`: the archiver and history queries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistoryConfig {
@@ -292,7 +292,7 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
         .collect();
     env_keys.sort();
     for (name, value) in env_keys {
-        // SPEC §2 names this one; it is `history.lake_url`.
+        // The lake's own variable; it sets `history.lake_url`.
         let path: Vec<String> = if name == "MDHUB_LAKE_URL" {
             vec!["history".into(), "lake_url".into()]
         } else {
@@ -372,19 +372,9 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
     }
     let log_dir_set = root.get("log").and_then(|l| l.get("dir")).is_some();
     let mut cfg = deserialize(root, &origin, sources.file.as_deref())?;
-    // Alpaca's own variables fill keys the configuration leaves empty.
-    if let Some(a) = cfg.venues.alpaca.as_mut() {
-        for (var, slot) in [
-            ("APCA_API_KEY_ID", &mut a.key),
-            ("APCA_API_SECRET_KEY", &mut a.secret),
-        ] {
-            if slot.is_empty()
-                && let Some(v) = sources.env.get(var)
-            {
-                *slot = v.clone();
-            }
-        }
-    }
+    // A venue's own variables (Alpaca's APCA_*) fill fields the
+    // configuration leaves empty.
+    cfg.venues.fill_from_env(&sources.env);
     if !log_dir_set {
         cfg.log.dir = cfg.data_dir.join("log");
     }
@@ -541,18 +531,7 @@ impl Config {
                 .validate()
                 .map_err(|e| ConfigError(e.to_string()))?;
         }
-        if let Some(b) = &self.venues.binance {
-            b.feed_config()?;
-        }
-        if let Some(c) = &self.venues.coinbase {
-            c.coinbase()?;
-        }
-        if let Some(k) = &self.venues.kraken {
-            k.kraken()?;
-        }
-        if let Some(a) = &self.venues.alpaca {
-            a.feed_config()?;
-        }
+        self.venues.setups()?;
         if self.cache.writer_batch == 0 {
             return Err(ConfigError("cache.writer_batch: must be at least 1".into()));
         }

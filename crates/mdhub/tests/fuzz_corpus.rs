@@ -43,7 +43,7 @@ fn the_server_frames_corpus_decodes_or_errs() {
 
 #[test]
 fn every_venue_corpus_decodes_without_panics() {
-    for venue in mdhub_feeds::venues::VENUES {
+    for venue in mdhub_feeds::venues::registry::ids() {
         for (_, data) in corpus(venue) {
             let mut decoder = mdhub_feeds::venues::decoder(venue).unwrap();
             let mut events = Vec::new();

@@ -255,7 +255,7 @@ fn venue_of(path: &Path) -> Result<Venue, CaptureError> {
         return Err(CaptureError::UnknownVenue {
             path: path.to_path_buf(),
             venue: l.venue.into_owned(),
-            known: venues::VENUES.join(", "),
+            known: venues::registry::ids().collect::<Vec<_>>().join(", "),
         });
     }
     Venue::new(&l.venue).map_err(|e| bad(e.to_string()))
@@ -350,7 +350,7 @@ impl CaptureReader {
                     CaptureError::UnknownVenue {
                         path: self.path.clone(),
                         venue: self.venue.to_string(),
-                        known: venues::VENUES.join(", "),
+                        known: venues::registry::ids().collect::<Vec<_>>().join(", "),
                     }
                 })?;
                 self.decoders.entry(line.conn).or_insert(d)

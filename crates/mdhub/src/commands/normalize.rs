@@ -33,7 +33,7 @@ pub fn main(args: NormalizeArgs) -> ExitCode {
         eprintln!(
             "error: unknown venue {:?}; known: {}",
             args.venue,
-            venues::VENUES.join(", ")
+            venues::registry::ids().collect::<Vec<_>>().join(", ")
         );
         return ExitCode::from(2);
     };

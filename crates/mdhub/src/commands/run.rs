@@ -106,28 +106,7 @@ async fn run(cfg: Config, exit_after: Option<Duration>) -> anyhow::Result<()> {
 /// What the feeds are, for the start-up line.
 pub(crate) fn feeds_desc(cfg: &Config) -> String {
     if cfg.venues.any() {
-        let mut v = Vec::new();
-        if let Some(b) = &cfg.venues.binance {
-            v.push(format!("binance ({} symbols)", b.symbols.len()));
-        }
-        if let Some(c) = &cfg.venues.coinbase {
-            v.push(format!("coinbase ({} symbols)", c.symbols.len()));
-        }
-        if let Some(k) = &cfg.venues.kraken {
-            v.push(format!("kraken ({} symbols)", k.symbols.len()));
-        }
-        if let Some(a) = &cfg.venues.alpaca {
-            v.push(format!("alpaca ({} symbols)", a.symbols.len()));
-        }
-        if let Some(f) = &cfg.venues.fix {
-            v.push(format!(
-                "fix {}:{} ({} symbols)",
-                f.host,
-                f.port,
-                f.symbols.len()
-            ));
-        }
-        v.join(", ")
+        cfg.venues.describe()
     } else {
         "simulated venues".to_string()
     }
@@ -138,33 +117,7 @@ pub(crate) fn feeds(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn mdhub_feeds::Fee
     if !cfg.venues.any() {
         return mdhub_feeds::sim::sim_feeds(&cfg.sim).map_err(|e| anyhow::anyhow!("{e}"));
     }
-    let mut out: Vec<Arc<dyn mdhub_feeds::Feed>> = Vec::new();
-    if let Some(b) = &cfg.venues.binance {
-        out.push(Arc::new(mdhub_feeds::venues::binance::BinanceFeed::new(
-            b.feed_config()?,
-        )));
-    }
-    if let Some(c) = &cfg.venues.coinbase {
-        out.push(Arc::new(mdhub_feeds::venues::coinbase::CoinbaseFeed::new(
-            c.coinbase()?,
-        )));
-    }
-    if let Some(k) = &cfg.venues.kraken {
-        out.push(Arc::new(mdhub_feeds::venues::kraken::KrakenFeed::new(
-            k.kraken()?,
-        )));
-    }
-    if let Some(a) = &cfg.venues.alpaca {
-        out.push(Arc::new(mdhub_feeds::venues::alpaca::AlpacaFeed::new(
-            a.feed_config()?,
-        )));
-    }
-    if let Some(f) = &cfg.venues.fix {
-        out.push(Arc::new(mdhub_feeds::venues::fix::FixFeed::new(
-            f.feed_config(&cfg.data_dir)?,
-        )));
-    }
-    Ok(out)
+    Ok(cfg.venues.feeds(&cfg.data_dir)?)
 }
 
 pub(crate) async fn report(

@@ -103,13 +103,20 @@ fn the_crypto_example_configures_binance() {
         env: HashMap::new(),
     })
     .unwrap();
-    let b = c.venues.binance.as_ref().expect("binance configured");
+    use mdhub_feeds::venues::{binance, coinbase, kraken};
+    let b: binance::BinanceSection = c.venues.section("binance").expect("binance configured");
     let feed = b.feed_config().unwrap();
     assert!(feed.symbols.iter().any(|s| s.as_str() == "BTC-USDT"));
     assert!(feed.url.starts_with("wss://"));
-    let cb = c.venues.coinbase.as_ref().unwrap().coinbase().unwrap();
+    let cb = (c.venues.section::<coinbase::CoinbaseSection>("coinbase"))
+        .unwrap()
+        .feed_config()
+        .unwrap();
     assert_eq!(cb.url, "wss://ws-feed.exchange.coinbase.com");
-    let kr = c.venues.kraken.as_ref().unwrap().kraken().unwrap();
+    let kr = (c.venues.section::<kraken::KrakenSection>("kraken"))
+        .unwrap()
+        .feed_config()
+        .unwrap();
     assert_eq!(kr.url, "wss://ws.kraken.com/v2");
     assert_eq!(kr.symbols[0].as_str(), "BTC-USD");
     let e = load(&env(&[("MDHUB_VENUES__BINANCE__SYMBOLS", "[\"btcusdt\"]")]))
@@ -133,7 +140,7 @@ fn the_fix_example_configures_a_session() {
         env: HashMap::new(),
     })
     .unwrap();
-    let f = c.venues.fix.as_ref().expect("fix configured");
+    let f: mdhub_feeds::venues::fix::FixSection = c.venues.section("fix").expect("fix configured");
     let s = f.feed_config(&c.data_dir).unwrap();
     assert_eq!(
         (s.sender_comp_id.as_str(), s.target_comp_id.as_str()),
@@ -142,12 +149,8 @@ fn the_fix_example_configures_a_session() {
     assert_eq!(s.store_dir, c.data_dir.join("fix"));
     let btc = mdhub_types::Symbol::new("BTC-USD").unwrap();
     assert_eq!(s.symbols[&btc], "BTC/USD");
+    // Checked when the configuration is loaded, like every venue's section.
     let e = load(&env(&[("MDHUB_VENUES__FIX__HOST", "h")]))
-        .unwrap()
-        .venues
-        .fix
-        .unwrap()
-        .feed_config(Path::new("."))
         .unwrap_err()
         .to_string();
     assert!(e.contains("venues.fix.symbols"), "{e}");
@@ -169,7 +172,12 @@ fn the_equities_example_takes_alpaca_keys_from_the_environment() {
         .env
         .insert("APCA_API_SECRET_KEY".into(), "s3cret".into());
     let c = load(&sources).unwrap();
-    let a = c.venues.alpaca.as_ref().unwrap().feed_config().unwrap();
+    let a = (c
+        .venues
+        .section::<mdhub_feeds::venues::alpaca::AlpacaSection>("alpaca"))
+    .unwrap()
+    .feed_config()
+    .unwrap();
     assert_eq!((a.key.as_str(), a.secret.as_str()), ("PKTEST", "s3cret"));
     assert_eq!(a.symbols[0].as_str(), "AAPL");
     let printed = c.to_toml();
@@ -252,4 +260,31 @@ fn the_example_file_parses_and_round_trips() {
     let printed = c.to_toml();
     let again: Config = toml::from_str(&printed).unwrap();
     assert_eq!(again.to_toml(), printed);
+}
+
+#[test]
+fn an_unknown_venue_is_an_error_naming_the_known_ones() {
+    let e = load(&env(&[(
+        "MDHUB_VENUES__BINANSE__SYMBOLS",
+        "[\"BTC-USDT\"]",
+    )]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("venues.binanse: unknown venue"), "{e}");
+    for id in mdhub_feeds::venues::registry::ids() {
+        assert!(e.contains(id), "{e}");
+    }
+}
+
+#[test]
+fn printed_venue_sections_show_their_defaults() {
+    let c = load(&env(&[("MDHUB_VENUES__KRAKEN__SYMBOLS", "[\"BTC-USD\"]")])).unwrap();
+    let printed = c.to_toml();
+    assert!(printed.contains("[venues.kraken]"), "{printed}");
+    assert!(printed.contains("stale_secs = 30"), "{printed}");
+    let again: toml::Value = toml::from_str(&printed).expect("printed TOML parses");
+    assert!(
+        again["venues"]["kraken"].get("url").is_none(),
+        "unset stays unset"
+    );
 }

@@ -13,7 +13,9 @@ pub mod binance;
 pub mod coinbase;
 pub mod fix;
 pub mod kraken;
+pub mod registry;
 pub(crate) mod ws;
+pub mod ws_section;
 
 use std::collections::HashMap;
 
@@ -74,18 +76,8 @@ pub trait VenueDecoder: Send {
 
 /// The decoder of a venue by id, with default settings (`mdhub normalize`).
 pub fn decoder(venue: &str) -> Option<Box<dyn VenueDecoder>> {
-    match venue {
-        "alpaca" => Some(Box::new(alpaca::Decoder::default())),
-        "binance" => Some(Box::new(binance::Decoder::default())),
-        "coinbase" => Some(Box::new(coinbase::Decoder::default())),
-        "fix" => Some(Box::new(fix::Decoder::default())),
-        "kraken" => Some(Box::new(kraken::Decoder::default())),
-        _ => None,
-    }
+    registry::spec(venue).map(|s| (s.decoder)())
 }
-
-/// Venue ids [`decoder`] knows.
-pub const VENUES: &[&str] = &["alpaca", "binance", "coinbase", "fix", "kraken"];
 
 /// The newest trade id per book, for venues whose trade ids are consecutive
 /// per symbol (Coinbase, Kraken): what was already sent, and what was skipped.

@@ -30,6 +30,25 @@ use serde_json::value::RawValue;
 
 use super::{DecodeError, Frame, VenueDecoder, decimal};
 
+mod config;
+pub use config::AlpacaSection;
+
+/// This venue in the registry ([`crate::venues::registry`]).
+pub static SPEC: crate::venues::registry::VenueSpec = crate::venues::registry::VenueSpec {
+    id: "alpaca",
+    description: "Alpaca US equities (IEX or SIP feed): trades and quotes over an authenticated WebSocket",
+    decoder: default_decoder,
+    env: &[
+        ("key", "APCA_API_KEY_ID"),
+        ("secret", "APCA_API_SECRET_KEY"),
+    ],
+    configure: crate::venues::registry::configure::<AlpacaSection>,
+};
+
+fn default_decoder() -> Box<dyn crate::venues::VenueDecoder> {
+    Box::new(Decoder::default())
+}
+
 mod feed;
 pub use feed::{AlpacaConfig, AlpacaFeed};
 

@@ -39,6 +39,22 @@ use protocol::{Envelope, Json, Msg, RawJson, SerdeJson, SonicRs};
 
 use super::{DecodeError, Frame, VenueDecoder, decimal_text};
 
+mod config;
+pub use config::BinanceSection;
+
+/// This venue in the registry ([`crate::venues::registry`]).
+pub static SPEC: crate::venues::registry::VenueSpec = crate::venues::registry::VenueSpec {
+    id: "binance",
+    description: "Binance spot: trades and best bid/offer over combined WebSocket streams",
+    decoder: default_decoder,
+    env: &[],
+    configure: crate::venues::registry::configure::<BinanceSection>,
+};
+
+fn default_decoder() -> Box<dyn crate::venues::VenueDecoder> {
+    Box::new(Decoder::default())
+}
+
 mod feed;
 mod protocol;
 mod scan;

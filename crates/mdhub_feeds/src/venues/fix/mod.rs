@@ -47,6 +47,22 @@ use mdhub_types::{
 use super::{DecodeError, Frame, VenueDecoder};
 use protocol::*;
 
+mod config;
+pub use config::FixSection;
+
+/// This venue in the registry ([`crate::venues::registry`]).
+pub static SPEC: crate::venues::registry::VenueSpec = crate::venues::registry::VenueSpec {
+    id: "fix",
+    description: "A FIX 4.4 market-data session: snapshots and incremental refreshes",
+    decoder: default_decoder,
+    env: &[],
+    configure: crate::venues::registry::configure::<FixSection>,
+};
+
+fn default_decoder() -> Box<dyn crate::venues::VenueDecoder> {
+    Box::new(Decoder::default())
+}
+
 mod feed;
 pub(crate) mod protocol;
 mod session;

@@ -34,6 +34,22 @@ use serde_json::value::RawValue;
 
 use super::{DecodeError, Frame, TradeIds, VenueDecoder, decimal, gap_event};
 
+mod config;
+pub use config::KrakenSection;
+
+/// This venue in the registry ([`crate::venues::registry`]).
+pub static SPEC: crate::venues::registry::VenueSpec = crate::venues::registry::VenueSpec {
+    id: "kraken",
+    description: "Kraken spot: trades and ticker over WebSocket v2",
+    decoder: default_decoder,
+    env: &[],
+    configure: crate::venues::registry::configure::<KrakenSection>,
+};
+
+fn default_decoder() -> Box<dyn crate::venues::VenueDecoder> {
+    Box::new(Decoder::default())
+}
+
 mod feed;
 pub use feed::{KrakenConfig, KrakenFeed};
 
