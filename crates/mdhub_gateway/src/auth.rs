@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use mdhub_types::Topic;
+use mdhub_types::ChannelSet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -200,8 +200,8 @@ pub struct Grant {
     pub user: String,
     /// Upper-case symbol patterns.
     symbols: Vec<String>,
-    /// Channel bits (`quotes` 1, `trades` 2, `status` 4).
-    channels: u8,
+    /// The entitled channels.
+    channels: ChannelSet,
     /// When the credential stops being valid.
     pub expires_at: Option<SystemTime>,
     /// Connections the user may hold; 0: no limit.
@@ -214,7 +214,7 @@ impl Grant {
         Grant {
             user: "anonymous".into(),
             symbols: everything(),
-            channels: 7,
+            channels: ChannelSet::ALL,
             expires_at: None,
             max_connections: 0,
         }
@@ -230,9 +230,9 @@ impl Grant {
         self.symbols.iter().any(|p| p == "*")
     }
 
-    /// The entitled channels among `mask`.
-    pub fn channels(&self, mask: u8) -> u8 {
-        self.channels & mask
+    /// The entitled channels among `wanted`.
+    pub fn channels(&self, wanted: ChannelSet) -> ChannelSet {
+        self.channels.intersection(wanted)
     }
 
     /// Time left before expiry (zero when past), if it expires.
@@ -262,18 +262,12 @@ fn glob(pattern: &str, s: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-fn channel_mask(channels: &[String]) -> Result<u8, AuthError> {
+fn channel_mask(channels: &[String]) -> Result<ChannelSet, AuthError> {
     if channels.is_empty() {
-        return Ok(7);
+        return Ok(ChannelSet::ALL);
     }
-    channels
-        .iter()
-        .try_fold(0u8, |m, c| match Topic::from_channel(c) {
-            Some(Topic::Quotes) => Ok(m | 1),
-            Some(Topic::Trades) => Ok(m | 2),
-            Some(Topic::Status) => Ok(m | 4),
-            None => Err(AuthError::Config(format!("unknown channel {c:?}"))),
-        })
+    ChannelSet::parse(channels)
+        .map_err(|bad| AuthError::Config(format!("unknown channel {:?}", bad[0])))
 }
 
 /// The `mdhub` claim of a JWT.
@@ -542,6 +536,7 @@ fn percent_decode(s: &str) -> String {
 mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header};
+    use mdhub_types::Topic;
 
     fn cfg_with_key(key: &str, symbols: &[&str], channels: &[&str]) -> AuthConfig {
         AuthConfig {
@@ -584,7 +579,7 @@ mod tests {
         assert_eq!(g.user, "desk");
         assert!(g.allows("BTC-USDT") && g.allows("AAPL") && !g.allows("MSFT"));
         assert!(!g.allows_all());
-        assert_eq!(g.channels(7), 2);
+        assert_eq!(g.channels(ChannelSet::ALL), ChannelSet::of(Topic::Trades));
         assert_eq!(g.max_connections, 2);
         assert_eq!(a.verify("k2"), Err(AuthError::UnknownKey));
         assert_eq!(a.verify(""), Err(AuthError::Missing));
@@ -616,7 +611,7 @@ mod tests {
         let g = a.verify(&ok).unwrap();
         assert_eq!(g.user, "bot-7");
         assert!(g.allows("ETH-USDT") && !g.allows("BTC-USDT"));
-        assert_eq!(g.channels(7), 1);
+        assert_eq!(g.channels(ChannelSet::ALL), ChannelSet::of(Topic::Quotes));
         assert!(g.remaining().unwrap() <= Duration::from_secs(60));
         let none = hs256(serde_json::json!({"sub":"x","exp":now()+60}), "s3cret");
         assert!(

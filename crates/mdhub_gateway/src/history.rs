@@ -24,7 +24,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mdhub_types::{Symbol, Timestamp};
+use mdhub_types::{ChannelSet, Symbol, Timestamp, Topic};
 use serde_json::json;
 
 use crate::Shared;
@@ -90,9 +90,13 @@ fn refusal(grant: &crate::auth::Grant, kind: &str, symbol: Option<&String>) -> O
         return (!grant.allows_all())
             .then(|| "SQL reads every symbol: it needs a credential entitled to \"*\"".into());
     }
-    let channel = if kind == "quotes" { 1 } else { 2 };
+    let channel = if kind == "quotes" {
+        Topic::Quotes
+    } else {
+        Topic::Trades
+    };
     let sym = symbol?.trim().to_ascii_uppercase();
-    let ok = grant.allows(&sym) && grant.channels(channel) != 0;
+    let ok = grant.allows(&sym) && !grant.channels(ChannelSet::of(channel)).is_empty();
     (!ok).then(|| format!("not entitled to the {kind} of {sym}"))
 }
 

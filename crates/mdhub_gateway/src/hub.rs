@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use mdhub_bus::{Bus, Delivery, Start, SubscribeSpec, partition_for_key};
 use mdhub_types::protocol::{DataKind, data_frame};
-use mdhub_types::{Encoding, Position, Symbol, Timestamp, Topic, json};
+use mdhub_types::{ChannelSet, Encoding, Position, Symbol, Timestamp, Topic, json};
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -42,15 +42,6 @@ pub(crate) struct Frame {
     /// Updates of the stream conflated away just before this one; the text
     /// gets `"skipped":N` when it is written.
     pub(crate) skipped: u64,
-}
-
-/// Channel bit for a topic.
-pub(crate) fn bit(t: Topic) -> u8 {
-    match t {
-        Topic::Quotes => 1,
-        Topic::Trades => 2,
-        Topic::Status => 4,
-    }
 }
 
 fn idx(t: Topic) -> usize {
@@ -73,7 +64,7 @@ pub(crate) struct ConnHandle {
 #[derive(Debug)]
 struct Member {
     conn: ConnHandle,
-    channels: u8,
+    channels: ChannelSet,
 }
 
 #[derive(Debug)]
@@ -110,11 +101,16 @@ impl Hub {
 
     /// Add `channels` of `symbol` to the connection's live set. Returns, per
     /// topic, the first offset that will arrive live (`H` in the module docs).
-    pub(crate) fn register(&self, conn: &ConnHandle, symbol: &Symbol, channels: u8) -> [u64; 3] {
+    pub(crate) fn register(
+        &self,
+        conn: &ConnHandle,
+        symbol: &Symbol,
+        channels: ChannelSet,
+    ) -> [u64; 3] {
         let mut reg = self.registry.write();
         let members = reg.entry(symbol.clone()).or_default();
         match members.iter_mut().find(|m| m.conn.id == conn.id) {
-            Some(m) => m.channels |= channels,
+            Some(m) => m.channels = m.channels.union(channels),
             None => members.push(Member {
                 conn: conn.clone(),
                 channels,
@@ -125,13 +121,13 @@ impl Hub {
     }
 
     /// Remove `channels` of `symbol` from the connection's live set.
-    pub(crate) fn unregister(&self, id: u64, symbol: &Symbol, channels: u8) {
+    pub(crate) fn unregister(&self, id: u64, symbol: &Symbol, channels: ChannelSet) {
         let mut reg = self.registry.write();
         if let Some(members) = reg.get_mut(symbol) {
             for m in members.iter_mut().filter(|m| m.conn.id == id) {
-                m.channels &= !channels;
+                m.channels = m.channels.difference(channels);
             }
-            members.retain(|m| m.channels != 0);
+            members.retain(|m| !m.channels.is_empty());
             if members.is_empty() {
                 reg.remove(symbol);
             }
@@ -204,10 +200,10 @@ impl Hub {
         let reg = self.registry.read();
         let mut buf = Vec::with_capacity(512);
         for d in batch {
-            let b = bit(d.position.topic);
+            let t = d.position.topic;
             if let Some(members) = reg
                 .get(&d.symbol)
-                .filter(|m| m.iter().any(|m| m.channels & b != 0))
+                .filter(|m| m.iter().any(|m| m.channels.contains(t)))
                 && let Some(text) = update_text(d, &mut buf)
             {
                 let frame = Frame {
@@ -217,7 +213,7 @@ impl Hub {
                     text,
                     skipped: 0,
                 };
-                for m in members.iter().filter(|m| m.channels & b != 0) {
+                for m in members.iter().filter(|m| m.channels.contains(t)) {
                     let slow = &m.conn.slow;
                     if slow.offer(&frame) {
                         continue;

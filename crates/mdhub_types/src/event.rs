@@ -236,6 +236,84 @@ impl Topic {
     }
 }
 
+/// A set of channels (topics): what a client subscribed to, what a
+/// credential is entitled to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ChannelSet(u8);
+
+impl ChannelSet {
+    /// No channel.
+    pub const EMPTY: ChannelSet = ChannelSet(0);
+    /// `quotes` and `trades`: a subscription that names no channels.
+    pub const PRICES: ChannelSet = ChannelSet(0b011);
+    /// Every channel: what an unrestricted credential is entitled to.
+    pub const ALL: ChannelSet = ChannelSet(0b111);
+
+    fn bit(t: Topic) -> u8 {
+        match t {
+            Topic::Quotes => 1,
+            Topic::Trades => 2,
+            Topic::Status => 4,
+        }
+    }
+
+    /// The set holding `t` alone.
+    pub fn of(t: Topic) -> ChannelSet {
+        ChannelSet(Self::bit(t))
+    }
+
+    /// Whether `t` is in the set.
+    pub fn contains(self, t: Topic) -> bool {
+        self.0 & Self::bit(t) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The channels in both sets.
+    pub fn intersection(self, other: ChannelSet) -> ChannelSet {
+        ChannelSet(self.0 & other.0)
+    }
+
+    /// The channels in either set.
+    pub fn union(self, other: ChannelSet) -> ChannelSet {
+        ChannelSet(self.0 | other.0)
+    }
+
+    /// The channels of `self` that are not in `other`.
+    pub fn difference(self, other: ChannelSet) -> ChannelSet {
+        ChannelSet(self.0 & !other.0)
+    }
+
+    /// The topics in the set, in [`Topic::ALL`] order.
+    pub fn topics(self) -> impl Iterator<Item = Topic> {
+        Topic::ALL.into_iter().filter(move |t| self.contains(*t))
+    }
+
+    /// The set of channel names (`quotes`, `trades`, `status`); the names
+    /// that are not channels when any is not.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<ChannelSet, Vec<String>> {
+        let mut set = ChannelSet::EMPTY;
+        let mut bad = Vec::new();
+        for n in names {
+            match Topic::from_channel(n.as_ref()) {
+                Some(t) => set = set.union(ChannelSet::of(t)),
+                None => bad.push(n.as_ref().to_string()),
+            }
+        }
+        if bad.is_empty() { Ok(set) } else { Err(bad) }
+    }
+}
+
+impl FromIterator<Topic> for ChannelSet {
+    fn from_iter<I: IntoIterator<Item = Topic>>(iter: I) -> Self {
+        iter.into_iter()
+            .fold(ChannelSet::EMPTY, |s, t| s.union(ChannelSet::of(t)))
+    }
+}
+
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.channel())

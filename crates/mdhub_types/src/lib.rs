@@ -22,8 +22,8 @@ mod time;
 pub use backoff::Backoff;
 pub use decimal::{Decimal, DecimalError};
 pub use event::{
-    Event, FeedEvent, FeedStatusKind, Position, PositionError, Positioned, Quote, Side, Topic,
-    Trade,
+    ChannelSet, Event, FeedEvent, FeedStatusKind, Position, PositionError, Positioned, Quote, Side,
+    Topic, Trade,
 };
 pub use symbol::{NameError, Symbol, Venue};
 pub use time::{Timestamp, TimestampError};

@@ -17,7 +17,7 @@ use futures_util::SinkExt;
 use mdhub_types::protocol::{
     ClientMessage, ErrorCode, Resume, ServerMessage, parse_client_message,
 };
-use mdhub_types::{Symbol, Timestamp, Topic};
+use mdhub_types::{ChannelSet, Symbol, Timestamp, Topic};
 use tokio::sync::mpsc;
 
 mod replay;
@@ -26,7 +26,7 @@ mod stream;
 use crate::Shared;
 use crate::auth::{Grant, UserSlot};
 use crate::conflate::Conflator;
-use crate::hub::{ConnHandle, Frame, bit};
+use crate::hub::{ConnHandle, Frame};
 use stream::{ChannelState, SymbolState, Throttled, TokenBucket, idx};
 
 /// Close codes (documented in docs/protocol.md).
@@ -134,7 +134,7 @@ pub(crate) async fn serve(
         let _ = conn.run(&mut ws, &mut rx).await;
     }
     for (symbol, _) in std::mem::take(&mut conn.subs) {
-        shared.hub.unregister(id, &symbol, 7);
+        shared.hub.unregister(id, &symbol, ChannelSet::ALL);
     }
     shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
@@ -541,17 +541,16 @@ impl Conn {
         let mut dropped = Vec::new();
         for (sym, state) in &mut self.subs {
             let allowed = if grant.allows(sym.as_str()) {
-                grant.channels(7)
+                grant.channels(ChannelSet::ALL)
             } else {
-                0
+                ChannelSet::EMPTY
             };
-            let lost: u8 = Topic::ALL
+            let lost: ChannelSet = Topic::ALL
                 .into_iter()
-                .filter(|t| state[idx(*t)].on && allowed & bit(*t) == 0)
-                .map(bit)
-                .sum();
-            if lost != 0 {
-                for t in Topic::ALL.into_iter().filter(|t| lost & bit(*t) != 0) {
+                .filter(|t| state[idx(*t)].on && !allowed.contains(*t))
+                .collect();
+            if !lost.is_empty() {
+                for t in lost.topics() {
                     state[idx(t)] = ChannelState::default();
                 }
                 self.shared.hub.unregister(self.handle.id, sym, lost);
@@ -567,20 +566,14 @@ impl Conn {
             .await
     }
 
-    fn channel_mask(channels: Option<Vec<String>>) -> Result<u8, Vec<String>> {
-        let Some(list) = channels else { return Ok(3) };
-        let mut mask = 0;
-        let mut bad = Vec::new();
-        for c in list {
-            match Topic::from_channel(&c) {
-                Some(t) => mask |= bit(t),
-                None => bad.push(c),
-            }
-        }
-        if bad.is_empty() && mask != 0 {
-            Ok(mask)
-        } else {
-            Err(bad)
+    fn channel_mask(channels: Option<Vec<String>>) -> Result<ChannelSet, Vec<String>> {
+        let Some(list) = channels else {
+            return Ok(ChannelSet::PRICES);
+        };
+        match ChannelSet::parse(&list) {
+            Ok(set) if !set.is_empty() => Ok(set),
+            Ok(_) => Err(Vec::new()),
+            Err(bad) => Err(bad),
         }
     }
 
@@ -590,7 +583,7 @@ impl Conn {
         ws: &mut WebSocket,
         channels: Option<Vec<String>>,
         id: &Option<serde_json::Value>,
-    ) -> Result<Option<u8>, axum::Error> {
+    ) -> Result<Option<ChannelSet>, axum::Error> {
         match Self::channel_mask(channels) {
             Ok(m) => Ok(Some(m)),
             Err(bad) => {
@@ -627,10 +620,8 @@ impl Conn {
             let Some(state) = self.subs.get_mut(&sym) else {
                 continue;
             };
-            for t in Topic::ALL {
-                if mask & bit(t) != 0 {
-                    state[idx(t)] = ChannelState::default();
-                }
+            for t in mask.topics() {
+                state[idx(t)] = ChannelState::default();
             }
             self.shared.hub.unregister(self.handle.id, &sym, mask);
             if state.iter().all(|c| !c.on) {
@@ -709,7 +700,7 @@ impl Conn {
         let grant = self.grant.clone().unwrap_or_else(Grant::open);
         let mask = grant.channels(mask);
         accepted.retain(|(s, _)| {
-            let ok = mask != 0 && grant.allows(s.as_str());
+            let ok = !mask.is_empty() && grant.allows(s.as_str());
             if !ok {
                 not_entitled.push(s.to_string());
             }
@@ -737,7 +728,7 @@ impl Conn {
             let state = self.subs.entry(sym.clone()).or_default();
             for t in Topic::ALL {
                 let ch = &mut state[idx(t)];
-                if mask & bit(t) == 0 {
+                if !mask.contains(t) {
                     continue;
                 }
                 ch.rate = rate;
