@@ -1,4 +1,4 @@
-//! The `mdhub` binary: one subcommand per role (SPEC §1), all sharing the
+//! The `mdhub` binary: one subcommand per role, all sharing the
 //! configuration in [`config`].
 //!
 //! Data flow in `mdhub run`: simulated (or real) feeds → bounded channel →
@@ -44,7 +44,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The roles (SPEC §1).
+/// The roles.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Everything in one process on embedded defaults: simulated exchanges (or the configured venues), embedded log, in-memory cache, gateway.
