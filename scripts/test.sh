@@ -130,6 +130,12 @@ export MDHUB_TEST_NODE
 MDHUB_TEST_NODE=$(command -v node)
 echo "node $(node --version), $("$MDHUB_TEST_CHROMIUM" --version 2>/dev/null), playwright-core in tests/web/node_modules"
 
+say "lint: rustfmt and clippy (warnings are errors)"
+cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1 \
+  || die "rustfmt and clippy are not installed (rustup component add rustfmt clippy)"
+cargo fmt --all --check || die "cargo fmt --all --check: run cargo fmt --all"
+cargo clippy --workspace --all-targets --locked -- -D warnings || die "clippy found problems (above)"
+
 say "cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee -a "$out"
 say "cargo test (doc tests)"

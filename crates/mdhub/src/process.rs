@@ -275,7 +275,7 @@ impl Process {
                         lake.clone(),
                         every,
                         policy.clone(),
-                        retention.clone(),
+                        retention,
                         ctx.stop,
                     );
                     async move {

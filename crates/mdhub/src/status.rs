@@ -379,6 +379,13 @@ impl mdhub_gateway::HealthSource for Stages {
     }
 }
 
+/// A metric family of the consumers: name, help, value of one group.
+type Row = (
+    &'static str,
+    &'static str,
+    fn(&mdhub_pipeline::ConsumerStats) -> u64,
+);
+
 /// The group consumers (`consumers` in `/v1/status`, `mdhub_consumer_*`
 /// metrics by group), with their lag per partition.
 #[derive(Debug)]
@@ -411,7 +418,7 @@ impl StatusSource for Consumers {
 
 impl MetricsSource for Consumers {
     fn render(&self, out: &mut String) {
-        let rows: [(&str, &str, fn(&mdhub_pipeline::ConsumerStats) -> u64); 6] = [
+        let rows: [Row; 6] = [
             (
                 "mdhub_consumer_records_total",
                 "Log records read by the group.",

@@ -121,7 +121,7 @@ async fn retries_in_place_then_commits_and_lag_falls_to_zero() {
     });
     wait_for(|| durable.lock().len() == 100).await;
     wait_for(|| stats.commits.load(std::sync::atomic::Ordering::Relaxed) > 0).await;
-    mdhub_pipeline::measure_lag(&*bus, &[stats.clone()]).await;
+    mdhub_pipeline::measure_lag(&*bus, std::slice::from_ref(&stats)).await;
     assert_eq!(stats.total_lag(), 0);
     assert!(!stats.lag().is_empty());
     assert_eq!(ctx.health.failures(), 3);
@@ -173,13 +173,13 @@ async fn a_buffering_sink_is_persisted_and_committed_on_stop() {
     });
     wait_for(|| stats.records.load(std::sync::atomic::Ordering::Relaxed) == 20).await;
     assert!(durable.lock().is_empty(), "not due yet");
-    mdhub_pipeline::measure_lag(&*bus, &[stats.clone()]).await;
+    mdhub_pipeline::measure_lag(&*bus, std::slice::from_ref(&stats)).await;
     assert_eq!(stats.total_lag(), 20, "nothing committed yet");
     publish(&*bus, 3).await; // published before the stop: drained
     ctx.stop.cancel();
     run.await.unwrap().unwrap();
     assert_eq!(durable.lock().len(), 26);
-    mdhub_pipeline::measure_lag(&*bus, &[stats.clone()]).await;
+    mdhub_pipeline::measure_lag(&*bus, std::slice::from_ref(&stats)).await;
     assert_eq!(stats.total_lag(), 0);
 }
 

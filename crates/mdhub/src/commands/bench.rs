@@ -346,7 +346,7 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
                     && Instant::now() >= at
                 {
                     let k = flip % per;
-                    let (out, inn) = if (flip / per) % 2 == 0 {
+                    let (out, inn) = if (flip / per).is_multiple_of(2) {
                         (&mine[k], &spare[k])
                     } else {
                         (&spare[k], &mine[k])
