@@ -42,7 +42,7 @@ fn run_on(dir: &Path, addr: &str) -> Hub {
     let hub = Hub::start_role(dir, &args, &FAST_HEARTBEAT);
     // Let the simulator publish every symbol once: a hub refuses symbols it
     // has never seen.
-    std::thread::sleep(Duration::from_millis(300));
+    hub.wait_published(600);
     hub
 }
 

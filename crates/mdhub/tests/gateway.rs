@@ -127,7 +127,7 @@ fn last_positions(frames: &[DataFrame]) -> Value {
 async fn subscribe_gets_ack_snapshot_and_ordered_updates_of_its_symbols_only() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.wait_published(1_000);
     let (mut ws, _) = connect(&hub).await;
     send(
         &mut ws,
@@ -172,7 +172,7 @@ async fn subscribe_gets_ack_snapshot_and_ordered_updates_of_its_symbols_only() {
 async fn bad_messages_get_errors_and_the_connection_survives() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.wait_published(1_000);
     let (mut ws, _) = connect(&hub).await;
     ws.send(Message::text("{{{ garbage")).await.unwrap();
     assert_eq!(expect_type(&mut ws, "error").await["code"], "bad_json");
@@ -213,7 +213,7 @@ async fn bad_messages_get_errors_and_the_connection_survives() {
 async fn too_many_symbols_is_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[("MDHUB_GATEWAY__MAX_SYMBOLS", "2")]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.wait_published(1_000);
     let (mut ws, _) = connect(&hub).await;
     send(
         &mut ws,
@@ -235,7 +235,7 @@ async fn too_many_symbols_is_refused_whole() {
 async fn unsubscribe_stops_the_stream() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.wait_published(1_000);
     let (mut ws, _) = connect(&hub).await;
     send(
         &mut ws,
@@ -257,7 +257,7 @@ async fn unsubscribe_stops_the_stream() {
 async fn resume_delivers_exactly_the_missed_updates() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.wait_published(1_000);
     let symbols = ["AAPL", "BTC-USDT", "EUR-USD"];
     let (mut ws, epoch) = connect(&hub).await;
     send(&mut ws, &json!({"action":"subscribe","symbols":symbols})).await;
@@ -297,7 +297,7 @@ async fn resume_delivers_exactly_the_missed_updates() {
 async fn resume_across_a_restart_of_mdhub_run() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.wait_published(1_000);
     let (mut ws, epoch) = connect(&hub).await;
     send(
         &mut ws,
@@ -345,7 +345,7 @@ async fn resume_across_a_restart_of_mdhub_run() {
 async fn stale_positions_get_a_reset_and_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.wait_published(1_000);
     let (mut ws, epoch) = connect(&hub).await;
     let far = "quotes:0:999999999";
     let p = mdhub_log::partition_for_key(b"AAPL", 8);
@@ -423,7 +423,7 @@ async fn heartbeats_flow_and_a_silent_client_is_closed() {
 async fn rest_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[]);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    hub.wait_published(1_000);
     let addr = hub.addr.clone();
     let get = move |path: &'static str| {
         let addr = addr.clone();
@@ -490,7 +490,7 @@ async fn protocol_doc_examples_hold() {
     );
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &FAST_HEARTBEAT);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    hub.wait_published(1_000);
     for block in blocks {
         let (mut ws, _) = tokio_tungstenite::connect_async(hub.ws_url())
             .await
@@ -593,7 +593,7 @@ async fn connection_limit_is_taken_before_accept() {
 fn tail_prints_snapshots_and_updates() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start(dir.path(), &[]);
-    std::thread::sleep(Duration::from_millis(500));
+    hub.wait_published(1_000);
     let url = hub.ws_url();
     let text = common::mdhub_ok(&["tail", "--url", &url, "--count", "12", "AAPL", "EUR-USD"]);
     let lines: Vec<&str> = text.lines().collect();

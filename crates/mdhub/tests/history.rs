@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Hub, http_get, mdhub};
+use common::{Hub, http_get, mdhub, wait_until};
 use mdhub_log::{Log, LogConfig};
 use mdhub_types::Topic;
 use serde_json::Value;
@@ -490,23 +490,6 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         self.drop_it();
-    }
-}
-
-/// Poll `f` every 100 ms for up to `secs`; panics with `what` and the last
-/// value seen.
-fn wait_until<T: std::fmt::Debug>(secs: u64, what: &str, mut f: impl FnMut() -> (bool, T)) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (ok, seen) = f();
-        if ok {
-            return seen;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {secs} s; last seen {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

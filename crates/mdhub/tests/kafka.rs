@@ -21,7 +21,7 @@ async fn run_with_kafka_url_streams_to_websocket_clients() {
     let p = prefix();
     let env = kafka_env(&p);
     let hub = Hub::start(dir.path(), &["--sim-rate", "1000"], &as_refs(&env));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    hub.wait_published(1_000);
     let (epoch, frames) = subscribe_and_collect(
         &hub.ws_url(),
         json!({"action":"subscribe","symbols":["AAPL"]}),

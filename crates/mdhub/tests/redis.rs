@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kafka::{as_refs, broker, kafka_env, kafka_records, prefix, subscribe_and_collect};
-use common::{Hub, free_port, http_get};
+use common::{Hub, free_port, http_get, metric};
 use futures_util::{SinkExt, StreamExt};
 use mdhub_cache::{Cache, RedisCache, RedisConfig};
 use mdhub_types::protocol::DataFrame;
@@ -242,13 +242,6 @@ impl Drop for OwnRedis {
 fn readyz(addr: &str) -> (u16, Value) {
     let (code, body) = http_get(addr, "/readyz");
     (code, serde_json::from_str(&body).unwrap())
-}
-
-fn metric(addr: &str, name: &str) -> u64 {
-    let (_, body) = http_get(addr, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
 async fn first_snapshot(url: &str, symbol: &str) -> Option<DataFrame> {

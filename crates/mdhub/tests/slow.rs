@@ -117,7 +117,7 @@ async fn slow_clients_are_conflated_stalled_ones_closed_and_fast_ones_miss_nothi
         ("MDHUB_GATEWAY__SLOW_CLIENT_TIMEOUT_MS", "5000"),
     ];
     let hub = Hub::start(dir.path(), &["--sim-rate", "10000", "--seed", "4"], &env);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.wait_published(1_000);
     let addr = hub.addr.clone();
     let (_, body) = tokio::task::spawn_blocking(move || common::http_get(&addr, "/v1/symbols"))
         .await
@@ -195,7 +195,7 @@ async fn slow_clients_are_conflated_stalled_ones_closed_and_fast_ones_miss_nothi
 async fn max_rate_ms_sends_the_latest_at_most_once_per_interval() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), &["--sim-rate", "4000", "--seed", "8"], &[]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.wait_published(1_000);
     let mut ws = connect_small(&hub.addr).await;
     let bad = json!({"action":"subscribe","symbols":["AAPL"],"max_rate_ms":0,"id":1});
     ws.send(Message::text(bad.to_string())).await.unwrap();

@@ -117,6 +117,20 @@ impl Hub {
         format!("ws://{}/v1/ws", self.addr)
     }
 
+    /// `/v1/status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&http_get(&self.addr, "/v1/status").1).expect("status is JSON")
+    }
+
+    /// Wait until the hub has published at least `n` events (instead of
+    /// sleeping after start and hoping): at most 30 s.
+    pub fn wait_published(&self, n: u64) {
+        wait_until(30, "events published", || {
+            let p = self.status()["ingest"]["published"].as_u64().unwrap_or(0);
+            (p >= n, p)
+        });
+    }
+
     /// SIGTERM and wait for a clean exit (at most 30 s).
     pub fn stop(mut self) -> ExitStatus {
         sigterm(&self.child);
@@ -129,6 +143,36 @@ impl Drop for Hub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Poll `f` every 50 ms for up to `secs` seconds until it says done;
+/// returns what it saw last, or panics with `what` and that value.
+pub fn wait_until<T: std::fmt::Debug>(
+    secs: u64,
+    what: &str,
+    mut f: impl FnMut() -> (bool, T),
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (done, seen) = f();
+        if done {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {secs} s; last seen {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of the sample `name` (with its labels, e.g.
+/// `mdhub_stage_up{stage="archiver"}`) in `/metrics`.
+pub fn metric(addr: &str, name: &str) -> u64 {
+    let (_, body) = http_get(addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
 pub fn sigterm(child: &Child) {
