@@ -249,29 +249,7 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         .url
         .clone()
         .unwrap_or_else(|| format!("ws://{addr}/v1/ws"));
-    // Wait for the symbol directory to fill.
-    let mut symbols: Vec<String> = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(30) {
-        if let Ok(body) = http_get(&addr, "/v1/symbols").await {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            symbols = v["symbols"]
-                .as_array()
-                .map(|l| {
-                    l.iter()
-                        .filter_map(|s| s["symbol"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if a.url.is_some() || symbols.len() >= a.symbols {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    if symbols.is_empty() {
-        bail!("the hub at {addr} lists no symbols");
-    }
+    let symbols = hub_symbols(&addr, a.symbols, a.url.is_some()).await?;
     let per = a.per_client.min(symbols.len());
     eprintln!(
         "hub {addr}: {} symbols; connecting {} clients × {per} symbols",
@@ -291,21 +269,7 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_after = pid.and_then(rss_kib);
 
-    // Stalled clients: subscribe to everything, then never read again.
-    let mut stalled = Vec::with_capacity(a.stalled);
-    for i in 0..a.stalled {
-        // A small fixed receive buffer, so that the backlog piles up in the
-        // hub, where its policy applies, and not in this process.
-        let sock = tokio::net::TcpSocket::new_v4()?;
-        sock.set_recv_buffer_size(4096)?;
-        let stream = sock.connect(addr.parse()?).await?;
-        let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
-            .await
-            .with_context(|| format!("stalled client {i}: connect"))?;
-        let sub = serde_json::json!({"action":"subscribe","symbols":symbols});
-        ws.send(Message::text(sub.to_string())).await?;
-        stalled.push(ws);
-    }
+    let stalled = stall(&addr, &url, &symbols, a.stalled).await?;
     // Each client changes a subscription every `churn_every` (spread over
     // all clients, `--churn` changes per second in total).
     let churn_every = (a.churn > 0.0).then(|| Duration::from_secs_f64(a.clients as f64 / a.churn));
@@ -315,7 +279,7 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     let delivered = Arc::new(AtomicU64::new(0));
     let closed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(a.clients);
-    for (i, mut ws) in conns.into_iter().enumerate() {
+    for (i, ws) in conns.into_iter().enumerate() {
         let mine: Vec<&String> = (0..per)
             .map(|k| &symbols[(i * per + k) % symbols.len()])
             .collect();
@@ -332,58 +296,20 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
             .map(|k| symbols[(i * per + k + per) % symbols.len()].clone())
             .collect();
         let mine: Vec<String> = mine.into_iter().cloned().collect();
-        tasks.push(tokio::spawn(async move {
-            let mut lat: Vec<u32> = Vec::new();
-            if ws.send(Message::text(sub.to_string())).await.is_err() {
-                return lat;
-            }
-            // Client i changes first at i/N of the period, so changes
-            // spread evenly instead of coming in waves.
-            let mut next_churn = churn_every.map(|e| Instant::now() + e.mul_f64(phase));
-            let mut flip = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                if let (Some(at), Some(every)) = (next_churn, churn_every)
-                    && Instant::now() >= at
-                {
-                    let k = flip % per;
-                    let (out, inn) = if (flip / per).is_multiple_of(2) {
-                        (&mine[k], &spare[k])
-                    } else {
-                        (&spare[k], &mine[k])
-                    };
-                    let un = serde_json::json!({"action":"unsubscribe","symbols":[out]});
-                    let sub = serde_json::json!({"action":"subscribe","symbols":[inn]});
-                    let sent = ws.send(Message::text(un.to_string())).await.is_ok()
-                        && ws.send(Message::text(sub.to_string())).await.is_ok();
-                    if sent {
-                        churned.fetch_add(1, Ordering::Relaxed);
-                    }
-                    flip += 1;
-                    next_churn = Some(at + every);
-                }
-                let msg = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
-                    Err(_) => continue,
-                    Ok(Some(Ok(msg))) => msg,
-                    Ok(_) => {
-                        closed.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                };
-                let Message::Text(t) = msg else { continue };
-                if !counting.load(Ordering::Relaxed)
-                    || !t.as_str().starts_with("{\"type\":\"update\"")
-                {
-                    continue;
-                }
-                if let Some(ts) = ts_received(t.as_str()) {
-                    let us = (Timestamp::now().as_nanos() - ts).max(0) / 1000;
-                    lat.push(us.min(u32::MAX as i64) as u32);
-                }
-                delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = ws.close(None).await;
-            lat
-        }));
+        let counters = Counters {
+            counting,
+            stop,
+            delivered,
+            closed,
+            churned,
+        };
+        let plan = Churn {
+            every: churn_every,
+            phase,
+            mine,
+            spare,
+        };
+        tasks.push(tokio::spawn(client(ws, sub, plan, counters)));
     }
     tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
     let m0 = http_get(&addr, "/metrics").await.unwrap_or_default();
@@ -398,34 +324,93 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     for t in tasks {
         lat.extend(t.await.unwrap_or_default());
     }
+    let outcome = Outcome {
+        per,
+        symbols: symbols.len(),
+        elapsed,
+        lat,
+        delivered: delivered.load(Ordering::Relaxed),
+        metrics: (m0, m1),
+        rss: (rss_before, rss_after),
+        closed: closed.load(Ordering::Relaxed),
+        churned: churned.load(Ordering::Relaxed),
+    };
+    print_fanout(&a, outcome)?;
+    drop(stalled);
+    drop(hub);
+    Ok(())
+}
+
+/// `n` stalled clients: they subscribe to every symbol, then never read again.
+async fn stall(
+    addr: &str,
+    url: &str,
+    symbols: &[String],
+    n: usize,
+) -> anyhow::Result<Vec<impl Sized + use<>>> {
+    let mut stalled = Vec::with_capacity(n);
+    for i in 0..n {
+        // A small fixed receive buffer, so that the backlog piles up in the
+        // hub, where its policy applies, and not in this process.
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.set_recv_buffer_size(4096)?;
+        let stream = sock.connect(addr.parse()?).await?;
+        let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+            .await
+            .with_context(|| format!("stalled client {i}: connect"))?;
+        let sub = serde_json::json!({"action":"subscribe","symbols":symbols});
+        ws.send(Message::text(sub.to_string())).await?;
+        stalled.push(ws);
+    }
+    Ok(stalled)
+}
+
+/// What a fanout run measured.
+#[derive(Debug)]
+struct Outcome {
+    per: usize,
+    symbols: usize,
+    elapsed: f64,
+    lat: Vec<u32>,
+    delivered: u64,
+    /// `/metrics` before and after the measured window.
+    metrics: (String, String),
+    /// The hub's RSS (KiB) before and after the idle connections.
+    rss: (Option<u64>, Option<u64>),
+    closed: u64,
+    churned: u64,
+}
+
+/// Print a fanout run's figures.
+fn print_fanout(a: &FanoutArgs, o: Outcome) -> anyhow::Result<()> {
+    let mut lat = o.lat;
     lat.sort_unstable();
     let q = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0)
     };
-    let n = delivered.load(Ordering::Relaxed);
-    let updates_in =
-        metric(&m1, "mdhub_gateway_updates_total ") - metric(&m0, "mdhub_gateway_updates_total ");
-    let lagged = metric(&m1, "mdhub_gateway_lagged_disconnects_total ");
-    let conflated = metric(&m1, "mdhub_gateway_conflated_total ");
-    let skipped = metric(&m1, "mdhub_gateway_conflated_skipped_total ");
+    let n = o.delivered;
+    let updates_in = metric(&o.metrics.1, "mdhub_gateway_updates_total ")
+        - metric(&o.metrics.0, "mdhub_gateway_updates_total ");
+    let lagged = metric(&o.metrics.1, "mdhub_gateway_lagged_disconnects_total ");
+    let conflated = metric(&o.metrics.1, "mdhub_gateway_conflated_total ");
+    let skipped = metric(&o.metrics.1, "mdhub_gateway_conflated_skipped_total ");
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "fanout: {} clients × {per} of {} symbols, {elapsed:.1} s measured",
-        a.clients,
-        symbols.len()
+        "fanout: {} clients × {} of {} symbols, {:.1} s measured",
+        a.clients, o.per, o.symbols, o.elapsed
     )?;
     writeln!(
         out,
         "  updates into the gateway   {:>12.0} /s",
-        updates_in as f64 / elapsed
+        updates_in as f64 / o.elapsed
     )?;
     writeln!(
         out,
         "  deliveries to clients      {:>12.0} /s",
-        n as f64 / elapsed
+        n as f64 / o.elapsed
     )?;
     writeln!(
         out,
@@ -436,7 +421,7 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         lat.last().copied().unwrap_or(0),
         lat.len()
     )?;
-    if let (Some(b), Some(af)) = (rss_before, rss_after) {
+    if let (Some(b), Some(af)) = o.rss {
         let per_conn = (af.saturating_sub(b)) as f64 * 1024.0 / a.clients as f64;
         writeln!(
             out,
@@ -447,7 +432,7 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "  connections closed by the hub {} (lagged disconnects counted by the hub: {lagged})",
-        closed.load(Ordering::Relaxed)
+        o.closed
     )?;
     if a.stalled > 0 {
         writeln!(
@@ -460,12 +445,132 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         writeln!(
             out,
             "  subscription changes {:.0} /s (unsubscribe + subscribe)",
-            churned.load(Ordering::Relaxed) as f64 / (elapsed + a.warmup)
+            o.churned as f64 / (o.elapsed + a.warmup)
         )?;
     }
-    drop(stalled);
-    drop(hub);
     Ok(())
+}
+
+/// Wait (at most 30 s) until the hub lists `want` symbols (any, for a hub
+/// given by `--url`); the symbols.
+async fn hub_symbols(addr: &str, want: usize, any: bool) -> anyhow::Result<Vec<String>> {
+    let mut symbols: Vec<String> = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if let Ok(body) = http_get(addr, "/v1/symbols").await {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            symbols = v["symbols"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|s| s["symbol"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if any || symbols.len() >= want {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if symbols.is_empty() {
+        bail!("the hub at {addr} lists no symbols");
+    }
+    Ok(symbols)
+}
+
+/// What the fanout clients share with the driver.
+#[derive(Debug)]
+struct Counters {
+    counting: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    delivered: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+    churned: Arc<AtomicU64>,
+}
+
+/// A client's subscription changes: every `every`, starting at `phase` of
+/// the period, swap one of `mine` for the same slot of `spare` and back.
+#[derive(Debug)]
+struct Churn {
+    every: Option<Duration>,
+    phase: f64,
+    mine: Vec<String>,
+    spare: Vec<String>,
+}
+
+/// One fanout client: subscribe, churn, read until stopped; the latencies
+/// (µs from `ts_received`) of the updates it read while counting.
+async fn client(
+    mut ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    sub: serde_json::Value,
+    plan: Churn,
+    c: Counters,
+) -> Vec<u32> {
+    let Churn {
+        every: churn_every,
+        phase,
+        mine,
+        spare,
+    } = plan;
+    let per = mine.len().max(1);
+    let Counters {
+        counting,
+        stop,
+        delivered,
+        closed,
+        churned,
+    } = c;
+    let mut lat: Vec<u32> = Vec::new();
+    if ws.send(Message::text(sub.to_string())).await.is_err() {
+        return lat;
+    }
+    // Client i changes first at i/N of the period, so changes
+    // spread evenly instead of coming in waves.
+    let mut next_churn = churn_every.map(|e| Instant::now() + e.mul_f64(phase));
+    let mut flip = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        if let (Some(at), Some(every)) = (next_churn, churn_every)
+            && Instant::now() >= at
+        {
+            let k = flip % per;
+            let (out, inn) = if (flip / per).is_multiple_of(2) {
+                (&mine[k], &spare[k])
+            } else {
+                (&spare[k], &mine[k])
+            };
+            let un = serde_json::json!({"action":"unsubscribe","symbols":[out]});
+            let sub = serde_json::json!({"action":"subscribe","symbols":[inn]});
+            let sent = ws.send(Message::text(un.to_string())).await.is_ok()
+                && ws.send(Message::text(sub.to_string())).await.is_ok();
+            if sent {
+                churned.fetch_add(1, Ordering::Relaxed);
+            }
+            flip += 1;
+            next_churn = Some(at + every);
+        }
+        let msg = match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+            Err(_) => continue,
+            Ok(Some(Ok(msg))) => msg,
+            Ok(_) => {
+                closed.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        };
+        let Message::Text(t) = msg else { continue };
+        if !counting.load(Ordering::Relaxed) || !t.as_str().starts_with("{\"type\":\"update\"") {
+            continue;
+        }
+        if let Some(ts) = ts_received(t.as_str()) {
+            let us = (Timestamp::now().as_nanos() - ts).max(0) / 1000;
+            lat.push(us.min(u32::MAX as i64) as u32);
+        }
+        delivered.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = ws.close(None).await;
+    lat
 }
 
 #[cfg(test)]

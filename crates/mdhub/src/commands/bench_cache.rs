@@ -56,48 +56,14 @@ fn percentiles(mut v: Vec<Duration>) -> [Duration; 3] {
     [at(0.5), at(0.99), v[v.len() - 1]]
 }
 
-async fn snapshot_latency(
-    cache: &dyn Cache,
-    symbols: &[Symbol],
-    n: usize,
-) -> anyhow::Result<[Duration; 3]> {
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let got = cache.get_many(symbols).await?;
-        times.push(t.elapsed());
-        anyhow::ensure!(got.iter().all(Option::is_some), "snapshot misses symbols");
-    }
-    Ok(percentiles(times))
-}
-
-/// Run the measurements and print one table.
-pub(crate) async fn run(a: CacheArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        a.symbols >= 100,
-        "--symbols must be at least 100 (the snapshot reads 100)"
-    );
-    let prefix = format!("bench-{}:", std::process::id());
-    let cfg = RedisConfig {
-        prefix: prefix.clone(),
-        ..RedisConfig::new(&a.redis)
-    };
-    let redis = Arc::new(
-        RedisCache::connect(&cfg)
-            .await
-            .with_context(|| format!("connecting to Redis at {}", cfg.redacted()))?,
-    );
-    let names: Vec<String> = (0..a.symbols).map(|i| format!("S{i:04}")).collect();
-
-    // 1. Raw put: pipelined batches straight into Redis.
-    let entries = positioned(a.events, &names);
-    let t = Instant::now();
-    for chunk in entries.chunks(a.batch) {
-        redis.put(chunk).await?;
-    }
-    let put_rate = a.events as f64 / t.elapsed().as_secs_f64();
-    redis.clear().await?;
-
+/// 2: the cache writer end to end (records in an embedded log, consumer
+/// group mdhub-cache on the consumer driver, decode, write, commit):
+/// events per second.
+async fn writer_rate(
+    a: &CacheArgs,
+    redis: Arc<RedisCache>,
+    entries: Vec<Positioned>,
+) -> anyhow::Result<f64> {
     // 2. The cache writer end to end: records in an embedded log, consumer
     //    group mdhub-cache, decode, write, commit.
     let dir = tempfile_dir()?;
@@ -145,10 +111,58 @@ pub(crate) async fn run(a: CacheArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let writer_rate = a.events as f64 / t.elapsed().as_secs_f64();
+    let rate = a.events as f64 / t.elapsed().as_secs_f64();
     eprint!("\r");
     stop.cancel();
     let _ = writer.await;
+
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(rate)
+}
+
+async fn snapshot_latency(
+    cache: &dyn Cache,
+    symbols: &[Symbol],
+    n: usize,
+) -> anyhow::Result<[Duration; 3]> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let got = cache.get_many(symbols).await?;
+        times.push(t.elapsed());
+        anyhow::ensure!(got.iter().all(Option::is_some), "snapshot misses symbols");
+    }
+    Ok(percentiles(times))
+}
+
+/// Run the measurements and print one table.
+pub(crate) async fn run(a: CacheArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.symbols >= 100,
+        "--symbols must be at least 100 (the snapshot reads 100)"
+    );
+    let prefix = format!("bench-{}:", std::process::id());
+    let cfg = RedisConfig {
+        prefix: prefix.clone(),
+        ..RedisConfig::new(&a.redis)
+    };
+    let redis = Arc::new(
+        RedisCache::connect(&cfg)
+            .await
+            .with_context(|| format!("connecting to Redis at {}", cfg.redacted()))?,
+    );
+    let names: Vec<String> = (0..a.symbols).map(|i| format!("S{i:04}")).collect();
+
+    // 1. Raw put: pipelined batches straight into Redis.
+    let entries = positioned(a.events, &names);
+    let t = Instant::now();
+    for chunk in entries.chunks(a.batch) {
+        redis.put(chunk).await?;
+    }
+    let put_rate = a.events as f64 / t.elapsed().as_secs_f64();
+    redis.clear().await?;
+
+    let writer_rate = writer_rate(&a, redis.clone(), entries).await?;
 
     // 3. Snapshot reads of 100 symbols: Redis directly, and a gateway's view
     //    (Redis merged with its own memory).
@@ -169,7 +183,6 @@ pub(crate) async fn run(a: CacheArgs) -> anyhow::Result<()> {
     let warm = LayeredCache::new(redis.clone(), own, Duration::from_secs(1));
     let warm = snapshot_latency(&warm, &hundred, a.snapshots).await?;
     redis.clear().await?;
-    let _ = std::fs::remove_dir_all(&dir);
 
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(

@@ -327,11 +327,16 @@ async fn one_rate(a: &FeedArgs, rate: u32) -> anyhow::Result<()> {
     if let Some(t) = venue_thread {
         join(t).await?;
     }
+    print_row(a, rate, std::mem::take(&mut *bus.samples.lock()))
+}
+
+/// One row of the table: the latencies of one rate.
+fn print_row(a: &FeedArgs, rate: u32, samples: Samples) -> anyhow::Result<()> {
     let Samples {
         latency: mut lat,
         mut before,
         batches,
-    } = std::mem::take(&mut *bus.samples.lock());
+    } = samples;
     anyhow::ensure!(!lat.is_empty(), "no events arrived at rate {rate}/s");
     lat.sort_unstable();
     before.sort_unstable();

@@ -15,7 +15,7 @@
 //!    (in its own process, warm, timed inside it) on the same files. Medians.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -69,14 +69,27 @@ pub(crate) async fn run(a: HistoryArgs) -> anyhow::Result<()> {
         a.ticks, a.bar_ticks
     );
 
-    // 1a. Encode + write, one flush.
     let rows = simulated(a.ticks);
+    archive_in_memory(&rows, dir.path()).await?;
+    archive_from_log(&a, &rows, dir.path()).await?;
+    drop(rows);
+    bars(&a, dir.path()).await?;
+    if a.keep {
+        println!("lakes kept in {}", dir.path().display());
+        std::mem::forget(dir);
+    }
+    Ok(())
+}
+
+/// 1a and 2: rows in memory → lake in one flush, and the bytes per row.
+async fn archive_in_memory(rows: &[Positioned], dir: &Path) -> anyhow::Result<()> {
+    // 1a. Encode + write, one flush.
     let trades = rows
         .iter()
         .filter(|r| r.position.topic == Topic::Trades)
         .count();
     let quotes = rows.len() - trades;
-    let lake_dir = dir.path().join("lake");
+    let lake_dir = dir.join("lake");
     let lake = Lake::open(lake_dir.to_str().context("path")?)?;
     let stats = Arc::new(ArchiveStats::default());
     let mut archiver = Archiver::new(
@@ -89,7 +102,7 @@ pub(crate) async fn run(a: HistoryArgs) -> anyhow::Result<()> {
         HotTier::new(),
         stats.clone(),
     );
-    let copy = rows.clone();
+    let copy = rows.to_vec();
     let t0 = Instant::now();
     archiver.push(copy)?;
     let pushed = t0.elapsed();
@@ -128,6 +141,12 @@ pub(crate) async fn run(a: HistoryArgs) -> anyhow::Result<()> {
     show("trades", &t_cols, trades);
     show("quotes", &q_cols, quotes);
 
+    Ok(())
+}
+
+/// 1b: the same rows end to end from an embedded log, as consumer group
+/// `mdhub-archive` on the consumer driver.
+async fn archive_from_log(a: &HistoryArgs, rows: &[Positioned], dir: &Path) -> anyhow::Result<()> {
     // 1b. End to end from an embedded log, as consumer group mdhub-archive.
     let encoding = if a.encoding == "json" {
         Encoding::Json
@@ -135,7 +154,7 @@ pub(crate) async fn run(a: HistoryArgs) -> anyhow::Result<()> {
         Encoding::Avro
     };
     let log = Log::open(LogConfig {
-        dir: dir.path().join("log"),
+        dir: dir.join("log"),
         partitions: PARTITIONS,
         ..LogConfig::default()
     })?;
@@ -149,7 +168,7 @@ pub(crate) async fn run(a: HistoryArgs) -> anyhow::Result<()> {
     }
     bus.sync().await?;
     drop(events);
-    let lake2 = Lake::open(dir.path().join("lake2").to_str().context("path")?)?;
+    let lake2 = Lake::open(dir.join("lake2").to_str().context("path")?)?;
     let stats = Arc::new(ArchiveStats::default());
     let archiver = Archiver::new(
         lake2,
@@ -179,10 +198,15 @@ pub(crate) async fn run(a: HistoryArgs) -> anyhow::Result<()> {
         e2e.as_secs_f64(),
         stats.flushes.load(Ordering::Relaxed),
     );
-    drop(rows);
 
+    Ok(())
+}
+
+/// 3: 1-minute bars over one symbol-day, from the footers, from the ticks,
+/// and DuckDB on the same files.
+async fn bars(a: &HistoryArgs, dir: &Path) -> anyhow::Result<()> {
     // 3. Bars over one symbol-day.
-    let bars_dir = dir.path().join("bars");
+    let bars_dir = dir.join("bars");
     let bars_lake = Lake::open(bars_dir.to_str().context("path")?)?;
     let symbol = Symbol::new("BTC-USDT")?;
     let day = one_day(&symbol, a.bar_ticks);
@@ -219,10 +243,6 @@ pub(crate) async fn run(a: HistoryArgs) -> anyhow::Result<()> {
             ticks / duck
         ),
         Err(e) => println!("  DuckDB side-by-side skipped: {e:#}"),
-    }
-    if a.keep {
-        println!("lakes kept in {}", dir.path().display());
-        std::mem::forget(dir);
     }
     Ok(())
 }
