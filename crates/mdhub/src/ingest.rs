@@ -87,22 +87,48 @@ async fn publish_with_retry(
     health: &StageHealth,
 ) -> Result<Vec<Positioned>, IngestError> {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+    // Events of the batch already appended (a `Partial` publish): never
+    // published again, only the rest; once all are appended, a sync makes
+    // the ones still buffered readable.
+    let mut positions: Vec<Position> = Vec::new();
     loop {
-        match bus.publish(batch).await {
+        let rest = &batch[positions.len()..];
+        let attempt = if rest.is_empty() {
+            bus.sync().await.map(|()| Vec::new())
+        } else {
+            bus.publish(rest).await
+        };
+        let e = match attempt {
             Ok(pos) => {
                 health.recovered();
-                return Ok(zip(batch, pos));
+                positions.extend(pos);
+                return Ok(zip(batch, positions));
             }
-            Err(mdhub_bus::Error::Codec(_)) => return publish_one_by_one(bus, batch, stats).await,
-            Err(e) if e.is_retryable() => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                health.retrying(&e);
-                let wait = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, events = batch.len(), "publish failed; retrying");
-                tokio::time::sleep(wait).await;
+            // Encoding fails before anything is appended: `rest` is whole.
+            Err(mdhub_bus::Error::Codec(_)) => {
+                let done = positions.len();
+                let mut out = zip(&batch[..done], positions);
+                out.extend(publish_one_by_one(bus, rest, stats).await?);
+                return Ok(out);
             }
-            Err(e) => return Err(e.into()),
+            Err(mdhub_bus::Error::Partial {
+                positions: done,
+                source,
+            }) => {
+                positions.extend(done);
+                *source
+            }
+            Err(e) => e,
+        };
+        if !e.is_retryable() {
+            return Err(e.into());
         }
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        health.retrying(&e);
+        let wait = backoff.next_delay();
+        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, events = batch.len(),
+            appended = positions.len(), "publish failed; retrying what is not appended yet");
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -126,6 +152,7 @@ async fn publish_one_by_one(
 }
 
 fn zip(events: &[Event], positions: Vec<Position>) -> Vec<Positioned> {
+    debug_assert_eq!(events.len(), positions.len());
     events
         .iter()
         .cloned()

@@ -163,16 +163,25 @@ impl Bus for EmbeddedBus {
                 value: &buf[span],
                 headers,
             };
-            let offset = self.log.append(topic.log_name(), partition, &rec)?;
+            let offset = match self.log.append(topic.log_name(), partition, &rec) {
+                Ok(o) => o,
+                // Nothing appended: the whole publish may be tried again.
+                Err(e) if positions.is_empty() => return Err(e.into()),
+                Err(e) => return Err(partial(positions, e)),
+            };
             positions.push(Position {
                 topic,
                 partition,
                 offset,
             });
         }
-        self.log.flush()?;
+        let flushed = self.log.flush();
+        // Partitions that flushed are readable even when another failed.
         self.committed.send_modify(|v| *v = v.wrapping_add(1));
-        Ok(positions)
+        match flushed {
+            Ok(()) => Ok(positions),
+            Err(e) => Err(partial(positions, e)),
+        }
     }
 
     async fn subscribe(&self, spec: SubscribeSpec) -> Result<Box<dyn Subscription>> {
@@ -392,5 +401,15 @@ impl Subscription for EmbeddedSubscription {
 
     fn positions(&self) -> Vec<Position> {
         crate::cursor::positions(&self.cursors)
+    }
+}
+
+/// A publish that appended `positions` and then failed on `e`: the appended
+/// records stay in the log's buffers (a failed flush keeps them and the next
+/// flush writes them), so they must not be appended again.
+fn partial(positions: Vec<Position>, e: mdhub_log::Error) -> Error {
+    Error::Partial {
+        positions,
+        source: Box::new(Error::Log(e)),
     }
 }

@@ -73,6 +73,17 @@ pub enum Error {
     /// The broker cannot be reached right now.
     #[error("bus unavailable: {0}")]
     Unavailable(String),
+    /// A publish stopped part-way: the first `positions.len()` events were
+    /// appended and hold `positions` (in input order); they become readable
+    /// with the next publish or [`Bus::sync`] that succeeds. Publish only the
+    /// events after them again — publishing these again writes them twice.
+    #[error("publish stopped after {} of its events: {source}", positions.len())]
+    Partial {
+        /// Where the appended events are.
+        positions: Vec<Position>,
+        /// Why the publish stopped.
+        source: Box<Error>,
+    },
     /// The bus was closed.
     #[error("bus is closed")]
     Closed,
@@ -84,6 +95,7 @@ impl Error {
         match self {
             Error::Unavailable(_) => true,
             Error::Log(e) => e.is_retryable(),
+            Error::Partial { source, .. } => source.is_retryable(),
             _ => false,
         }
     }
@@ -179,6 +191,9 @@ impl Delivery {
 ///   survive a crash of this process; each implementation documents when they
 ///   also survive a machine failure (embedded: after the next group-commit
 ///   fsync or [`Bus::sync`]; Kafka: acks=all).
+/// - A failed `publish` wrote none of its events, or says which it wrote
+///   with [`Error::Partial`]: a caller that publishes again only what was not
+///   written never writes an event twice (the embedded log on a full disk).
 /// - A subscription delivers each partition's records in offset order, with no
 ///   gaps and no duplicates, starting where its spec says.
 /// - A start offset outside `[start, end]` of a partition fails with
