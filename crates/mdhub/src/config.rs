@@ -204,6 +204,16 @@ pub struct HistoryConfig {
     /// Days of rows the PostgreSQL tables keep (whole days are dropped).
     /// Default 2.
     pub pg_retention_days: u32,
+    /// Memory one history query's operators may hold (hash tables, sorts,
+    /// joins), in MiB; past it the query fails with `query_memory_exceeded`.
+    /// Default 512.
+    pub query_memory_mb: usize,
+    /// Longest a history query may run, in seconds; then it is cancelled
+    /// with `query_timeout`. Default 30.
+    pub query_timeout_secs: u64,
+    /// Largest result one history query may return, in MiB (as Arrow,
+    /// before JSON); past it `query_result_too_large`. Default 64.
+    pub query_result_mb: usize,
 }
 
 impl Default for HistoryConfig {
@@ -218,6 +228,9 @@ impl Default for HistoryConfig {
             raw_retention_days: 0,
             database_url: None,
             pg_retention_days: 2,
+            query_memory_mb: 512,
+            query_timeout_secs: 30,
+            query_result_mb: 64,
         }
     }
 }

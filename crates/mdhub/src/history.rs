@@ -12,6 +12,15 @@ use serde_json::json;
 
 use crate::config::Config;
 
+/// The bounds `[history]` puts on each query.
+pub(crate) fn query_limits(cfg: &Config) -> mdhub_history::query::QueryLimits {
+    mdhub_history::query::QueryLimits {
+        memory_bytes: cfg.history.query_memory_mb.max(1).saturating_mul(1 << 20),
+        timeout: Duration::from_secs(cfg.history.query_timeout_secs.max(1)),
+        result_bytes: cfg.history.query_result_mb.max(1).saturating_mul(1 << 20),
+    }
+}
+
 /// Open the lake the configuration names.
 pub(crate) fn open_lake(cfg: &Config) -> anyhow::Result<Lake> {
     let url = cfg.lake_url();
@@ -64,6 +73,9 @@ pub(crate) fn retention_policy(cfg: &Config) -> mdhub_history::retention::Retent
 pub(crate) struct HistoryApi(pub(crate) History);
 
 fn failure(e: QueryError) -> HistoryFailure {
+    if let Some(l) = e.limit() {
+        return HistoryFailure::Limit(l.code(), e.to_string());
+    }
     if e.is_invalid() {
         HistoryFailure::Invalid(e.to_string())
     } else {
@@ -134,7 +146,12 @@ impl HistorySource for HistoryApi {
     }
 
     async fn sql(&self, sql: &str, limit: usize) -> Result<serde_json::Value, HistoryFailure> {
-        let (schema, batches) = self.0.sql_read_only(sql).await.map_err(failure)?;
+        // One row more than asked: whether the answer is truncated.
+        let (schema, batches) = self
+            .0
+            .sql_read_only(sql, Some(limit.saturating_add(1)))
+            .await
+            .map_err(failure)?;
         let mut rows = mdhub_history::query::json_rows(&batches).map_err(failure)?;
         let truncated = rows.len() > limit;
         rows.truncate(limit);

@@ -254,10 +254,10 @@ impl Process {
         let (first, hot, stats) = crate::history::archiver(&self.cfg, lake.clone());
         tracing::info!(lake = %lake.url(), flush_secs = self.cfg.history.flush_interval_secs, "archiver on the lake");
         self.sections.push(section(status::Archiver(stats.clone())));
-        self.history = Some(mdhub_history::query::History::new(
-            lake.clone(),
-            Some(hot.clone()),
-        ));
+        self.history = Some(
+            mdhub_history::query::History::new(lake.clone(), Some(hot.clone()))
+                .with_limits(crate::history::query_limits(&self.cfg)),
+        );
         let driver = first.driver_config();
         let (cfg, mut first) = (self.cfg.clone(), Some(first));
         self.add_consumer("archiver", driver, move || match first.take() {
@@ -300,7 +300,12 @@ impl Process {
     /// History over REST for a gateway that does not archive: the lake alone.
     fn open_history(&mut self) {
         match crate::history::open_lake(&self.cfg) {
-            Ok(lake) => self.history = Some(mdhub_history::query::History::new(lake, None)),
+            Ok(lake) => {
+                self.history = Some(
+                    mdhub_history::query::History::new(lake, None)
+                        .with_limits(crate::history::query_limits(&self.cfg)),
+                )
+            }
             Err(e) => tracing::warn!(error = %e, "no history over REST: the lake cannot be opened"),
         }
     }

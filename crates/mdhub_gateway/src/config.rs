@@ -45,6 +45,13 @@ pub struct GatewayConfig {
     /// 403. Empty (default): any. Clients that send no `Origin` (bots,
     /// SDKs) are not affected.
     pub allowed_origins: Vec<String>,
+    /// History requests (`/v1/history/*`) running at once in this process;
+    /// one more is refused at once with 429 `too_many_queries`. Default 4.
+    pub history_queries: usize,
+    /// History requests one authenticated user may run at once (anonymous
+    /// clients of a gateway without auth share only `history_queries`).
+    /// Default 2.
+    pub history_queries_per_user: usize,
     /// Who may connect and what they may see (`[gateway.auth]`).
     pub auth: crate::auth::AuthConfig,
 }
@@ -63,6 +70,8 @@ impl Default for GatewayConfig {
             client_messages_per_sec: 20,
             client_message_burst: 50,
             allowed_origins: Vec::new(),
+            history_queries: 4,
+            history_queries_per_user: 2,
             auth: crate::auth::AuthConfig::default(),
         }
     }
@@ -87,6 +96,8 @@ impl GatewayConfig {
                 self.client_messages_per_sec as usize,
             ),
             ("client_message_burst", self.client_message_burst as usize),
+            ("history_queries", self.history_queries),
+            ("history_queries_per_user", self.history_queries_per_user),
         ];
         for (k, v) in positive {
             if v == 0 {

@@ -68,6 +68,9 @@ pub enum HistoryFailure {
     Invalid(String),
     /// The history store failed (500).
     Failed(String),
+    /// The query hit a bound (`code`: `query_timeout`,
+    /// `query_memory_exceeded`, `query_result_too_large`, `query_failed`).
+    Limit(&'static str, String),
 }
 
 /// Answers history requests (implemented over the query engine).
@@ -100,6 +103,91 @@ fn refusal(grant: &crate::auth::Grant, kind: &str, symbol: Option<&String>) -> O
     (!ok).then(|| format!("not entitled to the {kind} of {sym}"))
 }
 
+/// How many history requests run at once: in all, and per authenticated
+/// user. A request over either bound is refused at once (no queue).
+#[derive(Debug)]
+pub(crate) struct QueryPermits {
+    all: Arc<tokio::sync::Semaphore>,
+    per_user: usize,
+    users: parking_lot::Mutex<HashMap<String, usize>>,
+}
+
+/// A running history request's place; released on drop.
+#[derive(Debug)]
+pub(crate) struct QueryPermit {
+    _all: tokio::sync::OwnedSemaphorePermit,
+    user: Option<String>,
+    permits: Arc<QueryPermits>,
+}
+
+impl QueryPermits {
+    pub(crate) fn new(all: usize, per_user: usize) -> Arc<QueryPermits> {
+        Arc::new(QueryPermits {
+            all: Arc::new(tokio::sync::Semaphore::new(all)),
+            per_user,
+            users: Default::default(),
+        })
+    }
+
+    /// A place for `grant`'s request, or why there is none.
+    fn take(self: &Arc<Self>, grant: &crate::auth::Grant) -> Result<QueryPermit, String> {
+        let all = self.all.clone().try_acquire_owned().map_err(|_| {
+            "the server runs as many history requests as it allows; retry shortly".to_string()
+        })?;
+        let user = (grant.user != crate::auth::Grant::open().user).then(|| grant.user.clone());
+        if let Some(u) = &user {
+            let mut users = self.users.lock();
+            let n = users.entry(u.clone()).or_default();
+            if *n >= self.per_user {
+                return Err(format!(
+                    "{u} runs {n} history requests already (at most {} at once)",
+                    self.per_user
+                ));
+            }
+            *n += 1;
+        }
+        Ok(QueryPermit {
+            _all: all,
+            user,
+            permits: self.clone(),
+        })
+    }
+}
+
+impl Drop for QueryPermit {
+    fn drop(&mut self) {
+        if let Some(u) = &self.user {
+            let mut users = self.permits.users.lock();
+            if let Some(n) = users.get_mut(u) {
+                *n -= 1;
+                if *n == 0 {
+                    users.remove(u);
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a failed history request, with its stable code.
+fn failed(f: HistoryFailure) -> Response {
+    match f {
+        HistoryFailure::Invalid(m) => bad(m),
+        HistoryFailure::Limit(code, m) => {
+            let status = match code {
+                "query_timeout" => StatusCode::GATEWAY_TIMEOUT,
+                "query_failed" => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            tracing::warn!(code, error = %m, "history query stopped at a limit");
+            crate::rest::error(status, code, m)
+        }
+        HistoryFailure::Failed(m) => {
+            tracing::warn!(error = %m, "history query failed");
+            crate::rest::error(StatusCode::INTERNAL_SERVER_ERROR, "history_failed", m)
+        }
+    }
+}
+
 fn bad(message: impl Into<String>) -> Response {
     crate::rest::error(StatusCode::BAD_REQUEST, "bad_request", message.into())
 }
@@ -118,6 +206,12 @@ pub(crate) async fn handler(
     if let Some(why) = refusal(&grant, &kind, q.get("symbol")) {
         return crate::rest::error(StatusCode::FORBIDDEN, "not_entitled", why);
     }
+    let _permit = match s.queries.take(&grant) {
+        Ok(p) => p,
+        Err(why) => {
+            return crate::rest::error(StatusCode::TOO_MANY_REQUESTS, "too_many_queries", why);
+        }
+    };
     let kind = match kind.as_str() {
         "sql" => return sql(s, q).await,
         "trades" => HistoryKind::Trades,
@@ -144,11 +238,7 @@ pub(crate) async fn handler(
     };
     match source.query(req).await {
         Ok(doc) => Json(doc).into_response(),
-        Err(HistoryFailure::Invalid(m)) => bad(m),
-        Err(HistoryFailure::Failed(m)) => {
-            tracing::warn!(error = %m, "history query failed");
-            crate::rest::error(StatusCode::INTERNAL_SERVER_ERROR, "history_failed", m)
-        }
+        Err(f) => failed(f),
     }
 }
 
@@ -226,11 +316,7 @@ async fn sql(s: Arc<Shared>, q: HashMap<String, String>) -> Response {
     };
     match source.sql(text, limit).await {
         Ok(doc) => Json(doc).into_response(),
-        Err(HistoryFailure::Invalid(m)) => bad(m),
-        Err(HistoryFailure::Failed(m)) => {
-            tracing::warn!(error = %m, "history SQL failed");
-            crate::rest::error(StatusCode::INTERNAL_SERVER_ERROR, "history_failed", m)
-        }
+        Err(f) => failed(f),
     }
 }
 

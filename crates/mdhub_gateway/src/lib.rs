@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) auth: Authenticator,
     /// Connections per user.
     pub(crate) users: Arc<auth::Users>,
+    /// History requests running now, in all and per user.
+    pub(crate) queries: Arc<history::QueryPermits>,
 }
 
 /// The gateway: build it, add status and metrics sources, then [`Gateway::serve`].
@@ -166,6 +168,8 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let metrics = Arc::new(GatewayMetrics::default());
         let hub = Arc::new(hub::Hub::new(&*self.bus, metrics.clone()));
+        let queries =
+            history::QueryPermits::new(self.cfg.history_queries, self.cfg.history_queries_per_user);
         let shared = Arc::new(Shared {
             epoch: self.bus.epoch(),
             bus: self.bus,
@@ -186,6 +190,7 @@ impl Gateway {
                 None => open_gateway(),
             },
             users: Arc::default(),
+            queries,
         });
         let hub_task = tokio::spawn(hub.run(shared.bus.clone(), shutdown.clone()));
         let app = router(shared.clone());

@@ -30,9 +30,11 @@ use crate::archive::HotTier;
 use crate::path::day_of;
 use crate::{FileFilter, HistoryError, Lake, TableKind, live_files, schema};
 
+mod bounded;
 mod table;
 mod vwap;
 
+pub use bounded::{Limit, QueryLimits};
 pub use table::LakeTable;
 pub use vwap::vwap_udaf;
 
@@ -48,6 +50,9 @@ pub enum QueryError {
     /// Listing or reading the lake failed.
     #[error(transparent)]
     History(#[from] HistoryError),
+    /// The query hit one of its bounds ([`QueryLimits`]).
+    #[error("{1}")]
+    Limit(Limit, String),
 }
 
 impl QueryError {
@@ -62,7 +67,15 @@ impl QueryError {
                     | DataFusionError::SchemaError(..)
                     | DataFusionError::NotImplemented(_)
             ),
-            QueryError::History(_) => false,
+            QueryError::History(_) | QueryError::Limit(..) => false,
+        }
+    }
+
+    /// The bound the query hit, if that is why it failed.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            QueryError::Limit(l, _) => Some(*l),
+            _ => None,
         }
     }
 }
@@ -75,12 +88,29 @@ const LAKE_URL: &str = "mdhub-lake://lake/";
 pub struct History {
     lake: Lake,
     hot: Option<Arc<HotTier>>,
+    limits: QueryLimits,
 }
 
 impl History {
-    /// Queries over `lake`, and over `hot` (rows not in the lake yet) when given.
+    /// Queries over `lake`, and over `hot` (rows not in the lake yet) when
+    /// given, each within the default [`QueryLimits`].
     pub fn new(lake: Lake, hot: Option<Arc<HotTier>>) -> History {
-        History { lake, hot }
+        History {
+            lake,
+            hot,
+            limits: QueryLimits::default(),
+        }
+    }
+
+    /// The same history with other bounds on each query.
+    pub fn with_limits(mut self, limits: QueryLimits) -> History {
+        self.limits = limits;
+        self
+    }
+
+    /// The bounds on each query.
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
     }
 
     /// The lake.
@@ -93,8 +123,10 @@ impl History {
     pub fn context(&self) -> Result<SessionContext, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
+            .with_target_partitions(bounded::threads())
             .set_str("datafusion.execution.time_zone", "UTC");
-        let ctx = SessionContext::new_with_config(config);
+        let runtime = bounded::runtime_env(&self.limits)?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         let url = url::Url::parse(LAKE_URL).expect("static URL");
         ctx.register_object_store(&url, self.lake.store().clone());
         for table in TableKind::ALL {
@@ -112,12 +144,12 @@ impl History {
         Ok(ctx)
     }
 
-    /// Run one SQL statement and collect its result.
+    /// Run one SQL statement and collect its result, within the limits.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         let ctx = self.context()?;
         let df = ctx.sql(sql).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        Ok((schema, df.collect().await?))
+        Ok((schema, bounded::collect(df, None, self.limits).await?))
     }
 
     /// OHLCV bars of `symbol`'s trades with `ts_exchange` in `[from, to)`,
@@ -278,9 +310,12 @@ impl History {
 
     /// Run one read-only statement (a query: no DDL, DML, `COPY` or `SET`)
     /// — what the REST endpoint `/v1/history/sql` accepts.
+    /// At most `max_rows` rows: the limit goes into the plan, so a query
+    /// over a huge input stops reading once it has them.
     pub async fn sql_read_only(
         &self,
         sql: &str,
+        max_rows: Option<usize>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         let ctx = self.context()?;
         let opts = datafusion::execution::context::SQLOptions::new()
@@ -289,7 +324,7 @@ impl History {
             .with_allow_statements(false);
         let df = ctx.sql_with_options(sql, opts).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        Ok((schema, df.collect().await?))
+        Ok((schema, bounded::collect(df, max_rows, self.limits).await?))
     }
 
     /// `symbol`'s rows of `table` with `ts_exchange` in `[from, to)`, in time

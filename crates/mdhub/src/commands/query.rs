@@ -129,7 +129,14 @@ async fn run(cfg: &Config, job: Job, args: &QueryArgs) -> anyhow::Result<()> {
         return remote(url, sql, args).await;
     }
     let lake = crate::history::open_lake(cfg)?;
-    let history = History::new(lake, None);
+    // Local queries keep the memory bound but may run long and return
+    // everything: the lake is the user's own.
+    let limits = mdhub_history::query::QueryLimits {
+        timeout: std::time::Duration::from_secs(24 * 3600),
+        result_bytes: usize::MAX,
+        ..crate::history::query_limits(cfg)
+    };
+    let history = History::new(lake, None).with_limits(limits);
     let (schema, batches) = match job {
         Job::Sql(sql) => history.sql(&sql).await?,
         // Whole minutes come from the files' minute bars, without reading ticks.
