@@ -360,6 +360,23 @@ async fn stale_positions_get_a_reset_and_a_snapshot() {
     let reset = expect_type(&mut ws, "reset").await;
     assert_eq!(reset["reason"], "position_ahead");
     assert_eq!(expect_type(&mut ws, "snapshot").await["channel"], "quotes");
+    // The largest offset there is: ahead too, not wrapped to 0 (which would
+    // replay the whole partition).
+    let max = format!("quotes:{p}:{}", u64::MAX);
+    let (mut fresh, _) = connect(&hub).await;
+    send(
+        &mut fresh,
+        &json!({"action":"subscribe","symbols":["AAPL"],"channels":["quotes"],
+        "resume":{"epoch": epoch, "positions":{"AAPL":{"quotes": max}}}}),
+    )
+    .await;
+    expect_type(&mut fresh, "ack").await;
+    let reset = expect_type(&mut fresh, "reset").await;
+    assert_eq!(reset["reason"], "position_ahead");
+    assert_eq!(
+        expect_type(&mut fresh, "snapshot").await["channel"],
+        "quotes"
+    );
     // A quotes position handed in for the trades channel.
     send(
         &mut ws,

@@ -51,10 +51,12 @@ impl Conn {
                 None
             } else {
                 match self.shared.bus.watermarks(topic, partition).await {
-                    Ok((lo, _)) if p.offset + 1 < lo => Some(ResetReason::PositionExpired),
-                    Ok(_) if p.offset + 1 > h => Some(ResetReason::PositionAhead),
+                    Ok((lo, _)) if p.offset.saturating_add(1) < lo => {
+                        Some(ResetReason::PositionExpired)
+                    }
+                    Ok(_) if p.offset.saturating_add(1) > h => Some(ResetReason::PositionAhead),
                     Ok(_) => {
-                        start = Some(p.offset + 1);
+                        start = Some(p.offset.saturating_add(1));
                         None
                     }
                     Err(e) => {
