@@ -247,6 +247,17 @@ fn history_over_rest_and_query_agree_with_duckdb() {
     let doc: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["quote"]["symbol"], "AAPL", "{doc}");
     assert!(doc["quote"]["ts_exchange"].as_i64().unwrap() <= now);
+    // Times with no data before them, down to the smallest there is: no
+    // quote, no overflow, one listing instead of a scan per day.
+    for at in [i64::MIN.to_string(), "1970-01-02T00:00:00Z".into()] {
+        let (status, body) = http_get(
+            &hub.addr,
+            &format!("/v1/history/quotes?symbol=AAPL&at={at}"),
+        );
+        assert_eq!(status, 200, "at={at}: {body}");
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        assert!(doc["quote"].is_null(), "at={at}: {doc}");
+    }
     let enc = |sql: &str| -> String {
         sql.bytes()
             .map(|b| match b {

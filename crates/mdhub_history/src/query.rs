@@ -291,12 +291,35 @@ impl History {
     ) -> Result<Option<mdhub_types::Positioned>, QueryError> {
         const DAY: i64 = 86_400_000_000_000;
         let day = day_of(at);
-        for back in 0..=i64::from(max_days) {
-            let start = (day - back) * DAY;
+        let first = day.saturating_sub(i64::from(max_days));
+        // Only the days that hold this symbol's quotes, newest first: the
+        // lake's file names say which, and the hot tier's rows. A time far
+        // in the past costs one listing, not one scan per day.
+        let filter = FileFilter {
+            symbol: Some(symbol.clone()),
+            days: Some(first..=day),
+        };
+        let mut days: std::collections::BTreeSet<i64> = self
+            .lake
+            .files(TableKind::Quotes, &filter)
+            .await?
+            .iter()
+            .map(|f| f.key.day)
+            .collect();
+        if let Some(hot) = &self.hot {
+            hot.for_each(TableKind::Quotes, |p| {
+                let d = day_of(p.event.ts_exchange());
+                if p.event.symbol() == symbol && (first..=day).contains(&d) {
+                    days.insert(d);
+                }
+            });
+        }
+        for d in days.into_iter().rev() {
+            let start = d.saturating_mul(DAY);
+            let end = at.as_nanos().min(start.saturating_add(DAY - 1));
             let sql = format!(
                 "SELECT * FROM quotes WHERE symbol = '{symbol}' AND ts_exchange >= to_timestamp_nanos({start}) \
-                 AND ts_exchange <= to_timestamp_nanos({}) ORDER BY ts_exchange DESC, log_offset DESC LIMIT 1",
-                at.as_nanos().min(start + DAY - 1)
+                 AND ts_exchange <= to_timestamp_nanos({end}) ORDER BY ts_exchange DESC, log_offset DESC LIMIT 1"
             );
             let (_, batches) = self.sql(&sql).await?;
             for b in &batches {
