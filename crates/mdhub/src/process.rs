@@ -561,7 +561,11 @@ fn authenticator(
     let auth = mdhub_gateway::Authenticator::new(&cfg.gateway.auth, public)?;
     if auth.required() {
         eprintln!("auth: required: clients present an API key or a JWT (docs/security.md)");
-    } else if public {
+    } else if !public {
+        eprintln!(
+            "auth: off: {addr} is a loopback address, reachable from this machine only (gateway.auth.mode; docs/security.md)"
+        );
+    } else {
         let warning = format!(
             "authentication is OFF on the public address {addr}: anyone who reaches it gets every price (gateway.auth.mode = \"off\"; see docs/security.md)"
         );

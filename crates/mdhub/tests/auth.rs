@@ -19,7 +19,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 const KEY: &str = "mdk_test_desk_key";
-const SECRET: &str = "jwt-test-secret";
+const SECRET: &str = "jwt-test-secret-of-at-least-32-bytes";
 
 /// `mdhub keygen` prints a key and the TOML to configure it; check the
 /// command, then configure a fixed key the same way through the environment.
@@ -243,6 +243,35 @@ async fn credentials_are_checked_and_entitlements_applied() {
     assert_eq!(rest.2, 403, "history of an unentitled symbol");
     assert_eq!(rest.3, 403, "SQL needs every symbol");
     assert_eq!(rest.4, 200, "health needs no credential");
+
+    // A quotes-only grant sees quotes in a snapshot, never trades; the
+    // Bearer scheme is case-insensitive; refusals are counted.
+    let quotes_only = jwt("quoter", 60, "AAPL", "quotes");
+    let addr = hub.addr.clone();
+    let (snap, refused) = tokio::task::spawn_blocking(move || {
+        let auth = format!("Authorization: BEARER {quotes_only}\r\n");
+        let snap = http_get_with(&addr, "/v1/snapshot?symbols=AAPL", &auth);
+        let bad = "Authorization: Bearer not-a-key\r\n";
+        assert_eq!(
+            http_get_with(&addr, "/v1/snapshot?symbols=AAPL", bad).0,
+            401
+        );
+        (
+            snap,
+            common::metric(&addr, "mdhub_gateway_auth_refused_total"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(snap.0, 200, "{}", snap.2);
+    let v: Value = serde_json::from_str(&snap.2).unwrap();
+    let aapl = &v["symbols"]["AAPL"];
+    assert!(aapl.get("quote").is_some(), "{v}");
+    assert!(
+        aapl.get("trade").is_none(),
+        "no trades for a quotes-only grant: {v}"
+    );
+    assert!(refused >= 1, "refused credentials are counted");
 }
 
 #[test]

@@ -407,7 +407,10 @@ fn procfile_processes_start_and_stop() {
             .env("MDHUB_REDIS__PREFIX", format!("{p}mdhub:"))
             // app.json generates this: web binds a public address, where
             // the gateway requires credentials.
-            .env("MDHUB_GATEWAY__AUTH__JWT_SECRET", "procfile-test-secret")
+            .env(
+                "MDHUB_GATEWAY__AUTH__JWT_SECRET",
+                "procfile-test-secret-of-at-least-32-bytes",
+            )
             .current_dir(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -211,7 +211,10 @@ fn the_ui_signs_in_to_a_hub_that_requires_a_key() {
     let env = [
         ("MDHUB_GATEWAY__AUTH__MODE", "required"),
         ("MDHUB_GATEWAY__AUTH__KEYS", keys.as_str()),
-        ("MDHUB_GATEWAY__AUTH__JWT_SECRET", "web-test-secret"),
+        (
+            "MDHUB_GATEWAY__AUTH__JWT_SECRET",
+            "web-test-secret-of-at-least-32-bytes",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), &["--sim-rate", "1000", "--seed", "7"], &env);

@@ -309,7 +309,14 @@ pub struct Authenticator {
     keys: HashMap<[u8; 32], Grant>,
     jwts: Vec<Jwt>,
     default_max: usize,
+    /// Credentials refused since start (`mdhub_gateway_auth_refused_total`).
+    refused: std::sync::atomic::AtomicU64,
+    /// When a refusal was last logged (Unix seconds): at most one line a second.
+    logged_at: std::sync::atomic::AtomicU64,
 }
+
+/// The shortest HS256 secret accepted: 256 bits, as RFC 7518 §3.2 asks.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 impl Authenticator {
     /// Build from the configuration; `public` says whether the listener is
@@ -340,6 +347,12 @@ impl Authenticator {
         }
         let mut jwts = Vec::new();
         if let Some(secret) = cfg.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
+            if secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(AuthError::Config(format!(
+                    "gateway.auth.jwt_secret: {} bytes; HS256 needs at least {MIN_JWT_SECRET_BYTES} (256 bits): `openssl rand -hex 32` makes one",
+                    secret.len()
+                )));
+            }
             jwts.push(Jwt {
                 key: DecodingKey::from_secret(secret.as_bytes()),
                 validation: validation(Algorithm::HS256, cfg),
@@ -357,6 +370,8 @@ impl Authenticator {
             ));
         }
         Ok(Authenticator {
+            refused: Default::default(),
+            logged_at: Default::default(),
             required,
             keys,
             jwts,
@@ -372,6 +387,41 @@ impl Authenticator {
     /// The grant of a credential: a JWT (three dot-separated parts) or an
     /// API key.
     pub fn verify(&self, credential: &str) -> Result<Grant, AuthError> {
+        let r = self.verify_inner(credential);
+        if let Err(e) = &r
+            && !matches!(e, AuthError::Missing)
+        {
+            self.note_refused(e);
+        }
+        r
+    }
+
+    /// Credentials refused since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Count a refusal; log it, at most once a second (a client retrying a
+    /// bad key must not flood the log).
+    fn note_refused(&self, e: &AuthError) {
+        use std::sync::atomic::Ordering;
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(error = %e, refused_total = n, "refused a credential");
+        }
+    }
+
+    fn verify_inner(&self, credential: &str) -> Result<Grant, AuthError> {
         let credential = credential.trim();
         if credential.is_empty() {
             return Err(AuthError::Missing);
@@ -425,6 +475,8 @@ impl Authenticator {
 fn validation(alg: Algorithm, cfg: &AuthConfig) -> Validation {
     let mut v = Validation::new(alg);
     v.leeway = 0;
+    // A token is not valid before its `nbf`, when it has one.
+    v.validate_nbf = true;
     v.set_required_spec_claims(&["exp", "sub"]);
     if let Some(iss) = &cfg.jwt_issuer {
         v.set_issuer(&[iss]);
@@ -490,8 +542,9 @@ pub fn presented(headers: &axum::http::HeaderMap, query: Option<&str>) -> Option
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
         })
         .map(|v| v.trim().to_string());
     bearer.or_else(|| url_param(query?, "token"))
@@ -548,7 +601,7 @@ mod tests {
                 channels: channels.iter().map(|s| s.to_string()).collect(),
                 max_connections: Some(2),
             }],
-            jwt_secret: Some("s3cret".into()),
+            jwt_secret: Some("s3cret-s3cret-s3cret-s3cret-s3cret".into()),
             ..AuthConfig::default()
         }
     }
@@ -606,21 +659,30 @@ mod tests {
         let a = Authenticator::new(&cfg_with_key("k1", &["*"], &[]), false).unwrap();
         let ok = hs256(
             serde_json::json!({"sub":"bot-7","exp":now()+60,"mdhub":{"symbols":["ETH-*"],"channels":["quotes"]}}),
-            "s3cret",
+            "s3cret-s3cret-s3cret-s3cret-s3cret",
         );
         let g = a.verify(&ok).unwrap();
         assert_eq!(g.user, "bot-7");
         assert!(g.allows("ETH-USDT") && !g.allows("BTC-USDT"));
         assert_eq!(g.channels(ChannelSet::ALL), ChannelSet::of(Topic::Quotes));
         assert!(g.remaining().unwrap() <= Duration::from_secs(60));
-        let none = hs256(serde_json::json!({"sub":"x","exp":now()+60}), "s3cret");
+        let none = hs256(
+            serde_json::json!({"sub":"x","exp":now()+60}),
+            "s3cret-s3cret-s3cret-s3cret-s3cret",
+        );
         assert!(
             !a.verify(&none).unwrap().allows("AAPL"),
             "no mdhub claim: nothing"
         );
-        let expired = hs256(serde_json::json!({"sub":"x","exp":now()-5}), "s3cret");
+        let expired = hs256(
+            serde_json::json!({"sub":"x","exp":now()-5}),
+            "s3cret-s3cret-s3cret-s3cret-s3cret",
+        );
         assert_eq!(a.verify(&expired), Err(AuthError::Expired));
-        let last_second = hs256(serde_json::json!({"sub":"x","exp":now()}), "s3cret");
+        let last_second = hs256(
+            serde_json::json!({"sub":"x","exp":now()}),
+            "s3cret-s3cret-s3cret-s3cret-s3cret",
+        );
         assert_eq!(
             a.verify(&last_second),
             Err(AuthError::Expired),
@@ -628,7 +690,10 @@ mod tests {
         );
         let forged = hs256(serde_json::json!({"sub":"x","exp":now()+60}), "guess");
         assert!(matches!(a.verify(&forged), Err(AuthError::BadToken(_))));
-        let no_exp = hs256(serde_json::json!({"sub":"x"}), "s3cret");
+        let no_exp = hs256(
+            serde_json::json!({"sub":"x"}),
+            "s3cret-s3cret-s3cret-s3cret-s3cret",
+        );
         assert!(matches!(a.verify(&no_exp), Err(AuthError::BadToken(_))));
     }
 
@@ -660,6 +725,44 @@ mod tests {
         h.insert("authorization", "Bearer xyz".parse().unwrap());
         assert_eq!(presented(&h, Some("token=abc")), Some("xyz".into()));
         assert_eq!(presented(&axum::http::HeaderMap::new(), None), None);
+        h.insert("authorization", "BEARER up".parse().unwrap());
+        assert_eq!(
+            presented(&h, None),
+            Some("up".into()),
+            "the scheme is case-insensitive"
+        );
+        h.insert("authorization", "Basic dXNlcjpwdw==".parse().unwrap());
+        assert_eq!(presented(&h, None), None);
+    }
+
+    #[test]
+    fn not_before_short_secrets_and_refusals() {
+        let a = Authenticator::new(&cfg_with_key("k1", &["*"], &[]), false).unwrap();
+        let secret = "s3cret-s3cret-s3cret-s3cret-s3cret";
+        let early = hs256(
+            serde_json::json!({"sub":"x","exp":now()+600,"nbf":now()+300}),
+            secret,
+        );
+        assert!(
+            matches!(a.verify(&early), Err(AuthError::BadToken(_))),
+            "not valid before nbf"
+        );
+        let ready = hs256(
+            serde_json::json!({"sub":"x","exp":now()+600,"nbf":now()-1}),
+            secret,
+        );
+        assert!(a.verify(&ready).is_ok());
+        assert_eq!(a.refused(), 1, "the early token was counted");
+        assert!(a.verify("no-such-key").is_err());
+        assert_eq!(a.refused(), 2);
+        let short = AuthConfig {
+            jwt_secret: Some("one-byte-is-not-a-secret".into()),
+            ..AuthConfig::default()
+        };
+        match Authenticator::new(&short, false) {
+            Err(AuthError::Config(m)) => assert!(m.contains("at least 32"), "{m}"),
+            other => panic!("a short secret is refused: {other:?}"),
+        }
     }
 
     #[test]

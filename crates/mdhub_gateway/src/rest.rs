@@ -24,7 +24,7 @@ use axum::extract::{Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use mdhub_types::{Symbol, Topic};
+use mdhub_types::{ChannelSet, Symbol, Topic};
 use serde_json::json;
 
 use crate::Shared;
@@ -90,9 +90,13 @@ async fn snapshot(
     let mut wanted = Vec::new();
     let mut invalid = Vec::new();
     let mut unentitled = Vec::new();
+    // The channels of the snapshot the credential may see (as on the
+    // WebSocket): a quotes-only grant gets quotes, never trades.
+    let quotes = grant.channels(ChannelSet::of(Topic::Quotes)) == ChannelSet::of(Topic::Quotes);
+    let trades = grant.channels(ChannelSet::of(Topic::Trades)) == ChannelSet::of(Topic::Trades);
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match Symbol::new(name) {
-            Ok(sym) if grant.allows(sym.as_str()) => wanted.push(sym),
+            Ok(sym) if (quotes || trades) && grant.allows(sym.as_str()) => wanted.push(sym),
             Ok(_) => unentitled.push(name.to_string()),
             Err(_) => invalid.push(name.to_string()),
         }
@@ -123,10 +127,14 @@ async fn snapshot(
                     p.map(|p| json!({"pos": p.position, "data": p.event}))
                         .unwrap_or(serde_json::Value::Null)
                 };
-                data.insert(
-                    sym.to_string(),
-                    json!({"quote": entry(l.quote), "trade": entry(l.trade)}),
-                );
+                let mut one = serde_json::Map::new();
+                if quotes {
+                    one.insert("quote".into(), entry(l.quote));
+                }
+                if trades {
+                    one.insert("trade".into(), entry(l.trade));
+                }
+                data.insert(sym.to_string(), serde_json::Value::Object(one));
             }
             None => unknown.push(sym.to_string()),
         }
@@ -217,6 +225,13 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     let mut out = String::with_capacity(4096);
     s.metrics.render(s.hub.queued(), &mut out);
+    let _ = std::fmt::Write::write_fmt(
+        &mut out,
+        format_args!(
+            "# HELP mdhub_gateway_auth_refused_total Credentials refused (unknown key, bad or expired token).\n# TYPE mdhub_gateway_auth_refused_total counter\nmdhub_gateway_auth_refused_total {}\n",
+            s.auth.refused()
+        ),
+    );
     for m in &s.extra_metrics {
         m.render(&mut out);
     }
