@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Hub, http_get_with, metric};
+use std::time::Duration;
+
+use common::{Hub, http_get_waiting, metric};
 use serde_json::Value;
 
 /// `GET /v1/history/sql?q=…&limit=…`: (status, body).
@@ -13,7 +15,8 @@ fn sql(hub: &Hub, q: &str, limit: Option<usize>) -> (u16, Value) {
     if let Some(l) = limit {
         path.push_str(&format!("&limit={l}"));
     }
-    let (code, _, body) = http_get_with(&hub.addr, &path, "");
+    // Debug builds fill gigabytes slowly: wait as long as the query may run.
+    let (code, _, body) = http_get_waiting(&hub.addr, &path, "", Duration::from_secs(180));
     let v = serde_json::from_str(&body).unwrap_or_else(|_| panic!("JSON body: {body}"));
     (code, v)
 }

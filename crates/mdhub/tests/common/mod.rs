@@ -203,8 +203,19 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 /// A GET with extra request header lines (`"Name: value\r\n"`): (status,
 /// response head, body).
 pub fn http_get_with(addr: &str, path: &str, headers: &str) -> (u16, String, String) {
+    http_get_waiting(addr, path, headers, Duration::from_secs(10))
+}
+
+/// [`http_get_with`] that waits up to `limit` for the answer (a request the
+/// server may take long over, such as a heavy query in a debug build).
+pub fn http_get_waiting(
+    addr: &str,
+    path: &str,
+    headers: &str,
+    limit: Duration,
+) -> (u16, String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n"
