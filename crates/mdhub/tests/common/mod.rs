@@ -166,6 +166,26 @@ pub fn wait_until<T: std::fmt::Debug>(
     }
 }
 
+/// [`wait_until`] for an async condition (polled every 100 ms).
+pub async fn wait_until_async<T: std::fmt::Debug, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (bool, T)>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (done, seen) = f().await;
+        if done {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {secs} s; last seen {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The value of the sample `name` (with its labels, e.g.
 /// `mdhub_stage_up{stage="archiver"}`) in `/metrics`.
 pub fn metric(addr: &str, name: &str) -> u64 {

@@ -181,7 +181,7 @@ impl Conn {
                     continue;
                 }
                 if let Some(t) = frame_text(DataKind::Update, d, &mut buf) {
-                    ws.feed(Message::Text(t)).await?;
+                    self.write_or_lag(ws, WsOp::Feed(Message::Text(t))).await?;
                     self.set_last(sym, from.topic, d.position.offset);
                     self.shared
                         .metrics
@@ -193,10 +193,47 @@ impl Conn {
                         .fetch_add(1, Ordering::Relaxed);
                 }
             }
-            ws.flush().await?;
+            self.write_or_lag(ws, WsOp::Flush).await?;
         }
         Ok(())
     }
+
+    /// One write of a replay, under the same rule as live delivery: a
+    /// socket that takes nothing for `slow_client_timeout_ms` is closed
+    /// with 4008 (reconnect and resume), and the connection ends.
+    async fn write_or_lag(&mut self, ws: &mut WebSocket, op: WsOp) -> Result<(), axum::Error> {
+        let limit = Duration::from_millis(self.shared.cfg.slow_client_timeout_ms);
+        let write = async {
+            match op {
+                WsOp::Feed(m) => ws.feed(m).await,
+                WsOp::Flush => ws.flush().await,
+            }
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.shared
+                    .metrics
+                    .lagged_total
+                    .fetch_add(1, Ordering::Relaxed);
+                let reason =
+                    "too slow: nothing written for slow_client_timeout_ms; reconnect and resume";
+                let closing = super::close_with(ws, super::close::LAGGED, reason, Some(1000));
+                let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+                Err(axum::Error::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client read nothing during a replay",
+                )))
+            }
+        }
+    }
+}
+
+/// A write of a replay.
+#[derive(Debug)]
+enum WsOp {
+    Feed(Message),
+    Flush,
 }
 
 fn snapshot_of(latest: Option<&mdhub_cache::Latest>, topic: Topic) -> Option<&Positioned> {
