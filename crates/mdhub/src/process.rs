@@ -211,13 +211,18 @@ impl Process {
         })
     }
 
-    /// Add a group consumer stage: `make` builds a fresh sink for each run.
-    fn add_consumer<S, F>(&mut self, name: &str, driver: DriverConfig, mut make: F)
-    where
+    /// Add a group consumer stage for `group`: `make` builds a fresh sink
+    /// for each run.
+    fn add_consumer<S, F>(
+        &mut self,
+        name: &str,
+        group: &'static str,
+        driver: DriverConfig,
+        mut make: F,
+    ) where
         S: GroupSink + 'static,
         F: FnMut() -> S + Send + 'static,
     {
-        let group = make().group();
         let stats = ConsumerStats::new(group);
         self.consumers.push(stats.clone());
         let bus = self.bus.clone();
@@ -242,9 +247,12 @@ impl Process {
             batch: self.cfg.cache.writer_batch,
             ..DriverConfig::default()
         };
-        self.add_consumer("cache-writer", driver, move || {
-            mdhub_cache::CacheWriter::new(shared.clone())
-        });
+        self.add_consumer(
+            "cache-writer",
+            mdhub_cache::writer::GROUP,
+            driver,
+            move || mdhub_cache::CacheWriter::new(shared.clone()),
+        );
     }
 
     /// The archiver (log → hot tier → lake), compaction, and the PostgreSQL
@@ -259,13 +267,19 @@ impl Process {
                 .with_limits(crate::history::query_limits(&self.cfg)),
         );
         let driver = first.driver_config();
-        let (cfg, mut first) = (self.cfg.clone(), Some(first));
-        self.add_consumer("archiver", driver, move || match first.take() {
-            Some(a) => a,
-            None => crate::history::archiver_into(&cfg, lake.clone(), hot.clone(), stats.clone()),
-        });
+        let (cfg, mut first, again) = (self.cfg.clone(), Some(first), lake.clone());
+        self.add_consumer(
+            "archiver",
+            mdhub_history::archive::GROUP,
+            driver,
+            move || match first.take() {
+                Some(a) => a,
+                None => {
+                    crate::history::archiver_into(&cfg, again.clone(), hot.clone(), stats.clone())
+                }
+            },
+        );
         if self.cfg.history.compact_interval_secs > 0 {
-            let lake = crate::history::open_lake(&self.cfg)?;
             let every = Duration::from_secs(self.cfg.history.compact_interval_secs);
             let policy = crate::history::compact_policy(&self.cfg);
             let retention = crate::history::retention_policy(&self.cfg);
@@ -290,9 +304,12 @@ impl Process {
             let stats = Arc::new(mdhub_history::pg::PgStats::default());
             self.sections.push(section(status::Postgres(stats.clone())));
             let days = self.cfg.history.pg_retention_days;
-            self.add_consumer("pg-writer", DriverConfig::default(), move || {
-                mdhub_history::pg::PgWriter::new(url.clone(), days, stats.clone())
-            });
+            self.add_consumer(
+                "pg-writer",
+                mdhub_history::pg::GROUP,
+                DriverConfig::default(),
+                move || mdhub_history::pg::PgWriter::new(url.clone(), days, stats.clone()),
+            );
         }
         Ok(())
     }

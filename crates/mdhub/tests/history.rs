@@ -56,6 +56,20 @@ fn query_json(lake: &Path, args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// Run `sql` at `url` with psql; its output (asserting it succeeded).
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .output()
+        .expect("psql (PostgreSQL's client) runs the hot-tier checks");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A PostgreSQL schema of the test's own (dropped at the end), on the
 /// machine's server (`MDHUB_TEST_DATABASE_URL`, default 127.0.0.1:5432).
 struct Schema {
@@ -85,16 +99,7 @@ impl Schema {
     }
 
     fn run(&self, sql: &str, url: &str) -> String {
-        let out = Command::new("psql")
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
-            .output()
-            .expect("psql (PostgreSQL's client) runs the hot-tier checks");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        psql(url, sql)
     }
 
     fn psql(&self, sql: &str) -> String {
@@ -486,15 +491,7 @@ impl Database {
     }
 
     fn psql(&self, sql: &str) {
-        let out = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &self.admin, "-c", sql])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        psql(&self.admin, sql);
     }
 }
 

@@ -481,15 +481,7 @@ async fn consumer_lag_rises_while_redis_is_stopped_and_falls_after() {
         assert!(ok.success());
     };
     let until = |secs: u64, what: &str, f: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} within {secs} s (lag {})",
-                lag()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        common::wait_until(secs, what, || (f(), lag()));
     };
     until(20, "the writer writes", &|| persisted() > 0);
     until(10, "a small lag while the writer keeps up", &|| lag() < 200);

@@ -92,6 +92,17 @@ async fn publish(bus: &dyn Bus, n: i64) {
     bus.publish(&events).await.unwrap();
 }
 
+/// Run `sink` on the driver in a task of its own.
+fn spawn_drive<S: GroupSink + 'static>(
+    bus: &Arc<dyn Bus>,
+    sink: S,
+    stats: &Arc<ConsumerStats>,
+    ctx: &StageCtx,
+) -> tokio::task::JoinHandle<Result<(), mdhub_pipeline::DriveError>> {
+    let (bus, stats, ctx) = (bus.clone(), stats.clone(), ctx.clone());
+    tokio::spawn(async move { drive(bus, sink, &quick(), &stats, &ctx).await })
+}
+
 async fn wait_for(mut f: impl FnMut() -> bool) {
     for _ in 0..500 {
         if f() {
@@ -115,10 +126,7 @@ async fn retries_in_place_then_commits_and_lag_falls_to_zero() {
     };
     let stats = ConsumerStats::new("test-sink");
     let ctx = ctx();
-    let run = tokio::spawn({
-        let (bus, stats, ctx) = (bus.clone(), stats.clone(), ctx.clone());
-        async move { drive(bus, sink, &quick(), &stats, &ctx).await }
-    });
+    let run = spawn_drive(&bus, sink, &stats, &ctx);
     wait_for(|| durable.lock().len() == 100).await;
     wait_for(|| stats.commits.load(std::sync::atomic::Ordering::Relaxed) > 0).await;
     mdhub_pipeline::measure_lag(&*bus, std::slice::from_ref(&stats)).await;
@@ -138,10 +146,7 @@ async fn retries_in_place_then_commits_and_lag_falls_to_zero() {
         ..Memory::default()
     };
     let ctx2 = self::ctx();
-    let run = tokio::spawn({
-        let (bus, stats, ctx2) = (bus.clone(), stats.clone(), ctx2.clone());
-        async move { drive(bus, sink, &quick(), &stats, &ctx2).await }
-    });
+    let run = spawn_drive(&bus, sink, &stats, &ctx2);
     wait_for(|| again.lock().len() == 10).await;
     ctx2.stop.cancel();
     run.await.unwrap().unwrap();
@@ -167,10 +172,7 @@ async fn a_buffering_sink_is_persisted_and_committed_on_stop() {
     };
     let stats = ConsumerStats::new("test-sink");
     let ctx = ctx();
-    let run = tokio::spawn({
-        let (bus, stats, ctx) = (bus.clone(), stats.clone(), ctx.clone());
-        async move { drive(bus, sink, &quick(), &stats, &ctx).await }
-    });
+    let run = spawn_drive(&bus, sink, &stats, &ctx);
     wait_for(|| stats.records.load(std::sync::atomic::Ordering::Relaxed) == 20).await;
     assert!(durable.lock().is_empty(), "not due yet");
     mdhub_pipeline::measure_lag(&*bus, std::slice::from_ref(&stats)).await;
@@ -194,10 +196,7 @@ async fn stopping_while_the_target_is_down_commits_nothing() {
     };
     let stats = ConsumerStats::new("test-sink");
     let ctx = ctx();
-    let run = tokio::spawn({
-        let (bus, stats, ctx) = (bus.clone(), stats.clone(), ctx.clone());
-        async move { drive(bus, sink, &quick(), &stats, &ctx).await }
-    });
+    let run = spawn_drive(&bus, sink, &stats, &ctx);
     wait_for(|| ctx.health.state() == StageState::Retrying).await;
     ctx.stop.cancel();
     run.await.unwrap().unwrap();
@@ -208,10 +207,7 @@ async fn stopping_while_the_target_is_down_commits_nothing() {
         ..Memory::default()
     };
     let ctx = self::ctx();
-    let run = tokio::spawn({
-        let (bus, stats, ctx) = (bus.clone(), stats.clone(), ctx.clone());
-        async move { drive(bus, sink, &quick(), &stats, &ctx).await }
-    });
+    let run = spawn_drive(&bus, sink, &stats, &ctx);
     wait_for(|| durable.lock().len() == 20).await;
     ctx.stop.cancel();
     run.await.unwrap().unwrap();
