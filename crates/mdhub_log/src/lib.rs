@@ -48,6 +48,7 @@ mod retention;
 mod segment;
 mod stats;
 mod topics;
+mod verify;
 
 pub use config::LogConfig;
 pub use error::{Error, Result};
@@ -57,3 +58,4 @@ pub use read::{PartitionReader, ReadOutcome};
 pub use record::{RecordIn, RecordView};
 pub use retention::RetentionReport;
 pub use stats::{LogStats, PartitionStats};
+pub use verify::{Damage, VerifyProgress, VerifyReport, verify};

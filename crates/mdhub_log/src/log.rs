@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     settings: Settings,
     pub(crate) policy: Policy,
     epoch: String,
+    /// The epoch this open replaced, if recovery changed it.
+    previous_epoch: Option<String>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Every partition, for flush/sync/retention passes without the topic map.
     pub(crate) all: RwLock<Arc<Vec<Arc<Partition>>>>,
@@ -67,7 +69,8 @@ impl Log {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).map_err(Error::io("create log directory", &dir))?;
         let dir_lock = meta::lock_dir(&dir)?;
-        let epoch = meta::load_or_create(&dir)?;
+        let mut guard = meta::EpochGuard::new(&dir, meta::load_or_create(&dir)?);
+        meta::check_running(&dir, &mut guard)?;
         let settings = Settings {
             segment_bytes: config.segment_bytes,
             index_interval: config.index_interval_bytes,
@@ -75,7 +78,8 @@ impl Log {
         };
         let notifier = Arc::new(Notifier::default());
         let started = Instant::now();
-        let opened = topics::open_all(&dir.join("topics"), settings, &notifier)?;
+        let opened = topics::open_all(&dir.join("topics"), settings, &notifier, &mut guard)?;
+        let (epoch, previous_epoch) = guard.finish();
         let all: Vec<_> = opened
             .iter()
             .flat_map(|t| t.partitions.iter().cloned())
@@ -88,6 +92,7 @@ impl Log {
             config,
             settings,
             epoch,
+            previous_epoch,
             topics: RwLock::new(
                 opened
                     .into_iter()
@@ -118,6 +123,7 @@ impl Log {
         let result = self.sync();
         self.stop_background();
         result
+        // Drop closes the partitions and removes the `running` marker.
     }
 
     fn stop_background(&mut self) {
@@ -130,10 +136,17 @@ impl Log {
         }
     }
 
-    /// The id generated when this log directory was first created; a client
-    /// that sees it change knows the log was wiped and its offsets are void.
+    /// The id generated when this log directory was first created, or when
+    /// recovery last removed records that readers may have seen (see the
+    /// crate's README); a client that sees it change knows its stored
+    /// offsets are void.
     pub fn epoch(&self) -> &str {
         &self.inner.epoch
+    }
+
+    /// The epoch this open replaced, when recovery had to change it.
+    pub fn previous_epoch(&self) -> Option<&str> {
+        self.inner.previous_epoch.as_deref()
     }
 
     /// The configuration the log was opened with.
@@ -172,6 +185,7 @@ impl Log {
             Some(partitions),
             self.inner.settings,
             &self.inner.notifier,
+            None,
         )?
         .ok_or_else(|| Error::UnknownTopic {
             topic: topic.to_owned(),
@@ -326,6 +340,16 @@ impl Log {
         with_thread_buffer(|buf| p.read(from, max_records, max_bytes, buf, &mut None, &mut f))
     }
 
+    /// For a reader whose read at `from` failed with `Error::Corrupt`: the
+    /// first offset after `from` that can be read, found by scanning the
+    /// damaged segment for the next record that passes its CRC (the end of
+    /// the segment if none does). The records in between are lost; a caller
+    /// must say so (the gateway sends its clients a `data_lost` reset).
+    pub fn skip_damaged(&self, topic: &str, partition: u32, from: u64) -> Result<u64> {
+        let p = self.partition(topic, partition)?;
+        with_thread_buffer(|buf| p.skip_damaged(from, buf))
+    }
+
     /// A cursor at `from` holding its own buffer, for repeated reads of one partition.
     pub fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<PartitionReader> {
         PartitionReader::new(self.partition(topic, partition)?, from)
@@ -390,10 +414,17 @@ impl Drop for Log {
                 tracing::error!(dir = %self.inner.config.dir.display(), error = %e, "closing a partition failed; buffered records may be lost");
             }
         }
-        if self.inner.config.fsync_interval_ms == 0
-            && let Err(e) = self.inner.sync_dirty()
-        {
-            tracing::error!(dir = %self.inner.config.dir.display(), error = %e, "fsync on drop failed");
+        // Everything fsynced: the next open need not fear a machine crash.
+        let dir = &self.inner.config.dir;
+        match self.inner.sync_dirty() {
+            Ok(()) => {
+                if let Err(e) = meta::mark_clean(dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove the log's running marker");
+                }
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "fsync on close failed");
+            }
         }
     }
 }

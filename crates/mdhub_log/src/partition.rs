@@ -96,6 +96,7 @@ impl Partition {
         dir: PathBuf,
         settings: Settings,
         notifier: Arc<Notifier>,
+        before_loss: &mut dyn FnMut(&str) -> Result<()>,
     ) -> Result<Partition> {
         fs::create_dir_all(&dir).map_err(Error::io("create partition directory", &dir))?;
         let mut bases = Vec::new();
@@ -114,12 +115,24 @@ impl Partition {
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
             let path = dir.join(crate::segment::segment_file_name(base));
-            let active = i + 1 == bases.len();
-            let (seg, _cut) =
-                Segment::recover(path, base, active, settings.index_interval, &mut buf)?;
+            let next_base = bases.get(i + 1).copied();
+            let seg = Segment::recover(
+                path,
+                base,
+                next_base,
+                settings.index_interval,
+                &mut buf,
+                before_loss,
+            )?;
             if let Some(prev) = segments.last()
                 && seg.base != prev.next_offset()
             {
+                before_loss(&format!(
+                    "{topic}/{id}: segment {} does not continue the previous one (expected offset {}); it and {} later segments are dropped",
+                    seg.path.display(),
+                    prev.next_offset(),
+                    bases.len() - i - 1
+                ))?;
                 tracing::error!(
                     topic, partition = id, expected_offset = prev.next_offset(), segment = %seg.path.display(),
                     dropped_segments = bases.len() - i,

@@ -127,6 +127,9 @@ impl Partition {
                         position: end,
                     });
                     if next == before {
+                        if out.records > 0 {
+                            break; // deliver these; the next read meets the damage first
+                        }
                         // Records below the high watermark are always published
                         // in the segment that covers them; not finding one is damage.
                         return Err(Error::Corrupt {
@@ -139,6 +142,11 @@ impl Partition {
                     }
                 }
                 damage => {
+                    if out.records > 0 {
+                        // Deliver what came before; the next read meets the damage first.
+                        *hint = None;
+                        break;
+                    }
                     return Err(damage
                         .corrupt_error(&seg.path)
                         .unwrap_or_else(|| self.out_of_range(next)));
@@ -146,6 +154,47 @@ impl Partition {
             }
         }
         Ok(out)
+    }
+
+    /// For a reader that met damage reading `from`: the first offset after
+    /// it that can be read (see `Log::skip_damaged`).
+    pub(crate) fn skip_damaged(&self, from: u64, buf: &mut Vec<u8>) -> Result<u64> {
+        let hw = self.hw.load(Ordering::Acquire);
+        if from >= hw {
+            return Ok(from);
+        }
+        let Some(seg) = self.segment_for(from) else {
+            return Err(self.out_of_range(from));
+        };
+        let limit = seg.next_offset().min(hw);
+        let mut found = None;
+        let scanned = seg.scan(
+            seg.position_for_offset(from),
+            seg.size(),
+            buf,
+            |_, rec, _| {
+                if rec.offset >= from {
+                    found = Some(rec.offset);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
+        let damaged_at = match scanned {
+            ScanEnd::Stopped(_) => return Ok(found.unwrap_or(from)),
+            ScanEnd::End => return Ok(limit.max(from + 1)),
+            ScanEnd::Invalid { position, .. } | ScanEnd::Truncated { position } => position,
+        };
+        let resume = match seg.resync(damaged_at + 1, from + 1, limit, buf)? {
+            Some((offset, position)) => {
+                seg.add_resync_entry(offset, position);
+                offset
+            }
+            None => limit.max(from + 1),
+        };
+        tracing::warn!(topic = %self.topic, partition = self.id, segment = %seg.path.display(),
+            from, resume, "skipping damaged records");
+        Ok(resume)
     }
 
     /// First offset whose timestamp is >= `ts`, or the high watermark.

@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -147,17 +147,58 @@ impl Segment {
         scan(&self.file, &self.path, pos, end, buf, f)
     }
 
+    /// Adds an in-memory index entry at a record found past damage, so that
+    /// reads of later offsets start scanning after the damage. Its
+    /// `max_ts_before` is the next entry's (an upper bound), which keeps the
+    /// entries ordered and time seeks correct.
+    pub(crate) fn add_resync_entry(&self, offset: u64, position: u64) {
+        let rel = (offset - self.base) as u32;
+        let mut entries = self.index.write();
+        let i = entries.partition_point(|e| e.rel_offset < rel);
+        if entries.get(i).is_some_and(|e| e.rel_offset == rel) {
+            return;
+        }
+        let max_ts_before = entries.get(i).map_or(self.max_ts(), |e| e.max_ts_before);
+        entries.insert(
+            i,
+            IndexEntry {
+                rel_offset: rel,
+                position: position as u32,
+                max_ts_before,
+            },
+        );
+    }
+
+    /// The first valid record at or past byte `pos` whose offset is in
+    /// `min..before` (see [`resync`]): its offset and position.
+    pub(crate) fn resync(
+        &self,
+        pos: u64,
+        min: u64,
+        before: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<(u64, u64)>> {
+        resync(&self.file, &self.path, pos, self.size(), min..before, buf)
+    }
+
     /// Opens an existing segment after a restart. The last segment of a
-    /// partition (`active`) is always scanned in full and its torn tail cut;
-    /// a closed one is trusted if its index file agrees with it, else rescanned.
-    /// Returns the segment and how many bytes were cut from its tail.
+    /// partition (`next_base` is `None`) is always scanned in full and its
+    /// torn tail cut; a closed one is trusted if its index file agrees with
+    /// it, else rescanned. `before_loss` runs before bytes that may hold
+    /// records readers have seen are cut (it changes the log's epoch).
+    ///
+    /// Damage inside a closed segment cuts nothing: the next segment's base
+    /// says where this one ends, so the records after the damage stay, and
+    /// readers meet the damaged ones as `Error::Corrupt` (and can skip them
+    /// with `Log::skip_damaged`).
     pub(crate) fn recover(
         path: PathBuf,
         base: u64,
-        active: bool,
+        next_base: Option<u64>,
         interval: u32,
         buf: &mut Vec<u8>,
-    ) -> Result<(Segment, u64)> {
+        before_loss: &mut dyn FnMut(&str) -> Result<()>,
+    ) -> Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -168,17 +209,37 @@ impl Segment {
             .map_err(Error::io("stat segment", &path))?
             .len();
         let index_path = path.with_extension("index");
-        if !active {
+        if next_base.is_some() {
             if let Some((summary, entries)) = index::load(&index_path)?
                 && summary.bytes == len
                 && verify_tail(&file, &path, base, &summary, &entries, buf)?
             {
-                return Ok((Segment::new(base, path, file, summary, entries), 0));
+                return Ok(Segment::new(base, path, file, summary, entries));
             }
             tracing::warn!(segment = %path.display(), "segment index missing or stale; rebuilding it by scanning");
         }
         let r = rebuild(&file, &path, base, len, interval, buf)?;
         let cut = len - r.summary.bytes;
+        if let Some(next) = next_base
+            && cut > 0
+            && r.summary.next_offset < next
+        {
+            tracing::error!(
+                segment = %path.display(),
+                position = r.summary.bytes,
+                first_damaged_offset = r.summary.next_offset,
+                next_segment_base = next,
+                reason = %r.stop_reason,
+                "damaged records in a closed segment: kept in place; readers are told and skip them (`mdhub log verify` lists the damage)"
+            );
+            let summary = SegmentSummary {
+                bytes: len,
+                next_offset: next,
+                max_ts: r.summary.max_ts,
+            };
+            index::store(&index_path, summary, &r.entries)?;
+            return Ok(Segment::new(base, path, file, summary, r.entries));
+        }
         if cut > 0 && all_zero(&file, &path, r.summary.bytes, len, buf)? {
             // The preallocated tail of a segment written through its map
             // (`map`): no record was lost.
@@ -186,6 +247,16 @@ impl Segment {
             file.set_len(r.summary.bytes)
                 .map_err(Error::io("truncate segment", &path))?;
         } else if cut > 0 {
+            if next_base.is_none() {
+                // Readers may have been given records in the bytes cut; the
+                // offsets they held will name new records.
+                before_loss(&format!(
+                    "{} is damaged ({}); {cut} bytes cut from offset {}",
+                    path.display(),
+                    r.stop_reason,
+                    r.summary.next_offset
+                ))?;
+            }
             tracing::warn!(
                 segment = %path.display(),
                 bytes_cut = cut,
@@ -198,7 +269,7 @@ impl Segment {
                 .map_err(Error::io("truncate segment", &path))?;
             file.sync_all().map_err(Error::io("fsync segment", &path))?;
         }
-        if active {
+        if next_base.is_none() {
             // The active segment's index lives in memory until the segment closes.
             match std::fs::remove_file(&index_path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -209,8 +280,67 @@ impl Segment {
         } else {
             index::store(&index_path, r.summary, &r.entries)?;
         }
-        Ok((Segment::new(base, path, file, r.summary, r.entries), cut))
+        Ok(Segment::new(base, path, file, r.summary, r.entries))
     }
+}
+
+/// Finds the first valid record at or past byte `pos` (and before `end`)
+/// whose offset is in `offsets`, trying every byte position: the way past
+/// damage, whose length fields cannot be trusted. A candidate must carry an
+/// offset in range and pass its CRC, so damage is never taken for a record.
+/// Returns its offset and position; `None` if there is none.
+pub(crate) fn resync(
+    file: &File,
+    path: &Path,
+    mut pos: u64,
+    end: u64,
+    offsets: Range<u64>,
+    buf: &mut Vec<u8>,
+) -> Result<Option<(u64, u64)>> {
+    const HEAD: usize = 32;
+    while pos + HEAD as u64 <= end {
+        let want = (end - pos).min(MAX_CHUNK as u64) as usize;
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        let got =
+            read_full(file, &mut buf[..want], pos).map_err(Error::io("read segment", path))?;
+        let data = &buf[..got];
+        let mut i = 0;
+        while i + HEAD <= got {
+            let offset = u64::from_le_bytes(data[i + 8..i + 16].try_into().expect("8 bytes"));
+            if offsets.contains(&offset) {
+                match record::decode(&data[i..]) {
+                    Ok(Some((rec, _))) if rec.offset == offset => {
+                        return Ok(Some((offset, pos + i as u64)));
+                    }
+                    Ok(None) if i > 0 => break, // read on from here
+                    Ok(None) => {
+                        // A record larger than the window: read it whole.
+                        if let Ok(Some(size)) = record::peek_size(data)
+                            && pos + size as u64 <= end
+                        {
+                            let mut whole = vec![0u8; size];
+                            let n = read_full(file, &mut whole, pos)
+                                .map_err(Error::io("read segment", path))?;
+                            if let Ok(Some((rec, _))) = record::decode(&whole[..n])
+                                && rec.offset == offset
+                            {
+                                return Ok(Some((offset, pos)));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        if got < HEAD {
+            break;
+        }
+        pos += i.max(1) as u64;
+    }
+    Ok(None)
 }
 
 /// How a scan ended.
@@ -244,7 +374,13 @@ impl ScanEnd {
 }
 
 /// Whether bytes `[from, to)` of the file are all zero (a preallocated tail).
-fn all_zero(file: &File, path: &Path, mut from: u64, to: u64, buf: &mut Vec<u8>) -> Result<bool> {
+pub(crate) fn all_zero(
+    file: &File,
+    path: &Path,
+    mut from: u64,
+    to: u64,
+    buf: &mut Vec<u8>,
+) -> Result<bool> {
     while from < to {
         let want = (to - from).min(MAX_CHUNK as u64) as usize;
         if buf.len() < want {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::MAX_PARTITIONS;
 use crate::error::{Error, Result};
 use crate::groups::valid_name;
-use crate::meta::write_atomic;
+use crate::meta::{EpochGuard, write_atomic};
 use crate::notify::Notifier;
 use crate::partition::{Partition, Settings, sync_dir};
 
@@ -56,6 +56,7 @@ pub(crate) fn open_topic(
     create: Option<u32>,
     settings: Settings,
     notifier: &Arc<Notifier>,
+    mut guard: Option<&mut EpochGuard>,
 ) -> Result<Option<Topic>> {
     let dir = topics_dir.join(name);
     let count = match (read_count(&dir)?, create) {
@@ -82,6 +83,11 @@ pub(crate) fn open_topic(
         }
     };
     fs::create_dir_all(&dir).map_err(Error::io("create topic directory", &dir))?;
+    let mut before_loss = |why: &str| match guard.as_deref_mut() {
+        Some(g) => g.before_loss(why),
+        // A topic created while the log runs: its epoch cannot change now.
+        None => Ok(()),
+    };
     let partitions = (0..count)
         .map(|id| {
             Partition::open(
@@ -90,6 +96,7 @@ pub(crate) fn open_topic(
                 dir.join(id.to_string()),
                 settings,
                 Arc::clone(notifier),
+                &mut before_loss,
             )
             .map(Arc::new)
         })
@@ -109,6 +116,7 @@ pub(crate) fn open_all(
     topics_dir: &Path,
     settings: Settings,
     notifier: &Arc<Notifier>,
+    guard: &mut EpochGuard,
 ) -> Result<Vec<Topic>> {
     fs::create_dir_all(topics_dir).map_err(Error::io("create topics directory", topics_dir))?;
     let mut topics = Vec::new();
@@ -119,7 +127,7 @@ pub(crate) fn open_all(
             tracing::warn!(path = %entry.path().display(), "ignoring unexpected entry in topics directory");
             continue;
         }
-        if let Some(t) = open_topic(topics_dir, &name, None, settings, notifier)? {
+        if let Some(t) = open_topic(topics_dir, &name, None, settings, notifier, Some(guard))? {
             topics.push(t);
         }
     }

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mdhub_log::{Log, LogConfig, RecordIn};
 
@@ -98,4 +98,15 @@ pub(crate) fn check_derived(log: &Log, topic: &str, partition: u32) -> u64 {
         assert_eq!(r.key, key_for(o), "key of offset {o}");
     }
     hw
+}
+
+/// The segment files of partition 0 of topic `t`, oldest first.
+pub(crate) fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<_> = std::fs::read_dir(dir.join("topics/t/0"))
+        .expect("partition directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs
 }

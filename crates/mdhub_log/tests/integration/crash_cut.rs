@@ -10,7 +10,7 @@ use mdhub_log::Log;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::common::{append_derived, check_derived, config, key_for, value_for};
+use crate::common::{append_derived, check_derived, config, key_for, segment_files, value_for};
 
 const SEGMENT: u64 = 64 << 10;
 
@@ -28,13 +28,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn active_segment(dir: &Path) -> (PathBuf, u64) {
-    let mut logs: Vec<_> = fs::read_dir(dir.join("topics/t/0"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    let path = logs.pop().unwrap();
+    let path = segment_files(dir).pop().unwrap();
     let base = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
     (path, base)
 }

@@ -5,6 +5,7 @@
 mod common;
 mod crash_cut;
 mod crash_kill;
+mod damage;
 mod groups_and_meta;
 mod model;
 mod murmur2_python;
