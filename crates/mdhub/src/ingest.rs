@@ -201,7 +201,13 @@ pub async fn warm_cache(
         if done || per_partition == 0 {
             return Ok((read, sub));
         }
-        let batch = sub.next_batch(8192, Duration::from_millis(500)).await?;
+        let batch = match sub.next_batch(8192, Duration::from_millis(500)).await {
+            Err(e @ mdhub_bus::Error::Damaged { .. }) => {
+                tracing::error!(error = %e, "the cache misses damaged log records");
+                continue;
+            }
+            b => b?,
+        };
         if batch.is_empty() {
             return Ok((read, sub));
         }
@@ -227,7 +233,14 @@ pub async fn follow_into_cache(
     loop {
         let batch = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            b = sub.next_batch(4096, Duration::from_millis(500)) => b?,
+            b = sub.next_batch(4096, Duration::from_millis(500)) => b,
+        };
+        let batch = match batch {
+            Err(e @ mdhub_bus::Error::Damaged { .. }) => {
+                tracing::error!(error = %e, "the cache misses damaged log records");
+                continue;
+            }
+            b => b?,
         };
         put_deliveries(&*cache, &batch).await;
     }

@@ -404,6 +404,7 @@ impl StatusSource for Consumers {
                 serde_json::json!({
                     "records": l(&c.records),
                     "undecodable": l(&c.undecodable),
+                    "damaged": l(&c.damaged),
                     "persists": l(&c.persists),
                     "persisted": l(&c.persisted),
                     "errors": l(&c.errors),
@@ -418,7 +419,7 @@ impl StatusSource for Consumers {
 
 impl MetricsSource for Consumers {
     fn render(&self, out: &mut String) {
-        let rows: [Row; 6] = [
+        let rows: [Row; 7] = [
             (
                 "mdhub_consumer_records_total",
                 "Log records read by the group.",
@@ -428,6 +429,11 @@ impl MetricsSource for Consumers {
                 "mdhub_consumer_undecodable_total",
                 "Log records the group skipped because they did not decode.",
                 |c| c.undecodable.load(Ordering::Relaxed),
+            ),
+            (
+                "mdhub_consumer_damaged_total",
+                "Log records the group skipped because the log's copy is damaged.",
+                |c| c.damaged.load(Ordering::Relaxed),
             ),
             (
                 "mdhub_consumer_persisted_total",

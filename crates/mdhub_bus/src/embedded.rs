@@ -252,6 +252,7 @@ impl Bus for EmbeddedBus {
             groups: self.groups.clone(),
             wake: self.committed.subscribe(),
             rr: 0,
+            deferred: None,
         }))
     }
 
@@ -289,6 +290,9 @@ struct EmbeddedSubscription {
     groups: Arc<Mutex<HashSet<String>>>,
     wake: watch::Receiver<u64>,
     rr: usize,
+    /// An error met after other partitions had delivered records: those
+    /// records go out first, the error with the next call.
+    deferred: Option<Error>,
 }
 
 impl Drop for EmbeddedSubscription {
@@ -310,24 +314,48 @@ impl EmbeddedSubscription {
             let i = (self.rr + k) % n;
             let c = self.cursors[i];
             let mut skipped = 0u64;
-            let outcome = self
-                .log
-                .read(
-                    c.topic.log_name(),
-                    c.partition,
-                    c.next,
-                    max - out.len(),
-                    4 << 20,
-                    |r| match delivery(c.topic, c.partition, &r) {
-                        Some(d) => out.push(d),
-                        None => skipped += 1,
-                    },
-                )
-                .map_err(|e| map_log_err(c.topic, e))?;
+            let read = self.log.read(
+                c.topic.log_name(),
+                c.partition,
+                c.next,
+                max - out.len(),
+                4 << 20,
+                |r| match delivery(c.topic, c.partition, &r) {
+                    Some(d) => out.push(d),
+                    None => skipped += 1,
+                },
+            );
             if skipped > 0 {
                 tracing::warn!(topic = %c.topic, partition = c.partition, skipped, "skipped records with an invalid key or encoding header");
             }
-            self.cursors[i].next = outcome.next_offset;
+            let error = match read {
+                Ok(outcome) => {
+                    self.cursors[i].next = outcome.next_offset;
+                    continue;
+                }
+                Err(mdhub_log::Error::Corrupt { .. }) => {
+                    // Damage on disk: step past it and say so (a log read
+                    // delivers nothing when it fails).
+                    let resume = self
+                        .log
+                        .skip_damaged(c.topic.log_name(), c.partition, c.next)
+                        .map_err(|e| map_log_err(c.topic, e))?;
+                    self.cursors[i].next = resume;
+                    Error::Damaged {
+                        topic: c.topic,
+                        partition: c.partition,
+                        from: c.next,
+                        resume,
+                    }
+                }
+                Err(e) => map_log_err(c.topic, e),
+            };
+            self.rr = self.rr.wrapping_add(1);
+            if out.is_empty() {
+                return Err(error);
+            }
+            self.deferred = Some(error);
+            return Ok(out);
         }
         self.rr = self.rr.wrapping_add(1);
         Ok(out)
@@ -363,6 +391,9 @@ impl Subscription for EmbeddedSubscription {
             // Mark the current commit as seen before reading, so a commit that
             // lands during the read wakes the wait below.
             self.wake.borrow_and_update();
+            if let Some(e) = self.deferred.take() {
+                return Err(e);
+            }
             let out = self.read_available(max.max(1))?;
             if !out.is_empty() {
                 return Ok(out);

@@ -84,6 +84,22 @@ pub enum Error {
         /// Why the publish stopped.
         source: Box<Error>,
     },
+    /// Records `from..resume` of a partition cannot be read: the log's
+    /// copy is damaged (see `mdhub log verify`). The subscription has
+    /// moved past them and the next `next_batch` goes on from `resume`; the
+    /// caller must make the loss visible (the gateway sends a `data_lost`
+    /// reset, consumer groups count it).
+    #[error("{topic} partition {partition}: records {from}..{resume} are damaged and were skipped")]
+    Damaged {
+        /// Topic.
+        topic: Topic,
+        /// Partition.
+        partition: u32,
+        /// First damaged offset.
+        from: u64,
+        /// Where reading goes on.
+        resume: u64,
+    },
     /// The bus was closed.
     #[error("bus is closed")]
     Closed,

@@ -128,7 +128,9 @@ pub enum ClientEvent {
     /// channel.
     Data(Data),
     /// The server cannot replay what this stream missed; a snapshot follows
-    /// and the stream continues from there.
+    /// and the stream continues from there. With
+    /// [`ResetReason::DataLost`] no snapshot follows: records were damaged on
+    /// the server's disk and the replay goes on with the ones after them.
     Reset {
         /// Symbol.
         symbol: String,

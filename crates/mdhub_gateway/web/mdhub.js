@@ -156,8 +156,9 @@ const streamKey = (symbol, channel) => `${symbol} ${channel}`;
  *   read too slowly, 0 normally);
  * - `status`: the same shape for the `status` channel (feed state per symbol);
  * - `reset`: `{symbol, channel, reason}` — the missed updates cannot be sent
- *   (`epoch_changed`, `position_expired`, `position_ahead`); a fresh snapshot
- *   follows, and the stored position of that stream is already cleared;
+ *   (`epoch_changed`, `position_expired`, `position_ahead`: a fresh snapshot
+ *   follows; `data_lost`: the replay goes on after records damaged on the
+ *   server's disk); the stored position of that stream is already cleared;
  * - `open`: `{epoch, server, heartbeatMs, maxSymbols, resumed, authRequired}`
  *   on each welcome;
  * - `close`: `{code, reason, meaning, reconnect, retryAfterMs}` when a

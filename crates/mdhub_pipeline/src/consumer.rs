@@ -8,7 +8,9 @@
 //!    the oldest record held).
 //! 2. Reads batches of up to [`DriverConfig::batch`] records, decodes them
 //!    (in parallel for large batches) and counts the records that do not
-//!    decode (skipped, logged, `undecodable`).
+//!    decode (skipped, logged, `undecodable`). Records the log cannot read
+//!    because its copy is damaged are skipped too, logged as errors and
+//!    counted (`damaged`): the sink's target has a hole there, and says so.
 //! 3. Hands the records to [`GroupSink::push`]; when the sink is
 //!    [`GroupSink::due`] it calls [`GroupSink::persist`]. A retryable failure
 //!    is retried with the one shared backoff ([`mdhub_types::Backoff`]:
@@ -137,6 +139,8 @@ pub struct ConsumerStats {
     pub records: AtomicU64,
     /// Records that did not decode (skipped, counted).
     pub undecodable: AtomicU64,
+    /// Records the log could not read (damaged on disk; skipped, counted).
+    pub damaged: AtomicU64,
     /// Successful persists.
     pub persists: AtomicU64,
     /// Records the sink made durable (what it held when a persist succeeded).
@@ -156,6 +160,7 @@ impl ConsumerStats {
             group,
             records: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
+            damaged: AtomicU64::new(0),
             persists: AtomicU64::new(0),
             persisted: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -204,6 +209,30 @@ pub enum DriveError {
     },
 }
 
+/// A batch, or `None` after damage in the log that the subscription has
+/// stepped past (logged, counted); other errors end the run.
+fn skip_damage(
+    batch: mdhub_bus::Result<Vec<Delivery>>,
+    group: &str,
+    stats: &ConsumerStats,
+) -> Result<Option<Vec<Delivery>>, DriveError> {
+    match batch {
+        Ok(b) => Ok(Some(b)),
+        Err(mdhub_bus::Error::Damaged {
+            topic,
+            partition,
+            from,
+            resume,
+        }) => {
+            stats.damaged.fetch_add(resume - from, Ordering::Relaxed);
+            tracing::error!(group, %topic, partition, from, resume,
+                "log records are damaged on disk and were skipped: the target misses them (`mdhub log verify`)");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Run `sink` as a consumer group until `ctx.stop` (see the module docs).
 pub async fn drive<S: GroupSink>(
     bus: Arc<dyn Bus>,
@@ -221,7 +250,10 @@ pub async fn drive<S: GroupSink>(
     loop {
         let batch = tokio::select! {
             _ = ctx.stop.cancelled() => break,
-            b = sub.next_batch(cfg.batch, cfg.tick) => b?,
+            b = sub.next_batch(cfg.batch, cfg.tick) => b,
+        };
+        let Some(batch) = skip_damage(batch, group, stats)? else {
+            continue;
         };
         take(&mut sink, batch, &mut read, stats).await?;
         if sink.due() && !persist_retrying(&mut sink, &mut backoff, stats, ctx).await? {
@@ -241,9 +273,10 @@ pub async fn drive<S: GroupSink>(
     // shutdown leaves the target complete.
     let deadline = Instant::now() + cfg.drain;
     while Instant::now() < deadline {
-        let batch = sub
-            .next_batch(cfg.batch, Duration::from_millis(100))
-            .await?;
+        let batch = sub.next_batch(cfg.batch, Duration::from_millis(100)).await;
+        let Some(batch) = skip_damage(batch, group, stats)? else {
+            continue;
+        };
         if batch.is_empty() {
             break;
         }

@@ -201,6 +201,9 @@ pub enum ResetReason {
     EpochChanged,
     /// The position is ahead of the log (from a log that lost data).
     PositionAhead,
+    /// Records after the position could not be read (the log's copy is
+    /// damaged); the stream goes on after them.
+    DataLost,
 }
 
 /// Control frames the server sends, tagged by `type`. Data frames (`update`,

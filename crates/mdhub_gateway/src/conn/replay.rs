@@ -168,9 +168,21 @@ impl Conn {
             let batch: Vec<Delivery> = match sub.next_batch(2048, Duration::from_secs(1)).await {
                 Ok(b) if !b.is_empty() => b,
                 Ok(_) => break,
+                Err(e @ mdhub_bus::Error::Damaged { .. }) => {
+                    // The records skipped may include this symbol's: never
+                    // a silent gap. The replay goes on after them.
+                    tracing::error!(error = %e, symbol = %sym, "replay met damaged records; resetting the stream");
+                    self.replay_reset(ws, sym, from.topic, ResetReason::DataLost)
+                        .await?;
+                    continue;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "replay interrupted");
-                    break;
+                    // The replay cannot go on: the client must not take
+                    // what follows as continuous with what it has.
+                    tracing::warn!(error = %e, symbol = %sym, "replay interrupted; resetting the stream");
+                    self.replay_reset(ws, sym, from.topic, ResetReason::PositionExpired)
+                        .await?;
+                    return self.write_or_lag(ws, WsOp::Flush).await;
                 }
             };
             for d in &batch {
@@ -196,6 +208,27 @@ impl Conn {
             self.write_or_lag(ws, WsOp::Flush).await?;
         }
         Ok(())
+    }
+
+    /// A `reset` in the middle of a replay, written under the replay's rule.
+    async fn replay_reset(
+        &mut self,
+        ws: &mut WebSocket,
+        sym: &Symbol,
+        channel: Topic,
+        reason: ResetReason,
+    ) -> Result<(), axum::Error> {
+        self.shared
+            .metrics
+            .resets_total
+            .fetch_add(1, Ordering::Relaxed);
+        let reset = ServerMessage::Reset {
+            symbol: sym.to_string(),
+            channel,
+            reason,
+        };
+        self.write_or_lag(ws, WsOp::Feed(super::text(reset.to_json())))
+            .await
     }
 
     /// One write of a replay, under the same rule as live delivery: a
