@@ -71,6 +71,8 @@ pub enum Command {
     Keygen(commands::auth::KeygenArgs),
     /// An HS256 JWT for a user, signed with gateway.auth.jwt_secret.
     Token(commands::auth::TokenArgs),
+    /// The embedded log's files: `mdhub log verify` checks every record and lists damage.
+    Log(commands::log::LogArgs),
     /// Print the effective configuration (defaults, file and environment merged) as TOML.
     Config,
 }
@@ -105,5 +107,6 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => commands::roles::replay(cfg, args),
         Command::Bench(args) => commands::bench::main(args),
         Command::Normalize(args) => commands::normalize::main(args),
+        Command::Log(args) => commands::log::main(cfg, args),
     }
 }
