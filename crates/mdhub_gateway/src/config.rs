@@ -30,6 +30,15 @@ pub struct GatewayConfig {
     /// `accept`, so connection number N+1 waits in the kernel's backlog.
     /// Default 10000.
     pub max_connections: usize,
+    /// Most connections at once from one IP address; more are closed at
+    /// accept. 0: no cap — set it behind a reverse proxy or router whose
+    /// few addresses carry every client (Heroku's router, nginx on the same
+    /// machine). Default 500.
+    pub max_connections_per_ip: usize,
+    /// A request head (a WebSocket upgrade included) must arrive within
+    /// this many milliseconds of the connection being ready for one, or the
+    /// connection is closed and its permit freed (slowloris). Default 10000.
+    pub header_timeout_ms: u64,
     /// Most symbols one connection may subscribe. Default 1000.
     pub max_symbols: usize,
     /// Largest client frame accepted, in bytes (larger: error
@@ -65,6 +74,8 @@ impl Default for GatewayConfig {
             slow_client_timeout_ms: 15_000,
             reconnect_spread_ms: 2_000,
             max_connections: 10_000,
+            max_connections_per_ip: 500,
+            header_timeout_ms: 10_000,
             max_symbols: 1000,
             max_message_bytes: 65_536,
             client_messages_per_sec: 20,
@@ -89,6 +100,7 @@ impl GatewayConfig {
                 self.slow_client_timeout_ms as usize,
             ),
             ("max_connections", self.max_connections),
+            ("header_timeout_ms", self.header_timeout_ms as usize),
             ("max_symbols", self.max_symbols),
             ("max_message_bytes", self.max_message_bytes),
             (

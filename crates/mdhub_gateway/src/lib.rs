@@ -23,11 +23,12 @@ mod hub;
 mod listener;
 pub mod metrics;
 pub mod rest;
+mod server;
 mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{RawQuery, State, WebSocketUpgrade};
@@ -195,9 +196,18 @@ impl Gateway {
         let hub_task = tokio::spawn(hub.run(shared.bus.clone(), shutdown.clone()));
         let app = router(shared.clone());
         let listener = listener::LimitedListener::new(listener, shared.cfg.max_connections);
-        let result = axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
+        let limits = server::ServeLimits {
+            header_timeout: Duration::from_millis(shared.cfg.header_timeout_ms),
+            per_ip: shared.cfg.max_connections_per_ip,
+        };
+        server::serve(
+            listener,
+            app,
+            limits,
+            shared.metrics.clone(),
+            shutdown.clone(),
+        )
+        .await;
         // Every client is being sent 1001; let those frames go out before
         // the process moves on (bounded: a client that does not read gets
         // its socket closed when the process exits).
@@ -212,7 +222,7 @@ impl Gateway {
             );
         }
         hub_task.abort();
-        result
+        Ok(())
     }
 }
 

@@ -84,6 +84,8 @@ pub struct GatewayMetrics {
     pub skipped_total: AtomicU64,
     /// Connections closed for missing heartbeats.
     pub timeouts_total: AtomicU64,
+    /// Connections closed at once: too many from one address.
+    pub refused_per_ip_total: AtomicU64,
     /// `ts_received` → socket write, per delivered update.
     pub latency: Histogram,
 }
@@ -93,7 +95,7 @@ impl GatewayMetrics {
     /// waiting in connection queues, and connections in conflated delivery.
     pub fn render(&self, (queued, conflated): (u64, u64), out: &mut String) {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 14] = [
+        let rows: [(&str, &str, &str, u64); 15] = [
             (
                 "connections",
                 "gauge",
@@ -165,6 +167,12 @@ impl GatewayMetrics {
                 "counter",
                 "Connections closed for silence.",
                 l(&self.timeouts_total),
+            ),
+            (
+                "refused_per_ip_total",
+                "counter",
+                "Connections closed at accept: too many open from one address (gateway.max_connections_per_ip).",
+                l(&self.refused_per_ip_total),
             ),
             (
                 "queued_frames",

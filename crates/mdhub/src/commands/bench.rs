@@ -147,7 +147,7 @@ fn start_hub(a: &FanoutArgs) -> anyhow::Result<(Child, String)> {
     std::fs::create_dir_all(&dir)?;
     let mut cfg = String::new();
     cfg.push_str(&format!(
-        "[sim]\nseed = 1\nrate = {}\nregimes = false\n\n[gateway]\nmax_connections = {}\n\n[ingest]\nstatus_interval_secs = 0\n\n[[sim.venues]]\nvenue = \"bench\"\nlatency_us = 200\n",
+        "[sim]\nseed = 1\nrate = {}\nregimes = false\n\n[gateway]\nmax_connections = {}\nmax_connections_per_ip = 0\n\n[ingest]\nstatus_interval_secs = 0\n\n[[sim.venues]]\nvenue = \"bench\"\nlatency_us = 200\n",
         a.rate,
         a.clients + 100
     ));
