@@ -15,14 +15,19 @@ const CHROMIUM_ARGS = [
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ];
 
-/** Run `fn(context)` in a fresh headless Chromium; closed and removed afterwards. */
-export async function withBrowser(fn) {
+/**
+ * Run `fn(context)` in a fresh headless Chromium; closed and removed
+ * afterwards. `options.ignoreHTTPSErrors`: accept a certificate no authority
+ * in the browser vouches for (a test CA).
+ */
+export async function withBrowser(fn, options = {}) {
   const profile = await mkdtemp(join(tmpdir(), "mdhub-ui-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.MDHUB_TEST_CHROMIUM || "/usr/bin/chromium",
     args: CHROMIUM_ARGS,
     headless: true,
     viewport: { width: 1360, height: 760 },
+    ignoreHTTPSErrors: Boolean(options.ignoreHTTPSErrors),
   });
   try {
     return await fn(context);

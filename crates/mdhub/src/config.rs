@@ -83,12 +83,20 @@ pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`; `$PORT` (Heroku)
     /// replaces the port, and `--listen` the whole address.
     pub listen: SocketAddr,
+    /// PEM certificate chain (leaf first): with `tls_key_file`, the
+    /// listener speaks HTTPS and `wss://` itself. Unset (default): plain
+    /// HTTP, for a router or proxy that terminates TLS (Heroku's does).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -495,6 +503,11 @@ fn get_path<'a>(root: &'a toml::Table, path: &[String]) -> Option<&'a toml::Valu
 impl Config {
     /// Range checks that serde cannot express, each naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
+            return Err(ConfigError(
+                "server.tls_cert_file and server.tls_key_file: set both (TLS) or neither".into(),
+            ));
+        }
         if self.ingest.channel_capacity == 0 {
             return Err(ConfigError(
                 "ingest.channel_capacity: must be at least 1".into(),

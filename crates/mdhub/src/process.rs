@@ -478,18 +478,30 @@ impl Process {
             gateway = gateway.with_metrics(Arc::new(status::Kafka(k)));
         }
         let token_flag = if auth.required() { "--token KEY " } else { "" };
-        let gateway = gateway.with_auth(auth);
+        let mut gateway = gateway.with_auth(auth);
+        let (http, ws) = match (
+            &self.cfg.server.tls_cert_file,
+            &self.cfg.server.tls_key_file,
+        ) {
+            (Some(cert), Some(key)) => {
+                let tls = mdhub_gateway::tls_server_config(cert, key)
+                    .context("server.tls_cert_file / server.tls_key_file")?;
+                gateway = gateway.with_tls(tls);
+                ("https", "wss")
+            }
+            _ => ("http", "ws"),
+        };
         let source = if roles.feeds {
             format!("{} -> ", crate::commands::run::feeds_desc(&self.cfg))
         } else {
             String::new()
         };
         println!(
-            "mdhub running: http://{addr} (WebSocket ws://{addr}/v1/ws); {source}{}",
+            "mdhub running: {http}://{addr} (WebSocket {ws}://{addr}/v1/ws); {source}{}",
             self.log_desc
         );
         println!(
-            "watch prices: mdhub tail {token_flag}--url ws://{addr}/v1/ws AAPL BTC-USDT EUR-USD   (Ctrl-C stops mdhub)"
+            "watch prices: mdhub tail {token_flag}--url {ws}://{addr}/v1/ws AAPL BTC-USDT EUR-USD   (Ctrl-C stops mdhub)"
         );
         self.sup.add(
             Stage::once("gateway", Phase::Gateway, move |ctx| {

@@ -1,8 +1,9 @@
 //! The web UI and the JavaScript client (`crates/mdhub_gateway/web/`): the
 //! embedded files over HTTP, mdhub.js's unit tests in Node, and the UI in
 //! headless Chromium (tests/web/ui.mjs, playwright-core) across a restart of
-//! `mdhub run`, and signing in to a hub that requires a credential
-//! (tests/web/auth.mjs). scripts/test.sh installs Node's test dependencies
+//! `mdhub run`, signing in to a hub that requires a credential
+//! (tests/web/auth.mjs), and the UI over https:// and wss:// from a hub that
+//! terminates TLS itself (tests/web/tls.mjs). scripts/test.sh installs Node's test dependencies
 //! and Debian's chromium; a missing one fails these tests, it never skips them.
 
 mod common;
@@ -246,4 +247,24 @@ fn the_ui_signs_in_to_a_hub_that_requires_a_key() {
         "no screenshot at {}",
         screenshot.display()
     );
+}
+
+#[test]
+fn the_ui_over_https_and_wss() {
+    let chromium = browser();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::tls::certificates(dir.path());
+    let hub = Hub::start(dir.path(), &["--sim-rate", "200"], &certs.env());
+    let status = node()
+        .arg("tests/web/tls.mjs")
+        .args(["--url", &format!("https://{}", hub.addr)])
+        .env("NODE_EXTRA_CA_CERTS", &certs.ca)
+        .env("MDHUB_TEST_CHROMIUM", chromium)
+        .status()
+        .expect("start node tests/web/tls.mjs");
+    assert!(
+        status.success(),
+        "tests/web/tls.mjs failed ({status}); its output is above"
+    );
+    assert!(hub.stop().success());
 }

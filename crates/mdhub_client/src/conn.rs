@@ -135,7 +135,11 @@ impl Task {
 
     async fn session(&mut self, url: &str) -> End {
         let limit = self.cfg.connect_timeout;
-        let opened = tokio::time::timeout(limit, open(url, self.cfg.token.as_deref())).await;
+        let opened = tokio::time::timeout(
+            limit,
+            open(url, self.cfg.token.as_deref(), self.cfg.ca_file.as_deref()),
+        )
+        .await;
         let (mut ws, epoch, heartbeat) = match opened {
             Ok(Ok(v)) => v,
             Ok(Err(Refused(reason))) => {
@@ -479,14 +483,49 @@ enum OpenError {
 }
 use OpenError::{Failed, Refused};
 
+/// A TLS client trusting the webpki roots and the certificates in `path`
+/// (a private CA, or a gateway's self-signed certificate).
+fn tls_with_ca(path: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let why = |e: &dyn std::fmt::Display| format!("ca_file {}: {e}", path.display());
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut added = 0;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| why(&e))? {
+        roots.add(cert.map_err(|e| why(&e))?).map_err(|e| why(&e))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(why(&"no CERTIFICATE in the file"));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| why(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
 /// Connect (with the credential, if any) and read the `welcome`: the
 /// connection, the epoch and the heartbeat interval.
-async fn open(url: &str, token: Option<&str>) -> Result<(Ws, String, Duration), OpenError> {
+async fn open(
+    url: &str,
+    token: Option<&str>,
+    ca_file: Option<&std::path::Path>,
+) -> Result<(Ws, String, Duration), OpenError> {
     use tokio_tungstenite::tungstenite::Error as WsError;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut connector = None;
     if url.starts_with("wss://") {
         // Several rustls providers are linked into the tree; pick one.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        if let Some(path) = ca_file {
+            let tls = tls_with_ca(path).map_err(Refused)?;
+            connector = Some(tokio_tungstenite::Connector::Rustls(tls));
+        }
     }
     let mut req = url
         .into_client_request()
@@ -502,7 +541,9 @@ async fn open(url: &str, token: Option<&str>) -> Result<(Ws, String, Duration), 
     // of updates in one read.
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(16 << 10);
-    let mut ws = match tokio_tungstenite::connect_async_with_config(req, Some(config), true).await {
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, connector);
+    let mut ws = match connecting.await {
         Ok((ws, _)) => ws,
         Err(WsError::Http(r)) if matches!(r.status().as_u16(), 401 | 403) => {
             let body = r

@@ -78,6 +78,10 @@ pub struct ClientConfig {
     /// gateway requires one. A refused credential stops the client
     /// ([`ClientEvent::Stopped`]) instead of retrying.
     pub token: Option<String>,
+    /// A PEM file of certificates to trust for `wss://` besides the usual
+    /// root authorities: a private CA, or a gateway's self-signed
+    /// certificate (`server.tls_cert_file`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -92,6 +96,7 @@ impl ClientConfig {
             dead_after: None,
             event_capacity: 65_536,
             token: None,
+            ca_file: None,
         }
     }
 

@@ -24,6 +24,7 @@ mod listener;
 pub mod metrics;
 pub mod rest;
 mod server;
+mod tls;
 mod web;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub use auth::{AuthConfig, AuthError, AuthMode, Authenticator, mint_hs256, new_k
 pub use config::GatewayConfig;
 pub use history::{HistoryFailure, HistoryKind, HistoryRequest, HistorySource};
 pub use metrics::{GatewayMetrics, MetricsSource};
+pub use tls::{TlsError, server_config as tls_server_config};
 
 /// Something that reports its state in `/v1/status` (feeds, the ingest stage).
 pub trait StatusSource: Send + Sync + std::fmt::Debug {
@@ -109,6 +111,7 @@ pub struct Gateway {
     health: Vec<Arc<dyn HealthSource>>,
     history: Option<Arc<dyn HistorySource>>,
     auth: Option<Authenticator>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Gateway {
@@ -123,6 +126,7 @@ impl Gateway {
             health: Vec::new(),
             history: None,
             auth: None,
+            tls: None,
         }
     }
 
@@ -131,6 +135,12 @@ impl Gateway {
     /// gateway serves everyone.
     pub fn with_auth(mut self, auth: Authenticator) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Serve HTTPS and `wss://` with `tls` (see [`tls_server_config`]).
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -199,6 +209,7 @@ impl Gateway {
         let limits = server::ServeLimits {
             header_timeout: Duration::from_millis(shared.cfg.header_timeout_ms),
             per_ip: shared.cfg.max_connections_per_ip,
+            tls: self.tls.map(tokio_rustls::TlsAcceptor::from),
         };
         server::serve(
             listener,

@@ -1,8 +1,9 @@
 //! The accept loop: a connection permit taken before `accept`
-//! ([`LimitedListener`]), a cap on connections from one address, a deadline
-//! for every request head (against slowloris: a socket that trickles its
-//! headers, or says nothing at all, is closed and gives its permit back),
-//! and a graceful end that lets requests in flight finish.
+//! ([`LimitedListener`]), a cap on connections from one address, the TLS
+//! handshake when configured, a deadline for it and for every request head
+//! (against slowloris: a socket that trickles its handshake or headers, or
+//! says nothing at all, is closed and gives its permit back), and a
+//! graceful end that lets requests in flight finish.
 //!
 //! `axum::serve` sets no timer on hyper, so hyper's header-read timeout
 //! never fires there; this loop sets one.
@@ -29,7 +30,7 @@ use crate::metrics::GatewayMetrics;
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// The accept loop's limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct ServeLimits {
     /// A request head (the WebSocket upgrade included) must arrive within
     /// this, counted from when the connection is ready for one: the
@@ -38,6 +39,8 @@ pub(crate) struct ServeLimits {
     pub(crate) header_timeout: Duration,
     /// Connections at once from one IP address; 0: no cap.
     pub(crate) per_ip: usize,
+    /// TLS, when the gateway terminates it itself.
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves `app` on `listener` until `shutdown`.
@@ -65,26 +68,19 @@ pub(crate) async fn serve(
         };
         let service = TowerToHyperService::new(app.clone());
         let closed = closing.clone();
+        let (tls, header_timeout) = (limits.tls.clone(), limits.header_timeout);
         tracker.spawn(async move {
             let _slot = slot;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout);
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "connection ended");
-                    }
+            let Some(tls) = tls else {
+                return serve_connection(stream, service, header_timeout, closed, peer).await;
+            };
+            // The handshake is part of the request head's time.
+            match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, service, header_timeout, closed, peer).await;
                 }
-                _ = closed.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake too slow"),
             }
         });
     }
@@ -96,6 +92,37 @@ pub(crate) async fn serve(
             open = tracker.len(),
             "HTTP requests still running at shutdown"
         );
+    }
+}
+
+/// HTTP/1.1 (with upgrades) on one connection until it ends or `closed`.
+async fn serve_connection<I>(
+    io: I,
+    service: TowerToHyperService<Router>,
+    header_timeout: Duration,
+    closed: CancellationToken,
+    peer: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        }
+        _ = closed.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 

@@ -33,6 +33,9 @@ pub struct TailArgs {
     /// API key or JWT, when the gateway requires one.
     #[arg(long, env = "MDHUB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM certificates to trust for wss:// besides the usual authorities (a private CA, or a hub's self-signed server.tls_cert_file).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Exit after this many data frames (snapshots and updates).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
@@ -64,6 +67,7 @@ pub fn main(cfg: Config, args: TailArgs) -> ExitCode {
 async fn tail(urls: Vec<String>, args: &TailArgs) -> ExitCode {
     let mut config = ClientConfig::with_urls(urls);
     config.token = args.token.clone();
+    config.ca_file = args.ca_file.clone();
     let mut client = match Client::connect(config) {
         Ok(c) => c,
         Err(e) => {

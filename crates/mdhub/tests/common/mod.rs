@@ -96,6 +96,7 @@ impl Hub {
         }
         let addr = line
             .strip_prefix("mdhub running: http://")
+            .or_else(|| line.strip_prefix("mdhub running: https://"))
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or_default()
             .to_string();
@@ -280,3 +281,4 @@ fn dechunk(mut s: &str) -> String {
 }
 pub mod kafka;
 pub mod log;
+pub mod tls;
