@@ -10,14 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::log::log_records;
+use common::ws::{Ws, connect, offset_of, request};
 use common::{Hub, http_get};
-use futures_util::{SinkExt, StreamExt};
 use mdhub_types::Topic;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const SMALL_SEGMENTS: (&str, &str) = ("MDHUB_LOG__SEGMENT_BYTES", "65536");
 
@@ -29,52 +25,11 @@ fn start(dir: &Path) -> Hub {
     )
 }
 
-async fn connect(hub: &Hub) -> (Ws, String) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(hub.ws_url())
-        .await
-        .expect("connect");
-    let welcome = next_json(&mut ws, Duration::from_secs(10))
-        .await
-        .expect("welcome");
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    (ws, welcome["epoch"].as_str().unwrap().to_owned())
-}
-
-async fn next_json(ws: &mut Ws, wait: Duration) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(wait, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).ok(),
-            Ok(Some(Ok(_))) => continue,
-            _ => return None,
-        }
-    }
-}
-
-/// Every frame for `wait` after the subscribe's ack.
+/// Subscribes `symbol`'s quotes with `resume`; every frame for `wait`.
 async fn subscribe(ws: &mut Ws, symbol: &str, resume: Value, wait: Duration) -> Vec<Value> {
     let msg =
         json!({"action":"subscribe","symbols":[symbol],"channels":["quotes"],"resume":resume});
-    ws.send(Message::text(msg.to_string())).await.unwrap();
-    let mut frames = Vec::new();
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Some(left) = deadline.checked_duration_since(tokio::time::Instant::now()) {
-        match next_json(ws, left).await {
-            Some(v) if v["type"] == "heartbeat" => {}
-            Some(v) => frames.push(v),
-            None => break,
-        }
-    }
-    assert_eq!(
-        frames.first().map(|f| &f["type"]),
-        Some(&json!("ack")),
-        "{frames:?}"
-    );
-    frames
-}
-
-fn offset_of(frame: &Value) -> u64 {
-    let pos = frame["pos"].as_str().unwrap();
-    pos.rsplit(':').next().unwrap().parse().unwrap()
+    request(ws, msg, wait).await
 }
 
 fn partition_dir(dir: &Path, symbol: &str) -> (u32, PathBuf) {

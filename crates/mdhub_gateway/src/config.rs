@@ -61,6 +61,15 @@ pub struct GatewayConfig {
     /// clients of a gateway without auth share only `history_queries`).
     /// Default 2.
     pub history_queries_per_user: usize,
+    /// Resume replays running at once in this process; a resume that finds
+    /// none free within 10 s gets a `replay_limit` reset and a snapshot
+    /// instead. Default 64.
+    pub max_replays: usize,
+    /// Bytes of replayed frames one connection may receive in all; past
+    /// it, the stream being replayed gets a `replay_limit` reset and a
+    /// snapshot, and so does every later resume of the connection (a new
+    /// connection starts afresh). Default 268435456 (256 MiB).
+    pub max_replay_bytes: u64,
     /// Who may connect and what they may see (`[gateway.auth]`).
     pub auth: crate::auth::AuthConfig,
 }
@@ -83,6 +92,8 @@ impl Default for GatewayConfig {
             allowed_origins: Vec::new(),
             history_queries: 4,
             history_queries_per_user: 2,
+            max_replays: 64,
+            max_replay_bytes: 256 << 20,
             auth: crate::auth::AuthConfig::default(),
         }
     }
@@ -110,6 +121,7 @@ impl GatewayConfig {
             ("client_message_burst", self.client_message_burst as usize),
             ("history_queries", self.history_queries),
             ("history_queries_per_user", self.history_queries_per_user),
+            ("max_replays", self.max_replays),
         ];
         for (k, v) in positive {
             if v == 0 {

@@ -98,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) users: Arc<auth::Users>,
     /// History requests running now, in all and per user.
     pub(crate) queries: Arc<history::QueryPermits>,
+    /// Resume replays running now (`max_replays`).
+    pub(crate) replays: Arc<tokio::sync::Semaphore>,
 }
 
 /// The gateway: build it, add status and metrics sources, then [`Gateway::serve`].
@@ -181,6 +183,7 @@ impl Gateway {
         let hub = Arc::new(hub::Hub::new(&*self.bus, metrics.clone()));
         let queries =
             history::QueryPermits::new(self.cfg.history_queries, self.cfg.history_queries_per_user);
+        let replays = Arc::new(tokio::sync::Semaphore::new(self.cfg.max_replays));
         let shared = Arc::new(Shared {
             epoch: self.bus.epoch(),
             bus: self.bus,
@@ -202,6 +205,7 @@ impl Gateway {
             },
             users: Arc::default(),
             queries,
+            replays,
         });
         let hub_task = tokio::spawn(hub.run(shared.bus.clone(), shutdown.clone()));
         let app = router(shared.clone());

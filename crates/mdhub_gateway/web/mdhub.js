@@ -156,7 +156,7 @@ const streamKey = (symbol, channel) => `${symbol} ${channel}`;
  *   read too slowly, 0 normally);
  * - `status`: the same shape for the `status` channel (feed state per symbol);
  * - `reset`: `{symbol, channel, reason}` — the missed updates cannot be sent
- *   (`epoch_changed`, `position_expired`, `position_ahead`: a fresh snapshot
+ *   (`epoch_changed`, `position_expired`, `position_ahead`, `replay_limit`: a fresh snapshot
  *   follows; `data_lost`: the replay goes on after records damaged on the
  *   server's disk); the stored position of that stream is already cleared;
  * - `open`: `{epoch, server, heartbeatMs, maxSymbols, resumed, authRequired}`

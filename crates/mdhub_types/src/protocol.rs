@@ -204,6 +204,9 @@ pub enum ResetReason {
     /// Records after the position could not be read (the log's copy is
     /// damaged); the stream goes on after them.
     DataLost,
+    /// The server would not replay this much now (`max_replays` busy, or the
+    /// connection's `max_replay_bytes` spent); a fresh snapshot follows.
+    ReplayLimit,
 }
 
 /// Control frames the server sends, tagged by `type`. Data frames (`update`,

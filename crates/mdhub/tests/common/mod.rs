@@ -282,3 +282,4 @@ fn dechunk(mut s: &str) -> String {
 pub mod kafka;
 pub mod log;
 pub mod tls;
+pub mod ws;

@@ -67,6 +67,9 @@ struct Conn {
     auth_deadline: Option<Instant>,
     /// Closed (4403) when the credential expires.
     expires: Option<Instant>,
+    /// Bytes of replayed frames this connection may still receive
+    /// (`max_replay_bytes`).
+    replay_budget: u64,
 }
 
 enum Flow {
@@ -106,6 +109,7 @@ pub(crate) async fn serve(
         auth_deadline: None,
         grant: None,
         slot: None,
+        replay_budget: shared.cfg.max_replay_bytes,
     };
     match grant {
         Some((g, slot)) => {

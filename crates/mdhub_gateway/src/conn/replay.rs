@@ -83,43 +83,61 @@ impl Conn {
         }
         let start = match start {
             Some(s) => s,
-            None => match snapshot_of(latest.as_ref(), topic) {
-                Some(p) => {
-                    let mut buf = Vec::with_capacity(512);
-                    data_frame(
-                        DataKind::Snapshot,
-                        p.position,
-                        &json::to_vec(&p.event),
-                        &mut buf,
-                    );
-                    ws.feed(Message::Text(Utf8Bytes::from(
-                        String::from_utf8_lossy(&buf).into_owned(),
-                    )))
-                    .await?;
-                    self.shared
-                        .metrics
-                        .deliveries_total
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.set_last(sym, topic, p.position.offset);
-                    p.position.offset + 1
-                }
-                None => h,
-            },
+            None => self
+                .snapshot(ws, sym, topic, latest.as_ref())
+                .await?
+                .unwrap_or(h),
         };
         if start < h {
-            self.replay(
-                ws,
-                sym,
-                Position {
-                    topic,
-                    partition,
-                    offset: start,
-                },
-                h,
-            )
-            .await?;
+            let from = Position {
+                topic,
+                partition,
+                offset: start,
+            };
+            let replays = self.shared.replays.clone();
+            let ended = match tokio::time::timeout(REPLAY_WAIT, replays.acquire_owned()).await {
+                Ok(Ok(_running)) => self.replay(ws, sym, from, h).await?,
+                _ => ReplayEnd::Limit,
+            };
+            if ended == ReplayEnd::Limit {
+                // A fresh state instead of the rest; live updates follow.
+                self.replay_reset(ws, sym, topic, ResetReason::ReplayLimit)
+                    .await?;
+                self.snapshot(ws, sym, topic, latest.as_ref()).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Sends the latest state of `sym` on `topic` as a `snapshot` frame (when
+    /// there is one) and returns the offset after it.
+    async fn snapshot(
+        &mut self,
+        ws: &mut WebSocket,
+        sym: &Symbol,
+        topic: Topic,
+        latest: Option<&mdhub_cache::Latest>,
+    ) -> Result<Option<u64>, axum::Error> {
+        let Some(p) = snapshot_of(latest, topic) else {
+            return Ok(None);
+        };
+        let mut buf = Vec::with_capacity(512);
+        data_frame(
+            DataKind::Snapshot,
+            p.position,
+            &json::to_vec(&p.event),
+            &mut buf,
+        );
+        ws.feed(Message::Text(Utf8Bytes::from(
+            String::from_utf8_lossy(&buf).into_owned(),
+        )))
+        .await?;
+        self.shared
+            .metrics
+            .deliveries_total
+            .fetch_add(1, Ordering::Relaxed);
+        self.set_last(sym, topic, p.position.offset);
+        Ok(Some(p.position.offset + 1))
     }
 
     fn set_last(&mut self, sym: &Symbol, topic: Topic, offset: u64) {
@@ -128,14 +146,15 @@ impl Conn {
         }
     }
 
-    /// Send every record of `sym` in `[from.offset, h)` of its partition.
+    /// Send every record of `sym` in `[from.offset, h)` of its partition,
+    /// within the connection's replay budget.
     async fn replay(
         &mut self,
         ws: &mut WebSocket,
         sym: &Symbol,
         from: Position,
         h: u64,
-    ) -> Result<(), axum::Error> {
+    ) -> Result<ReplayEnd, axum::Error> {
         let mut sub = match self
             .shared
             .bus
@@ -157,7 +176,7 @@ impl Conn {
                     .metrics
                     .resets_total
                     .fetch_add(1, Ordering::Relaxed);
-                return self.send(ws, reset).await;
+                return self.send(ws, reset).await.map(|()| ReplayEnd::Done);
             }
         };
         let mut buf = Vec::with_capacity(512);
@@ -182,7 +201,10 @@ impl Conn {
                     tracing::warn!(error = %e, symbol = %sym, "replay interrupted; resetting the stream");
                     self.replay_reset(ws, sym, from.topic, ResetReason::PositionExpired)
                         .await?;
-                    return self.write_or_lag(ws, WsOp::Flush).await;
+                    return self
+                        .write_or_lag(ws, WsOp::Flush)
+                        .await
+                        .map(|()| ReplayEnd::Done);
                 }
             };
             for d in &batch {
@@ -193,6 +215,12 @@ impl Conn {
                     continue;
                 }
                 if let Some(t) = frame_text(DataKind::Update, d, &mut buf) {
+                    let Some(left) = self.replay_budget.checked_sub(t.len() as u64) else {
+                        self.replay_budget = 0;
+                        self.write_or_lag(ws, WsOp::Flush).await?;
+                        return Ok(ReplayEnd::Limit);
+                    };
+                    self.replay_budget = left;
                     self.write_or_lag(ws, WsOp::Feed(Message::Text(t))).await?;
                     self.set_last(sym, from.topic, d.position.offset);
                     self.shared
@@ -207,7 +235,7 @@ impl Conn {
             }
             self.write_or_lag(ws, WsOp::Flush).await?;
         }
-        Ok(())
+        Ok(ReplayEnd::Done)
     }
 
     /// A `reset` in the middle of a replay, written under the replay's rule.
@@ -260,6 +288,18 @@ impl Conn {
             }
         }
     }
+}
+
+/// How long a resume waits for one of the `max_replays` slots.
+const REPLAY_WAIT: Duration = Duration::from_secs(10);
+
+/// How a replay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplayEnd {
+    /// Everything up to the live position was sent (or a reset said why not).
+    Done,
+    /// No replay slot, or the connection's replay bytes are spent.
+    Limit,
 }
 
 /// A write of a replay.
