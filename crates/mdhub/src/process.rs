@@ -56,11 +56,13 @@ pub(crate) struct Roles {
     pub(crate) archive: bool,
 }
 
-/// The log, a description for the start-up line, and Kafka's counters.
+/// The log, a description for the start-up line, Kafka's counters, and
+/// the embedded log itself (for its status).
 pub(crate) type OpenBus = (
     Arc<dyn Bus>,
     String,
     Option<Arc<mdhub_bus::kafka::KafkaStats>>,
+    Option<Arc<Log>>,
 );
 
 /// Open the log: Kafka when `kafka.url` is set, the embedded log otherwise.
@@ -75,7 +77,7 @@ pub(crate) async fn open_bus(cfg: &Config) -> anyhow::Result<OpenBus> {
             cfg.kafka.url
         );
         let stats = bus.stats();
-        return Ok((Arc::new(bus), what, Some(stats)));
+        return Ok((Arc::new(bus), what, Some(stats), None));
     }
     let log_dir = cfg.log.dir.clone();
     let log = tokio::task::spawn_blocking({
@@ -84,8 +86,9 @@ pub(crate) async fn open_bus(cfg: &Config) -> anyhow::Result<OpenBus> {
     })
     .await?
     .with_context(|| format!("opening the embedded log at {}", log_dir.display()))?;
+    let log = Arc::new(log);
     let bus = EmbeddedBus::new(
-        Arc::new(log),
+        log.clone(),
         EmbeddedBusConfig {
             encoding: cfg.bus.encoding,
         },
@@ -94,6 +97,7 @@ pub(crate) async fn open_bus(cfg: &Config) -> anyhow::Result<OpenBus> {
         Arc::new(bus),
         format!("embedded log at {}", log_dir.display()),
         None,
+        Some(log),
     ))
 }
 
@@ -120,6 +124,8 @@ struct Process {
     shared: Option<Arc<dyn Cache>>,
     follower: Option<Box<dyn mdhub_bus::Subscription>>,
     history: Option<mdhub_history::query::History>,
+    /// The embedded log, when it is the bus.
+    log: Option<Arc<Log>>,
     sections: Vec<Section>,
     consumers: Vec<Arc<ConsumerStats>>,
     ingest: Arc<IngestStats>,
@@ -170,7 +176,7 @@ pub(crate) async fn start(
 
 impl Process {
     async fn open(cfg: Config, roles: Roles) -> anyhow::Result<Process> {
-        let (bus, log_desc, kafka) = open_bus(&cfg).await?;
+        let (bus, log_desc, kafka, log) = open_bus(&cfg).await?;
         let local: Arc<dyn Cache> = Arc::new(MemoryCache::new());
         // With Redis, gateways read Redis over their own view (newest entry
         // wins, own view alone while Redis is down).
@@ -204,7 +210,11 @@ impl Process {
             shared,
             follower,
             history: None,
-            sections: Vec::new(),
+            sections: log
+                .iter()
+                .map(|l| section(status::LogFiles(l.clone())))
+                .collect(),
+            log,
             consumers: Vec::new(),
             ingest: Arc::new(IngestStats::default()),
             feeds: Vec::new(),
@@ -468,6 +478,9 @@ impl Process {
         )
         .with_health(Arc::new(status::Stages(self.sup.report())))
         .with_metrics(Arc::new(status::ProcessInfo));
+        if let Some(log) = &self.log {
+            gateway = gateway.with_health(Arc::new(status::LogFiles(log.clone())));
+        }
         for (status, metrics) in self.all_sections() {
             gateway = gateway.with_status(status).with_metrics(metrics);
         }

@@ -530,3 +530,97 @@ impl MetricsSource for ProcessInfo {
         );
     }
 }
+
+/// The embedded log's files: its epoch and what the background scrub found
+/// (`log` in `/v1/status`, `mdhub_log_*` metrics, degraded `/readyz` while
+/// damage is known).
+#[derive(Debug)]
+pub(crate) struct LogFiles(pub(crate) Arc<mdhub_log::Log>);
+
+/// Damaged ranges listed in `/v1/status` (all are counted).
+const DAMAGE_LISTED: usize = 20;
+
+impl StatusSource for LogFiles {
+    fn section(&self) -> &str {
+        "log"
+    }
+    fn status(&self) -> serde_json::Value {
+        let s = self.0.scrub_status();
+        let damage: Vec<serde_json::Value> = s
+            .damage
+            .iter()
+            .take(DAMAGE_LISTED)
+            .map(|d| {
+                serde_json::json!({
+                    "topic": d.topic,
+                    "partition": d.partition,
+                    "segment": d.segment.display().to_string(),
+                    "position": d.position,
+                    "offset": d.offset,
+                    "resume": d.resume,
+                    "reason": d.reason,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "epoch": self.0.epoch(),
+            "previous_epoch": self.0.previous_epoch(),
+            "scrub": {
+                "passes": s.passes,
+                "segments": s.segments,
+                "bytes": s.bytes,
+                "damaged_ranges": s.damage.len(),
+                "damage": damage,
+            },
+        })
+    }
+}
+
+impl MetricsSource for LogFiles {
+    fn render(&self, out: &mut String) {
+        let s = self.0.scrub_status();
+        let rows = [
+            (
+                "mdhub_log_scrub_passes_total",
+                "counter",
+                "Scrub passes over every closed segment.",
+                s.passes,
+            ),
+            (
+                "mdhub_log_scrub_bytes_total",
+                "counter",
+                "Bytes of closed segments the scrub checked.",
+                s.bytes,
+            ),
+            (
+                "mdhub_log_damaged_ranges",
+                "gauge",
+                "Damaged ranges the scrub knows of in closed segments (readers skip them and say so).",
+                s.damage.len() as u64,
+            ),
+        ];
+        for (name, kind, help, v) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+    }
+}
+
+impl mdhub_gateway::HealthSource for LogFiles {
+    fn problems(&self) -> Vec<mdhub_gateway::Problem> {
+        let n = self.0.scrub_status().damage.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        vec![mdhub_gateway::Problem {
+            name: "log".into(),
+            state: "damaged".into(),
+            error: Some(format!(
+                "{n} damaged ranges in closed segments: readers skip them with a data_lost reset (mdhub log verify lists them)"
+            )),
+            critical: false,
+        }]
+    }
+}

@@ -143,8 +143,19 @@ async fn a_resume_over_damaged_records_gets_a_data_lost_reset() {
         want_after[..n],
         "nothing but the damaged record is missing"
     );
-    // The hub keeps running and stays ready.
-    assert_eq!(http_get(&hub.addr, "/readyz").0, 200);
+    // The scrub reports the damage; the hub stays ready, degraded.
+    let scrub = common::wait_until(20, "the scrub finds the damage", || {
+        let s = hub.status()["log"]["scrub"].clone();
+        (s["damaged_ranges"] == 1, s)
+    });
+    assert_eq!(scrub["damage"][0]["offset"], victim, "{scrub}");
+    assert_eq!(scrub["damage"][0]["partition"], partition, "{scrub}");
+    assert_eq!(common::metric(&hub.addr, "mdhub_log_damaged_ranges"), 1);
+    let (code, body) = http_get(&hub.addr, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["degraded"], true, "{body}");
+    assert_eq!(ready["failing"][0]["name"], "log", "{body}");
     drop(ws);
     assert!(hub.stop().success());
 }

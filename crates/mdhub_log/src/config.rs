@@ -41,6 +41,13 @@ pub struct LogConfig {
     /// bytes of records. Smaller = faster seeks, bigger index files.
     /// Default 4096.
     pub index_interval_bytes: u32,
+    /// The background scrub re-reads closed segments at this many MiB per
+    /// second on average and checks every record's CRC, reporting damage
+    /// before a reader meets it. 0 = no scrub. Default 8.
+    pub scrub_mb_per_sec: u32,
+    /// Seconds between the end of one scrub pass and the start of the next.
+    /// Default 3600.
+    pub scrub_interval_secs: u64,
 }
 
 impl Default for LogConfig {
@@ -53,6 +60,8 @@ impl Default for LogConfig {
             retention_hours: 168,
             retention_bytes: 0,
             index_interval_bytes: 4096,
+            scrub_mb_per_sec: 8,
+            scrub_interval_secs: 3600,
         }
     }
 }

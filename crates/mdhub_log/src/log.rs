@@ -30,6 +30,7 @@ use crate::{meta, stats::LogStats};
 pub struct Log {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
+    scrubber: Option<JoinHandle<()>>,
 }
 
 pub(crate) struct Inner {
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     groups: Groups,
     notifier: Arc<Notifier>,
     pub(crate) stop: Mutex<bool>,
+    /// What the background scrub has found.
+    pub(crate) scrub: Mutex<crate::scrub::Scrub>,
     pub(crate) stop_cond: Condvar,
     _dir_lock: File,
 }
@@ -103,6 +106,7 @@ impl Log {
             create_lock: Mutex::new(()),
             notifier,
             stop: Mutex::new(false),
+            scrub: Mutex::default(),
             stop_cond: Condvar::new(),
             _dir_lock: dir_lock,
         });
@@ -110,10 +114,26 @@ impl Log {
         let background = std::thread::Builder::new()
             .name("mdhub-log-sync".into())
             .spawn(move || bg.background())
-            .map_err(Error::io("spawn background thread for", dir))?;
+            .map_err(Error::io("spawn background thread for", &dir))?;
+        let scrubber = if inner.config.scrub_mb_per_sec > 0 {
+            let s = Arc::clone(&inner);
+            let spawned = std::thread::Builder::new()
+                .name("mdhub-log-scrub".into())
+                .spawn(move || s.scrub());
+            match spawned {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the log scrub thread; running without");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Log {
             inner,
             background: Some(background),
+            scrubber,
         })
     }
 
@@ -129,10 +149,13 @@ impl Log {
     fn stop_background(&mut self) {
         *self.inner.stop.lock() = true;
         self.inner.stop_cond.notify_all();
-        if let Some(handle) = self.background.take()
-            && handle.join().is_err()
+        for handle in [self.background.take(), self.scrubber.take()]
+            .into_iter()
+            .flatten()
         {
-            tracing::error!("log background thread panicked");
+            if handle.join().is_err() {
+                tracing::error!("a log background thread panicked");
+            }
         }
     }
 
@@ -142,6 +165,12 @@ impl Log {
     /// offsets are void.
     pub fn epoch(&self) -> &str {
         &self.inner.epoch
+    }
+
+    /// What the background scrub of closed segments has checked and found
+    /// (`scrub_mb_per_sec`; see the crate's README).
+    pub fn scrub_status(&self) -> crate::ScrubStatus {
+        self.inner.scrub.lock().status()
     }
 
     /// The epoch this open replaced, when recovery had to change it.

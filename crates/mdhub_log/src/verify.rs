@@ -122,8 +122,19 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(VerifyProgress)) -> Result<Ve
                     ),
                 });
             }
-            let (records, next) =
-                check_segment(topic, *partition, path, *base, &mut buf, &mut report.damage)?;
+            let file = File::open(path).map_err(Error::io("open segment", path))?;
+            let len = file
+                .metadata()
+                .map_err(Error::io("stat segment", path))?
+                .len();
+            let at = SegmentAt {
+                topic,
+                partition: *partition,
+                path,
+                base: *base,
+                len,
+            };
+            let (records, next) = check_segment(&file, &at, &mut buf, &mut report.damage)?;
             report.segments += 1;
             report.records += records;
             report.bytes += path.metadata().map_or(0, |m| m.len());
@@ -147,25 +158,35 @@ fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// Scans one segment; returns its valid records and the offset after its
-/// last readable record.
-fn check_segment(
-    topic: &str,
-    partition: u32,
-    path: &Path,
-    base: u64,
+/// Which segment a check is of.
+pub(crate) struct SegmentAt<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: u32,
+    pub(crate) path: &'a Path,
+    pub(crate) base: u64,
+    /// Bytes to check.
+    pub(crate) len: u64,
+}
+
+/// Scans one segment's first `at.len` bytes; returns its valid records and
+/// the offset after its last readable record, adding damage to `damage`.
+pub(crate) fn check_segment(
+    file: &File,
+    at: &SegmentAt<'_>,
     buf: &mut Vec<u8>,
     damage: &mut Vec<Damage>,
 ) -> Result<(u64, u64)> {
-    let file = File::open(path).map_err(Error::io("open segment", path))?;
-    let len = file
-        .metadata()
-        .map_err(Error::io("stat segment", path))?
-        .len();
+    let SegmentAt {
+        topic,
+        partition,
+        path,
+        base,
+        len,
+    } = *at;
     let (mut pos, mut next, mut records) = (0u64, base, 0u64);
     while pos < len {
         let mut stopped_at = None;
-        let end = scan(&file, path, pos, len, buf, |p, rec, _| {
+        let end = scan(file, path, pos, len, buf, |p, rec, _| {
             if rec.offset != next {
                 stopped_at = Some((p, rec.offset));
                 return ControlFlow::Break(());
@@ -186,10 +207,10 @@ fn check_segment(
             ScanEnd::Invalid { position, reason } => (position, reason.to_string()),
             ScanEnd::Truncated { position } => (position, "record truncated".to_owned()),
         };
-        if all_zero(&file, path, at, len, buf)? {
+        if all_zero(file, path, at, len, buf)? {
             break; // the preallocated tail of an active segment, or of a crash
         }
-        let found = resync(&file, path, at + 1, len, next..u64::MAX, buf)?;
+        let found = resync(file, path, at + 1, len, next..u64::MAX, buf)?;
         damage.push(Damage {
             topic: topic.to_owned(),
             partition,

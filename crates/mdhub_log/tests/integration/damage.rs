@@ -223,3 +223,36 @@ fn verify_reports_damage_by_partition_segment_and_offset() {
     assert_eq!(live.damage.len(), 2, "{:?}", live.damage);
     assert_eq!(live.records, 1503);
 }
+
+#[test]
+fn the_scrub_finds_damage_in_closed_segments_before_a_reader_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    written(tmp.path(), 1500);
+    let segs = segment_files(tmp.path());
+    let victim = 200;
+    flip(&segs[0], position_of(0, victim) + 20);
+    let cfg = mdhub_log::LogConfig {
+        scrub_mb_per_sec: 1000,
+        scrub_interval_secs: 1,
+        ..config(tmp.path(), SEGMENT)
+    };
+    let log = Log::open(cfg).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        let s = log.scrub_status();
+        if s.passes >= 1 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.passes >= 1, "a pass within 20 s: {status:?}");
+    assert_eq!(
+        status.segments as usize % (segs.len() - 1),
+        0,
+        "closed segments only"
+    );
+    let found: Vec<(u64, Option<u64>)> =
+        status.damage.iter().map(|d| (d.offset, d.resume)).collect();
+    assert_eq!(found, vec![(victim, Some(victim + 1))]);
+    assert_eq!(status.damage[0].segment, segs[0]);
+}
