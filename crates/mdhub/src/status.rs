@@ -532,7 +532,7 @@ impl MetricsSource for ProcessInfo {
 }
 
 /// The embedded log's files: its epoch and what the background scrub found
-/// (`log` in `/v1/status`, `mdhub_log_*` metrics, degraded `/readyz` while
+/// (`log_files` in `/v1/status`, `mdhub_log_*` metrics, degraded `/readyz` while
 /// damage is known).
 #[derive(Debug)]
 pub(crate) struct LogFiles(pub(crate) Arc<mdhub_log::Log>);
@@ -542,7 +542,7 @@ const DAMAGE_LISTED: usize = 20;
 
 impl StatusSource for LogFiles {
     fn section(&self) -> &str {
-        "log"
+        "log_files"
     }
     fn status(&self) -> serde_json::Value {
         let s = self.0.scrub_status();

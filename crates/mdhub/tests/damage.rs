@@ -145,7 +145,7 @@ async fn a_resume_over_damaged_records_gets_a_data_lost_reset() {
     );
     // The scrub reports the damage; the hub stays ready, degraded.
     let scrub = common::wait_until(20, "the scrub finds the damage", || {
-        let s = hub.status()["log"]["scrub"].clone();
+        let s = hub.status()["log_files"]["scrub"].clone();
         (s["damaged_ranges"] == 1, s)
     });
     assert_eq!(scrub["damage"][0]["offset"], victim, "{scrub}");

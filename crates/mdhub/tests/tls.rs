@@ -45,6 +45,7 @@ async fn wss_with_a_trusted_certificate_and_nothing_without() {
     );
 
     // Without the CA the certificate is not trusted.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let err = match tokio_tungstenite::connect_async(url.as_str()).await {
         Ok(_) => panic!("a certificate from an unknown issuer was accepted"),
         Err(e) => e.to_string(),
