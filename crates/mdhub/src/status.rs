@@ -562,9 +562,15 @@ impl StatusSource for LogFiles {
                 })
             })
             .collect();
+        let disk = self.0.disk_space();
         serde_json::json!({
             "epoch": self.0.epoch(),
             "previous_epoch": self.0.previous_epoch(),
+            "disk": {
+                "free_bytes": disk.free_bytes,
+                "min_free_bytes": disk.min_free_bytes,
+                "low": disk.low,
+            },
             "scrub": {
                 "passes": s.passes,
                 "segments": s.segments,
@@ -579,7 +585,20 @@ impl StatusSource for LogFiles {
 impl MetricsSource for LogFiles {
     fn render(&self, out: &mut String) {
         let s = self.0.scrub_status();
+        let disk = self.0.disk_space();
         let rows = [
+            (
+                "mdhub_log_free_bytes",
+                "gauge",
+                "Free bytes on the log's filesystem (appends stop below log.min_free_mb).",
+                disk.free_bytes,
+            ),
+            (
+                "mdhub_log_min_free_bytes",
+                "gauge",
+                "The free-space watermark.",
+                disk.min_free_bytes,
+            ),
             (
                 "mdhub_log_scrub_passes_total",
                 "counter",

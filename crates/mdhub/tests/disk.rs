@@ -144,3 +144,59 @@ fn a_full_disk_neither_duplicates_nor_loses_events_and_readyz_says_so() {
         );
     }
 }
+
+#[test]
+fn below_the_free_space_watermark_publishing_stops_before_the_disk_is_full() {
+    let fs = Tmpfs::mount(64);
+    let data = fs.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let env = [
+        ("MDHUB_HISTORY__ARCHIVE", "false"),
+        ("MDHUB_INGEST__STATUS_INTERVAL_SECS", "0"),
+        ("MDHUB_LOG__MIN_FREE_MB", "32"),
+    ];
+    let hub = Hub::start(&data, &["--sim-rate", "4000", "--seed", "22"], &env);
+    hub.wait_published(2_000);
+
+    // Take the free space below 32 MiB, leaving about 20 MiB.
+    let filler = fs.path().join("filler");
+    let free = hub.status()["log_files"]["disk"]["free_bytes"]
+        .as_u64()
+        .unwrap();
+    let take = free.saturating_sub(20 << 20);
+    std::fs::write(&filler, vec![0u8; take as usize]).unwrap();
+    let body = wait_until(30, "ingest retrying, /readyz 503", || {
+        let (code, body) = http_get(&hub.addr, "/readyz");
+        (code == 503 && body.contains("\"ingest\""), body)
+    });
+    assert!(
+        body.contains("min_free_mb"),
+        "the reason is the watermark: {body}"
+    );
+    let disk = hub.status()["log_files"]["disk"].clone();
+    assert_eq!(disk["low"], true, "{disk}");
+    assert!(
+        disk["free_bytes"].as_u64().unwrap() > 10 << 20,
+        "stopped with room left: {disk}"
+    );
+    assert_eq!(metric(&hub.addr, "mdhub_log_min_free_bytes"), 32 << 20);
+
+    // Space again: it resumes by itself.
+    let stuck = hub.status()["ingest"]["published"].as_u64().unwrap();
+    std::fs::remove_file(&filler).unwrap();
+    wait_until(30, "ready again", || {
+        let (code, body) = http_get(&hub.addr, "/readyz");
+        (code == 200, body)
+    });
+    hub.wait_published(stuck + 2_000);
+    assert!(hub.stop().success());
+    for topic in ["price-quotes", "price-trades"] {
+        let (all, distinct) = records(&data.join("log"), topic);
+        assert_eq!(
+            all,
+            distinct,
+            "{topic}: {} records written twice",
+            all - distinct
+        );
+    }
+}

@@ -13,6 +13,8 @@ use crate::retention::RetentionReport;
 
 /// How often the background thread applies retention.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// Longest time between two free-space checks.
+const SPACE_EVERY: Duration = Duration::from_secs(1);
 
 fn now_nanos() -> i64 {
     SystemTime::now()
@@ -50,12 +52,14 @@ impl Inner {
         Ok(report)
     }
 
-    /// The background thread: group-commit fsync every `fsync_interval_ms`
-    /// and retention every minute, until `stop`.
+    /// The background thread: group-commit fsync every `fsync_interval_ms`,
+    /// the free-space check at least every second and retention every
+    /// minute, until `stop`.
     pub(crate) fn background(&self) {
+        // At least every second: the free-space check runs on each pass.
         let tick = match self.config.fsync_interval_ms {
-            0 => RETENTION_EVERY,
-            ms => Duration::from_millis(ms),
+            0 => SPACE_EVERY,
+            ms => Duration::from_millis(ms).min(SPACE_EVERY),
         };
         let mut last_retention = Instant::now();
         loop {
@@ -68,6 +72,7 @@ impl Inner {
                     return;
                 }
             }
+            self.space.check(&self.config.dir, self.config.min_free_mb);
             // Each partition's next pages are prepared right after its fsync
             // (which left its written-back pages read-only): the page faults
             // happen here, not in the writer.

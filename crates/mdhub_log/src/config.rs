@@ -48,6 +48,11 @@ pub struct LogConfig {
     /// Seconds between the end of one scrub pass and the start of the next.
     /// Default 3600.
     pub scrub_interval_secs: u64,
+    /// Free-space watermark in MiB: below it (checked by the background
+    /// thread, at least every second) appends are refused with a retryable
+    /// error, before the disk is full. 0 = automatic: 2% of the filesystem,
+    /// at most 1 GiB. Default 0.
+    pub min_free_mb: u64,
 }
 
 impl Default for LogConfig {
@@ -62,6 +67,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             scrub_mb_per_sec: 8,
             scrub_interval_secs: 3600,
+            min_free_mb: 0,
         }
     }
 }

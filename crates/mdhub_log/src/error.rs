@@ -106,6 +106,21 @@ pub enum Error {
         requested: u32,
     },
 
+    /// The log's filesystem has less free space than `log.min_free_mb`:
+    /// nothing is appended until space returns (retry later).
+    #[error(
+        "{}: {free_bytes} bytes free, below the watermark of {min_free_bytes} (log.min_free_mb): appends wait for space",
+        dir.display()
+    )]
+    LowDiskSpace {
+        /// The log directory.
+        dir: PathBuf,
+        /// Free bytes when last checked.
+        free_bytes: u64,
+        /// The watermark.
+        min_free_bytes: u64,
+    },
+
     /// The requested offset is outside `[start, end]`; the caller should reset
     /// to `start` (earliest) or `end` (latest).
     #[error(
@@ -173,7 +188,7 @@ impl Error {
     /// Whether retrying the same call later may succeed (transient I/O such as
     /// a full disk); validation and range errors are never retryable.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Io { .. })
+        matches!(self, Error::Io { .. } | Error::LowDiskSpace { .. })
     }
 
     pub(crate) fn io(

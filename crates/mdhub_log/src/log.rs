@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub(crate) stop: Mutex<bool>,
     /// What the background scrub has found.
     pub(crate) scrub: Mutex<crate::scrub::Scrub>,
+    /// Free space against the watermark.
+    pub(crate) space: crate::space::Space,
     pub(crate) stop_cond: Condvar,
     _dir_lock: File,
 }
@@ -107,9 +109,13 @@ impl Log {
             notifier,
             stop: Mutex::new(false),
             scrub: Mutex::default(),
+            space: crate::space::Space::default(),
             stop_cond: Condvar::new(),
             _dir_lock: dir_lock,
         });
+        inner
+            .space
+            .check(&inner.config.dir, inner.config.min_free_mb);
         let bg = Arc::clone(&inner);
         let background = std::thread::Builder::new()
             .name("mdhub-log-sync".into())
@@ -165,6 +171,25 @@ impl Log {
     /// offsets are void.
     pub fn epoch(&self) -> &str {
         &self.inner.epoch
+    }
+
+    /// `Error::LowDiskSpace` while free space is below the watermark.
+    fn check_space(&self) -> Result<()> {
+        if !self.inner.space.low() {
+            return Ok(());
+        }
+        let d = self.inner.space.report();
+        Err(Error::LowDiskSpace {
+            dir: self.inner.config.dir.clone(),
+            free_bytes: d.free_bytes,
+            min_free_bytes: d.min_free_bytes,
+        })
+    }
+
+    /// The log filesystem's free space against the watermark
+    /// (`min_free_mb`), as the background thread last read it.
+    pub fn disk_space(&self) -> crate::DiskSpace {
+        self.inner.space.report()
     }
 
     /// What the background scrub of closed segments has checked and found
@@ -282,6 +307,7 @@ impl Log {
     /// memory: not visible to readers and not crash-safe until [`Log::flush`]
     /// (or until the partition's 256 KiB buffer fills and is written out).
     pub fn append(&self, topic: &str, partition: u32, rec: &RecordIn<'_>) -> Result<u64> {
+        self.check_space()?;
         self.partition(topic, partition)?
             .append(std::iter::once(*rec))
             .map(|r| r.start)
@@ -296,6 +322,7 @@ impl Log {
         partition: u32,
         recs: impl IntoIterator<Item = RecordIn<'a>>,
     ) -> Result<Range<u64>> {
+        self.check_space()?;
         self.partition(topic, partition)?.append(recs)
     }
 
