@@ -40,6 +40,8 @@ pub enum Scenario {
     Feed(super::bench_feed::FeedArgs),
     /// Archiver ingest rate, bytes per row in the lake, and 1-minute bars over a symbol-day against DuckDB.
     History(super::bench_history::HistoryArgs),
+    /// Ingest rate of a hub while heavy SQL queries run on it, against the same hub idle.
+    Queries(super::bench_queries::QueriesArgs),
 }
 
 /// Flags of `mdhub bench fanout`.
@@ -88,6 +90,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
             Scenario::Cache(c) => super::bench_cache::run(c).await,
             Scenario::Feed(f) => super::bench_feed::run(f).await,
             Scenario::History(h) => super::bench_history::run(h).await,
+            Scenario::Queries(q) => super::bench_queries::run(q).await,
         };
         match r {
             Ok(()) => ExitCode::SUCCESS,
@@ -100,7 +103,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
 }
 
 /// A hub started for the benchmark; stopped on drop.
-struct Child {
+pub(crate) struct Child {
     child: std::process::Child,
     _dir: tempfile_dir::TempDir,
 }
@@ -142,21 +145,34 @@ pub(crate) mod tempfile_dir {
     }
 }
 
-fn start_hub(a: &FanoutArgs) -> anyhow::Result<(Child, String)> {
-    let dir = std::env::temp_dir().join(format!("mdhub-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let mut cfg = String::new();
-    cfg.push_str(&format!(
-        "[sim]\nseed = 1\nrate = {}\nregimes = false\n\n[gateway]\nmax_connections = {}\nmax_connections_per_ip = 0\n\n[ingest]\nstatus_interval_secs = 0\n\n[[sim.venues]]\nvenue = \"bench\"\nlatency_us = 200\n",
-        a.rate,
-        a.clients + 100
-    ));
-    for i in 0..a.symbols {
+/// The configuration of a benchmark hub: `symbols` simulated symbols of one
+/// venue at `rate` events/s, with `extra` TOML sections after.
+pub(crate) fn bench_config(rate: f64, symbols: usize, extra: &str) -> String {
+    let mut cfg = format!(
+        "[sim]\nseed = 1\nrate = {rate}\nregimes = false\n\n[ingest]\nstatus_interval_secs = 0\n\n{extra}\n[[sim.venues]]\nvenue = \"bench\"\nlatency_us = 200\n"
+    );
+    for i in 0..symbols {
         cfg.push_str(&format!(
             "\n[[sim.venues.symbols]]\nsymbol = \"S{i:04}\"\nstart_price = \"{}.00\"\ntick_size = \"0.01\"\nlot_size = \"1\"\nsize = \"100\"\n",
             50 + i
         ));
     }
+    cfg
+}
+
+fn start_hub(a: &FanoutArgs) -> anyhow::Result<(Child, String)> {
+    let extra = format!(
+        "[gateway]\nmax_connections = {}\nmax_connections_per_ip = 0\n",
+        a.clients + 100
+    );
+    start_hub_with(&bench_config(a.rate, a.symbols, &extra))
+}
+
+/// Starts `mdhub run` with configuration `cfg` in a fresh directory; the
+/// child (stopped on drop) and its address.
+pub(crate) fn start_hub_with(cfg: &str) -> anyhow::Result<(Child, String)> {
+    let dir = std::env::temp_dir().join(format!("mdhub-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
     let file = dir.join("bench.toml");
     std::fs::write(&file, cfg)?;
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -188,7 +204,7 @@ fn start_hub(a: &FanoutArgs) -> anyhow::Result<(Child, String)> {
     ))
 }
 
-async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+pub(crate) async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
