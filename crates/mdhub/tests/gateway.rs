@@ -719,3 +719,37 @@ async fn only_allowed_origins_may_open_websockets() {
         "no Origin: not a browser, not refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_far_over_the_limit_is_closed_with_1009() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[("MDHUB_GATEWAY__MAX_MESSAGE_BYTES", "1024")]);
+    let (mut ws, _) = connect(&hub).await;
+    // Over 4 × the limit: no error frame, the connection ends, with 1009.
+    let big = "X".repeat(64 * 1024);
+    let _ = ws
+        .send(Message::text(format!(
+            "{{\"action\":\"subscribe\",\"symbols\":[\"{big}\"]}}"
+        )))
+        .await;
+    let (mut closing, mut code) = (None, None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match m {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "closing" {
+                    closing = Some(v);
+                }
+            }
+            Message::Close(f) => {
+                code = f.map(|f| u16::from(f.code));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(code, Some(1009), "closing frame: {closing:?}");
+    assert_eq!(closing.unwrap()["code"], 1009);
+    assert!(hub.stop().success());
+}

@@ -44,6 +44,19 @@ pub(crate) mod close {
     pub(crate) const EXPIRED: u16 = 4403;
     /// The user holds too many connections: retry later.
     pub(crate) const TOO_MANY: u16 = 4429;
+    /// A frame above four times `max_message_bytes` (RFC 6455's 1009,
+    /// "message too big"); smaller oversize frames get an error instead.
+    pub(crate) const TOO_BIG: u16 = 1009;
+}
+
+/// How long a connection closed with 1009 lingers before its socket drops.
+const TOO_BIG_LINGER: Duration = Duration::from_millis(500);
+
+/// Whether a read failed on a frame past the size limit (tungstenite's
+/// capacity error, which the WebSocket layer passes on only as text).
+fn too_big(e: &axum::Error) -> bool {
+    let text = e.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long")
 }
 
 struct Conn {
@@ -212,7 +225,19 @@ impl Conn {
                     return Ok(());
                 }
                 msg = ws.recv() => {
-                    let Some(Ok(msg)) = msg else { return Ok(()) };
+                    let msg = match msg {
+                        Some(Ok(msg)) => msg,
+                        Some(Err(e)) if too_big(&e) => {
+                            close_with(ws, close::TOO_BIG, "frame larger than 4 × gateway.max_message_bytes", Some(0)).await;
+                            // Let the close frame reach the client before the
+                            // socket goes: dropped with the rest of the huge
+                            // frame unread, the kernel resets the connection,
+                            // which can discard the frame at the client.
+                            tokio::time::sleep(TOO_BIG_LINGER).await;
+                            return Ok(());
+                        }
+                        _ => return Ok(()),
+                    };
                     self.last_seen = Instant::now();
                     // Boxed: handling a subscribe is a large future that an idle
                     // connection should not carry in its task.
