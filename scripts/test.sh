@@ -13,8 +13,9 @@ die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 command -v cargo >/dev/null || die "cargo is not installed (install Rust with rustup, then rerun)"
 command -v python3 >/dev/null || die "python3 is not installed (apt-get install -y python3 python3-venv)"
 # Debian packages: openssl makes test certificates, socat puts a TLS front on
-# the test broker, redis-server runs a second Redis the tests stop and start.
-for pkg in openssl:openssl socat:socat redis-server:redis-server; do
+# the test broker, redis-server runs a second Redis the tests stop and start,
+# nats-server is the peer of `mdhub bench fanout --peer nats`.
+for pkg in openssl:openssl socat:socat redis-server:redis-server nats-server:nats-server; do
   cmd=${pkg%%:*}
   if ! command -v "$cmd" >/dev/null; then
     say "installing ${pkg#*:} (Debian)"

@@ -95,6 +95,63 @@ fn bench_feed_runs_in_every_thread_layout() {
     }
 }
 
+/// `mdhub bench fanout --peer nats`: both sides run and the side-by-side
+/// table has figures for each (a smoke test, so the NATS harness cannot rot;
+/// the figures are in docs/benchmarks.md).
+#[test]
+fn bench_fanout_runs_beside_nats() {
+    let out = common::mdhub_ok(&[
+        "bench",
+        "fanout",
+        "--peer",
+        "nats",
+        "--clients",
+        "4",
+        "--per-client",
+        "2",
+        "--symbols",
+        "8",
+        "--rate",
+        "400",
+        "--warmup",
+        "0.5",
+        "--duration",
+        "1",
+    ]);
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("deliveries /s"))
+        .unwrap_or_else(|| panic!("no side-by-side table:\n{out}"));
+    let figures: Vec<f64> = row
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        figures.len() >= 2 && figures[0] > 0.0 && figures[1] > 0.0,
+        "{row}"
+    );
+}
+
+/// `mdhub bench queries`: it runs and reports the ingest rate idle and
+/// under queries (a smoke test; figures in docs/benchmarks.md).
+#[test]
+fn bench_queries_runs() {
+    let out = common::mdhub_ok(&[
+        "bench",
+        "queries",
+        "--rate",
+        "500",
+        "--duration",
+        "1",
+        "--clients",
+        "2",
+        "--query-timeout-secs",
+        "1",
+    ]);
+    assert!(out.contains("ingest, idle"), "{out}");
+    assert!(out.contains("% of idle"), "{out}");
+}
+
 #[test]
 fn query_without_sql_is_a_usage_error() {
     let out = mdhub().arg("query").output().unwrap();

@@ -79,6 +79,10 @@ pub struct FanoutArgs {
     /// unsubscribe of one symbol and a subscribe of another).
     #[arg(long, default_value_t = 0.0)]
     pub churn: f64,
+    /// Run the same fan-out on a peer too, after mdhub, and print both side
+    /// by side: `nats` starts a nats-server (WebSocket on) on loopback.
+    #[arg(long, value_parser = ["nats"])]
+    pub peer: Option<String>,
 }
 
 /// Entry point.
@@ -216,7 +220,7 @@ pub(crate) async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     Ok(body.to_string())
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -233,7 +237,7 @@ fn metric(text: &str, name: &str) -> u64 {
 }
 
 /// `ts_received` of a data frame, read from its text without a full parse.
-fn ts_received(text: &str) -> Option<i64> {
+pub(crate) fn ts_received(text: &str) -> Option<i64> {
     let i = text.find("\"ts_received\":")? + "\"ts_received\":".len();
     let digits: &str = &text[i..text[i..]
         .find(|c: char| !c.is_ascii_digit())
@@ -351,9 +355,13 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         closed: closed.load(Ordering::Relaxed),
         churned: churned.load(Ordering::Relaxed),
     };
-    print_fanout(&a, outcome)?;
+    let mdhub = print_fanout(&a, outcome)?;
     drop(stalled);
     drop(hub);
+    if a.peer.is_some() {
+        let nats = super::bench_nats::run(&a, &symbols).await?;
+        print_side_by_side(&a, &mdhub, nats)?;
+    }
     Ok(())
 }
 
@@ -397,15 +405,93 @@ struct Outcome {
     churned: u64,
 }
 
-/// Print a fanout run's figures.
-fn print_fanout(a: &FanoutArgs, o: Outcome) -> anyhow::Result<()> {
+/// The figures compared with a peer.
+#[derive(Debug)]
+struct Summary {
+    deliveries: f64,
+    p50: u32,
+    p99: u32,
+    p999: u32,
+    bytes_per_conn: Option<f64>,
+    closed: u64,
+}
+
+/// The `p` quantile of sorted latencies.
+fn quantile(lat: &[u32], p: f64) -> u32 {
+    lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Bytes of RSS per idle connection.
+fn per_conn((before, after): (Option<u64>, Option<u64>), clients: usize) -> Option<f64> {
+    Some(after?.saturating_sub(before?) as f64 * 1024.0 / clients as f64)
+}
+
+/// Prints mdhub's and the peer's figures in one table, with their ratio.
+fn print_side_by_side(
+    a: &FanoutArgs,
+    m: &Summary,
+    nats: super::bench_nats::NatsOutcome,
+) -> anyhow::Result<()> {
+    let mut lat = nats.lat;
+    lat.sort_unstable();
+    let n = Summary {
+        deliveries: nats.delivered as f64 / nats.elapsed,
+        p50: quantile(&lat, 0.5),
+        p99: quantile(&lat, 0.99),
+        p999: quantile(&lat, 0.999),
+        bytes_per_conn: per_conn(nats.rss, a.clients),
+        closed: nats.closed,
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\nside by side: {} WebSocket clients × {} subjects, {:.0} messages/s published ({} by the NATS publisher)",
+        a.clients, a.per_client, a.rate, nats.published
+    )?;
+    writeln!(
+        out,
+        "  {:<24} {:>14} {:>14} {:>10}",
+        "", "mdhub", "nats-server", "mdhub/nats"
+    )?;
+    let ratio = |x: f64, y: f64| {
+        if y > 0.0 {
+            format!("{:.2}", x / y)
+        } else {
+            "-".into()
+        }
+    };
+    let rows: [(&str, f64, f64); 4] = [
+        ("deliveries /s", m.deliveries, n.deliveries),
+        ("latency p50 µs", m.p50.into(), n.p50.into()),
+        ("latency p99 µs", m.p99.into(), n.p99.into()),
+        ("latency p99.9 µs", m.p999.into(), n.p999.into()),
+    ];
+    for (name, x, y) in rows {
+        writeln!(out, "  {name:<24} {x:>14.0} {y:>14.0} {:>10}", ratio(x, y))?;
+    }
+    if let (Some(x), Some(y)) = (m.bytes_per_conn, n.bytes_per_conn) {
+        writeln!(
+            out,
+            "  {:<24} {x:>14.0} {y:>14.0} {:>10}",
+            "bytes per idle conn",
+            ratio(x, y)
+        )?;
+    }
+    writeln!(
+        out,
+        "  {:<24} {:>14} {:>14}",
+        "connections cut", m.closed, n.closed
+    )?;
+    Ok(())
+}
+
+/// Print a fanout run's figures; what a side-by-side table needs of them.
+fn print_fanout(a: &FanoutArgs, o: Outcome) -> anyhow::Result<Summary> {
     let mut lat = o.lat;
     lat.sort_unstable();
-    let q = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let q = |p: f64| quantile(&lat, p);
     let n = o.delivered;
     let updates_in = metric(&o.metrics.1, "mdhub_gateway_updates_total ")
         - metric(&o.metrics.0, "mdhub_gateway_updates_total ");
@@ -438,7 +524,7 @@ fn print_fanout(a: &FanoutArgs, o: Outcome) -> anyhow::Result<()> {
         lat.len()
     )?;
     if let (Some(b), Some(af)) = o.rss {
-        let per_conn = (af.saturating_sub(b)) as f64 * 1024.0 / a.clients as f64;
+        let per_conn = per_conn(o.rss, a.clients).unwrap_or(0.0);
         writeln!(
             out,
             "  hub RSS {b} KiB -> {af} KiB with {} idle connections: {per_conn:.0} bytes per connection",
@@ -464,7 +550,14 @@ fn print_fanout(a: &FanoutArgs, o: Outcome) -> anyhow::Result<()> {
             o.churned as f64 / (o.elapsed + a.warmup)
         )?;
     }
-    Ok(())
+    Ok(Summary {
+        deliveries: n as f64 / o.elapsed,
+        p50: q(0.5),
+        p99: q(0.99),
+        p999: q(0.999),
+        bytes_per_conn: per_conn(o.rss, a.clients),
+        closed: o.closed,
+    })
 }
 
 /// Wait (at most 30 s) until the hub lists `want` symbols (any, for a hub

@@ -7,6 +7,7 @@ pub mod bench_bus;
 pub mod bench_cache;
 pub mod bench_feed;
 pub mod bench_history;
+pub mod bench_nats;
 pub mod bench_queries;
 pub mod log;
 pub mod normalize;
