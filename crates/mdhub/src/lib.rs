@@ -71,7 +71,7 @@ pub enum Command {
     Keygen(commands::auth::KeygenArgs),
     /// An HS256 JWT for a user, signed with gateway.auth.jwt_secret.
     Token(commands::auth::TokenArgs),
-    /// The embedded log's files: `mdhub log verify` checks every record and lists damage.
+    /// The embedded log's files: `mdhub log verify` checks every record and lists damage; `mdhub log repair` fixes what can be fixed on a stopped log.
     Log(commands::log::LogArgs),
     /// Print the effective configuration (defaults, file and environment merged) as TOML.
     Config,

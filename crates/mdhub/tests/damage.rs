@@ -200,7 +200,12 @@ async fn cutting_records_clients_have_seen_changes_the_epoch() {
     assert_eq!(frames[2]["type"], "snapshot");
     drop(ws);
     assert!(hub.stop().success());
-    // What was damaged is gone: the log checks clean.
-    let out = common::mdhub_ok(&["log", "verify", "--data-dir", dir.path().to_str().unwrap()]);
+    // What was damaged is gone: the log checks clean, and a repair finds
+    // nothing to do.
+    let data = dir.path().to_str().unwrap();
+    let out = common::mdhub_ok(&["log", "verify", "--data-dir", data]);
     assert!(out.contains(": no damage"), "{out}");
+    let out = common::mdhub_ok(&["log", "repair", "--data-dir", data]);
+    assert!(out.contains(": 0 damaged ranges found"), "{out}");
+    assert!(out.contains(&format!("epoch kept: {epoch2}")), "{out}");
 }

@@ -22,6 +22,9 @@ pub struct Damage {
     pub segment: PathBuf,
     /// Byte position where the damage starts.
     pub position: u64,
+    /// Byte position where it ends: the next readable record, or the end
+    /// of the segment.
+    pub end: u64,
     /// The first offset that cannot be read.
     pub offset: u64,
     /// The next offset that can be read (a valid record found past the
@@ -115,6 +118,7 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(VerifyProgress)) -> Result<Ve
                     partition: *partition,
                     segment: path.clone(),
                     position: 0,
+                    end: 0,
                     offset: e.min(*base),
                     resume: Some(*base),
                     reason: format!(
@@ -216,6 +220,7 @@ pub(crate) fn check_segment(
             partition,
             segment: path.to_owned(),
             position: at,
+            end: found.map_or(len, |f| f.1),
             offset: next,
             resume: found.map(|f| f.0),
             reason,

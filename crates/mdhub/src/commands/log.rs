@@ -1,4 +1,6 @@
-//! `mdhub log verify`: check the embedded log's files record by record.
+//! `mdhub log verify`: check the embedded log's files record by record;
+//! `mdhub log repair`: quarantine damage and apply the recovery policy on a
+//! stopped log.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -22,6 +24,8 @@ pub struct LogArgs {
 pub enum LogCommand {
     /// Check every record of every segment (length, CRC-32C, offsets); list damage by topic, partition, segment, byte and offset. Read-only: safe beside a running hub. Exit status 0 clean, 1 damage found, 2 cannot read.
     Verify(VerifyArgs),
+    /// On a stopped log: copy every damaged range to DIR/quarantine/, rebuild every index, cut a damaged newest segment (under a new epoch: clients resuming from an old position get epoch_changed), and report. Damage in older segments stays, skipped by readers with a data_lost reset. Refuses while a process has the log open.
+    Repair(VerifyArgs),
 }
 
 /// Flags of `mdhub log verify`.
@@ -39,14 +43,66 @@ pub struct VerifyArgs {
 pub fn main(cfg: Config, args: LogArgs) -> ExitCode {
     match args.command {
         LogCommand::Verify(v) => verify(cfg, v),
+        LogCommand::Repair(v) => repair(cfg, v),
+    }
+}
+
+fn repair(cfg: Config, args: VerifyArgs) -> ExitCode {
+    let dir = args.log_dir(&cfg);
+    let config = mdhub_log::LogConfig {
+        dir: dir.clone(),
+        ..cfg.log
+    };
+    let r = match mdhub_log::repair(config) {
+        Ok(r) => r,
+        Err(e @ mdhub_log::Error::Locked { .. }) => {
+            eprintln!("error: {e} (stop mdhub first: repair works on a stopped log)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: cannot repair {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    println!("{}: {} damaged ranges found", dir.display(), r.before.len());
+    for q in &r.quarantined {
+        println!("quarantined: {}", q.display());
+    }
+    println!("index files rebuilt: {}", r.indexes_rebuilt);
+    match &r.previous_epoch {
+        Some(old) => println!(
+            "epoch changed: {old} -> {} (records clients may have seen were cut; their positions now get epoch_changed)",
+            r.epoch
+        ),
+        None => println!("epoch kept: {}", r.epoch),
+    }
+    for d in &r.after {
+        println!(
+            "still damaged (skipped by readers): {}/{} {} byte {}: offsets {}..{}",
+            d.topic,
+            d.partition,
+            d.segment.display(),
+            d.position,
+            d.offset,
+            d.resume
+                .map_or("end of segment".to_owned(), |o| o.to_string())
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+impl VerifyArgs {
+    /// The log directory the flags name (default: the configuration's).
+    fn log_dir(&self, cfg: &Config) -> PathBuf {
+        self.dir
+            .clone()
+            .or_else(|| self.data_dir.as_ref().map(|d| d.join("log")))
+            .unwrap_or_else(|| cfg.log.dir.clone())
     }
 }
 
 fn verify(cfg: Config, args: VerifyArgs) -> ExitCode {
-    let dir = args
-        .dir
-        .or_else(|| args.data_dir.map(|d| d.join("log")))
-        .unwrap_or(cfg.log.dir);
+    let dir = args.log_dir(&cfg);
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut shown = Instant::now();

@@ -256,3 +256,52 @@ fn the_scrub_finds_damage_in_closed_segments_before_a_reader_does() {
     assert_eq!(found, vec![(victim, Some(victim + 1))]);
     assert_eq!(status.damage[0].segment, segs[0]);
 }
+
+#[test]
+fn repair_quarantines_damage_cuts_the_newest_segment_and_keeps_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let epoch = written(tmp.path(), 1500);
+    let segs = segment_files(tmp.path());
+    flip(&segs[0], position_of(0, 100) + 20);
+    let newest = segs.last().unwrap();
+    let base: u64 = newest
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    flip(newest, position_of(base, base + 3) + 20);
+
+    let r = mdhub_log::repair(config(tmp.path(), SEGMENT)).unwrap();
+    assert_eq!(r.before.len(), 2, "{:?}", r.before);
+    assert_eq!(r.quarantined.len(), 2);
+    let kept = fs::read(&r.quarantined[0]).unwrap();
+    let original_len = (position_of(0, 101) - position_of(0, 100)) as usize;
+    assert_eq!(
+        kept.len(),
+        original_len,
+        "the damaged record's bytes, exactly"
+    );
+    assert!(r.indexes_rebuilt >= segs.len() - 1);
+    assert_eq!(
+        r.previous_epoch.as_deref(),
+        Some(epoch.as_str()),
+        "the cut changed the epoch"
+    );
+    assert_ne!(r.epoch, epoch);
+    let left: Vec<u64> = r.after.iter().map(|d| d.offset).collect();
+    assert_eq!(
+        left,
+        vec![100],
+        "closed-segment damage stays, skipped by readers"
+    );
+    let log = Log::open(config(tmp.path(), SEGMENT)).unwrap();
+    assert_eq!(log.high_watermark("t", 0).unwrap(), base + 3);
+    assert_eq!(log.epoch(), r.epoch);
+    // Refused while the log is open.
+    assert!(matches!(
+        mdhub_log::repair(config(tmp.path(), SEGMENT)),
+        Err(Error::Locked { .. })
+    ));
+}
