@@ -37,8 +37,9 @@ pub async fn next_json(ws: &mut Ws, wait: Duration) -> Option<Value> {
     }
 }
 
-/// Sends `msg`, then gathers every frame but heartbeats for `wait`; the
-/// first must be the `ack`.
+/// Sends `msg`, then gathers every frame but heartbeats for `wait`, from
+/// its `ack` on (frames of earlier subscriptions that arrive before the ack
+/// are dropped; those after it are kept).
 pub async fn request(ws: &mut Ws, msg: Value, wait: Duration) -> Vec<Value> {
     ws.send(Message::text(msg.to_string())).await.unwrap();
     let mut frames = Vec::new();
@@ -50,12 +51,18 @@ pub async fn request(ws: &mut Ws, msg: Value, wait: Duration) -> Vec<Value> {
             None => break,
         }
     }
-    assert_eq!(
-        frames.first().map(|f| &f["type"]),
-        Some(&Value::from("ack")),
-        "{frames:?}"
-    );
-    frames
+    let ack = frames
+        .iter()
+        .position(|f| f["type"] == "ack")
+        .unwrap_or_else(|| panic!("no ack: {frames:?}"));
+    frames.split_off(ack)
+}
+
+/// The symbol a frame is about (`reset`, `snapshot`, `update`).
+pub fn symbol_of(frame: &Value) -> Option<&str> {
+    frame["symbol"]
+        .as_str()
+        .or_else(|| frame["data"]["symbol"].as_str())
 }
 
 /// The offset of a data frame's `pos` (`quotes:3:1234` → 1234).
