@@ -47,7 +47,7 @@ then
     || die "pip could not install scripts/requirements-test.txt"
 fi
 export MDHUB_TEST_PYTHON="$root/.venv/bin/python"
-"$MDHUB_TEST_PYTHON" -c "import fastavro, jsonschema, kafka, lz4, quickfix, pyarrow, duckdb, moto, boto3" || die "python test modules missing after install"
+"$MDHUB_TEST_PYTHON" -c "import fastavro, jsonschema, kafka, lz4, quickfix, pyarrow, duckdb, moto, boto3, websockets" || die "python test modules missing after install"
 
 say "Kafka-protocol broker (tansu)"
 export PATH="$HOME/.cargo/bin:$PATH"
