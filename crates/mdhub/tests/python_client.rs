@@ -128,3 +128,39 @@ fn the_python_client_resumes_exactly_once_across_a_killed_gateway() {
         assert_exactly(&log, &got, &format!("{symbol} {topic}"));
     }
 }
+
+/// The example in docs/python.md runs as written against a live hub.
+#[test]
+fn the_docs_example_runs() {
+    let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
+    let doc = std::fs::read_to_string(repo().join("docs/python.md")).unwrap();
+    let code = doc
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a python block in docs/python.md");
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &["--sim-rate", "500"], &[]);
+    hub.wait_published(200);
+    let code = code.replace("127.0.0.1:8080", &hub.addr);
+    let out = Command::new(python)
+        .env("PYTHONPATH", repo().join("clients/python"))
+        .args(["-c", &code])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 10, "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("AAPL ") || l.starts_with("BTC-USDT ")),
+        "{text}"
+    );
+    assert!(hub.stop().success());
+}
