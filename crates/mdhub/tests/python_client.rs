@@ -164,3 +164,43 @@ fn the_docs_example_runs() {
     );
     assert!(hub.stop().success());
 }
+
+/// `pip install ./clients/python` works, and the installed package imports.
+#[test]
+fn the_package_installs_with_pip() {
+    let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
+    let target = tempfile::tempdir().unwrap();
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+        ])
+        .arg(target.path())
+        .arg(repo().join("clients/python"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&python)
+        .env("PYTHONPATH", target.path())
+        .args([
+            "-c",
+            "import mdhub; print(mdhub.__version__, mdhub.__file__)",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("0.1.0 "), "{text}");
+    assert!(
+        text.contains(target.path().to_str().unwrap()),
+        "imported the installed copy: {text}"
+    );
+}
