@@ -96,17 +96,39 @@ fn records(log_dir: &Path, topic: &str) -> (usize, usize) {
     (all, distinct)
 }
 
-#[test]
-fn a_full_disk_neither_duplicates_nor_loses_events_and_readyz_says_so() {
+/// `mdhub run` (archiver off) on a 64 MiB tmpfs, with `env`, once it has
+/// published 2,000 events: the mount, the data directory and the hub.
+fn hub_on_tmpfs(seed: &str, env: &[(&str, &str)]) -> (Tmpfs, std::path::PathBuf, Hub) {
     let fs = Tmpfs::mount(64);
     let data = fs.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let env = [
+    let mut all = vec![
         ("MDHUB_HISTORY__ARCHIVE", "false"),
         ("MDHUB_INGEST__STATUS_INTERVAL_SECS", "0"),
     ];
-    let hub = Hub::start(&data, &["--sim-rate", "4000", "--seed", "21"], &env);
+    all.extend_from_slice(env);
+    let hub = Hub::start(&data, &["--sim-rate", "4000", "--seed", seed], &all);
     hub.wait_published(2_000);
+    (fs, data, hub)
+}
+
+/// No record of either price topic is in the log twice.
+fn assert_nothing_written_twice(data: &Path) {
+    for topic in ["price-quotes", "price-trades"] {
+        let (all, distinct) = records(&data.join("log"), topic);
+        assert!(all > 0);
+        assert_eq!(
+            all,
+            distinct,
+            "{topic}: {} records written twice",
+            all - distinct
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_neither_duplicates_nor_loses_events_and_readyz_says_so() {
+    let (fs, data, hub) = hub_on_tmpfs("21", &[]);
 
     // The disk fills up: publishing fails, and says so.
     let filler = fs.path().join("filler");
@@ -133,30 +155,12 @@ fn a_full_disk_neither_duplicates_nor_loses_events_and_readyz_says_so() {
     );
 
     // Nothing written twice, no hole in any partition.
-    for topic in ["price-quotes", "price-trades"] {
-        let (all, distinct) = records(&data.join("log"), topic);
-        assert!(all > 0);
-        assert_eq!(
-            all,
-            distinct,
-            "{topic}: {} records written twice",
-            all - distinct
-        );
-    }
+    assert_nothing_written_twice(&data);
 }
 
 #[test]
 fn below_the_free_space_watermark_publishing_stops_before_the_disk_is_full() {
-    let fs = Tmpfs::mount(64);
-    let data = fs.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let env = [
-        ("MDHUB_HISTORY__ARCHIVE", "false"),
-        ("MDHUB_INGEST__STATUS_INTERVAL_SECS", "0"),
-        ("MDHUB_LOG__MIN_FREE_MB", "32"),
-    ];
-    let hub = Hub::start(&data, &["--sim-rate", "4000", "--seed", "22"], &env);
-    hub.wait_published(2_000);
+    let (fs, data, hub) = hub_on_tmpfs("22", &[("MDHUB_LOG__MIN_FREE_MB", "32")]);
 
     // Take the free space below 32 MiB, leaving about 20 MiB.
     let filler = fs.path().join("filler");
@@ -190,13 +194,5 @@ fn below_the_free_space_watermark_publishing_stops_before_the_disk_is_full() {
     });
     hub.wait_published(stuck + 2_000);
     assert!(hub.stop().success());
-    for topic in ["price-quotes", "price-trades"] {
-        let (all, distinct) = records(&data.join("log"), topic);
-        assert_eq!(
-            all,
-            distinct,
-            "{topic}: {} records written twice",
-            all - distinct
-        );
-    }
+    assert_nothing_written_twice(&data);
 }

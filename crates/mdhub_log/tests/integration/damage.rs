@@ -20,6 +20,15 @@ fn position_of(base: u64, offset: u64) -> u64 {
         .sum()
 }
 
+/// The base offset in a segment file's name.
+fn base_of(segment: &Path) -> u64 {
+    segment
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("a segment file name")
+}
+
 fn flip(path: &Path, at: u64) {
     let mut bytes = fs::read(path).unwrap();
     bytes[at as usize] ^= 0x5a;
@@ -100,13 +109,7 @@ fn a_damaged_newest_segment_is_cut_under_a_new_epoch() {
     let epoch = written(tmp.path(), 1500);
     let segs = segment_files(tmp.path());
     let active = segs.last().unwrap();
-    let base: u64 = active
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let base = base_of(active);
     let victim = base + 5;
     flip(active, position_of(base, victim) + 20);
 
@@ -264,13 +267,7 @@ fn repair_quarantines_damage_cuts_the_newest_segment_and_keeps_the_rest() {
     let segs = segment_files(tmp.path());
     flip(&segs[0], position_of(0, 100) + 20);
     let newest = segs.last().unwrap();
-    let base: u64 = newest
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let base = base_of(newest);
     flip(newest, position_of(base, base + 3) + 20);
 
     let r = mdhub_log::repair(config(tmp.path(), SEGMENT)).unwrap();
