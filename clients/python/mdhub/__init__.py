@@ -6,6 +6,7 @@ across reconnects and gateway restarts — or an explicit `Reset` when the hub
 cannot replay what was missed.
 """
 
+from . import history
 from .client import Client
 from .events import (
     Connected,
@@ -21,6 +22,7 @@ from .events import (
 
 __all__ = [
     "Client",
+    "history",
     "Connected",
     "Data",
     "Disconnected",

@@ -162,4 +162,32 @@ impl HistorySource for HistoryApi {
             .collect();
         Ok(json!({"columns": columns, "rows": rows, "truncated": truncated}))
     }
+
+    async fn sql_arrow(&self, sql: &str, limit: usize) -> Result<(Vec<u8>, bool), HistoryFailure> {
+        let (schema, batches) = self
+            .0
+            .sql_read_only(sql, Some(limit.saturating_add(1)))
+            .await
+            .map_err(failure)?;
+        let ipc = |e: datafusion::arrow::error::ArrowError| HistoryFailure::Failed(e.to_string());
+        let mut out = Vec::new();
+        let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &schema)
+            .map_err(ipc)?;
+        let mut left = limit;
+        let mut truncated = false;
+        for b in &batches {
+            if b.num_rows() > left {
+                truncated = true;
+                if left > 0 {
+                    writer.write(&b.slice(0, left)).map_err(ipc)?;
+                }
+                break;
+            }
+            writer.write(b).map_err(ipc)?;
+            left -= b.num_rows();
+        }
+        writer.finish().map_err(ipc)?;
+        drop(writer);
+        Ok((out, truncated))
+    }
 }

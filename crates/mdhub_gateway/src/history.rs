@@ -81,7 +81,18 @@ pub trait HistorySource: Send + Sync + std::fmt::Debug {
     /// `{"columns": [...], "rows": [...], "truncated": bool}` for one
     /// read-only SQL statement, at most `limit` rows.
     async fn sql(&self, sql: &str, limit: usize) -> Result<serde_json::Value, HistoryFailure>;
+    /// The same answer as an Arrow IPC stream (schema, then record
+    /// batches), and whether it was truncated at `limit` rows.
+    async fn sql_arrow(&self, sql: &str, limit: usize) -> Result<(Vec<u8>, bool), HistoryFailure> {
+        let _ = (sql, limit);
+        Err(HistoryFailure::Invalid(
+            "this process answers SQL as JSON only".into(),
+        ))
+    }
 }
+
+/// The media type of an Arrow IPC stream.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 /// Most rows one request may ask for.
 pub const MAX_LIMIT: usize = 100_000;
@@ -213,7 +224,7 @@ pub(crate) async fn handler(
         }
     };
     let kind = match kind.as_str() {
-        "sql" => return sql(s, q).await,
+        "sql" => return sql(s, q, &headers).await,
         "trades" => HistoryKind::Trades,
         "quotes" => HistoryKind::Quotes,
         "bars" => HistoryKind::Bars,
@@ -297,8 +308,13 @@ pub fn parse(
     })
 }
 
-/// `GET /v1/history/sql?q=SELECT…[&limit=N]`.
-async fn sql(s: Arc<Shared>, q: HashMap<String, String>) -> Response {
+/// `GET /v1/history/sql?q=SELECT…[&limit=N][&format=json|arrow]` (or
+/// `Accept: application/vnd.apache.arrow.stream`).
+async fn sql(
+    s: Arc<Shared>,
+    q: HashMap<String, String>,
+    headers: &axum::http::HeaderMap,
+) -> Response {
     let Some(source) = s.history.clone() else {
         return crate::rest::error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -314,10 +330,40 @@ async fn sql(s: Arc<Shared>, q: HashMap<String, String>) -> Response {
         Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
         Some(_) => return bad(format!("limit: expected 1 to {MAX_LIMIT}")),
     };
+    let arrow = match q.get("format").map(String::as_str) {
+        None | Some("json") => accepts_arrow(headers),
+        Some("arrow") => true,
+        Some(other) => return bad(format!("format {other:?}: expected json or arrow")),
+    };
+    if arrow {
+        return match source.sql_arrow(text, limit).await {
+            Ok((bytes, truncated)) => (
+                [
+                    (axum::http::header::CONTENT_TYPE, ARROW_STREAM),
+                    (
+                        axum::http::HeaderName::from_static("x-mdhub-truncated"),
+                        if truncated { "true" } else { "false" },
+                    ),
+                ],
+                bytes,
+            )
+                .into_response(),
+            Err(f) => failed(f),
+        };
+    }
     match source.sql(text, limit).await {
         Ok(doc) => Json(doc).into_response(),
         Err(f) => failed(f),
     }
+}
+
+/// Whether the client asked for Arrow with `Accept`.
+fn accepts_arrow(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with(ARROW_STREAM)))
 }
 
 /// An RFC 3339 time or Unix nanoseconds.
