@@ -152,11 +152,15 @@ class Client:
         if self._task is not None:
             self._task.cancel()
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, self._connect_timeout)
+            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):
                 pass
-        if self._ws is not None:
-            await self._ws.close()
+        ws = self._ws
+        if ws is not None:
+            try:
+                await asyncio.wait_for(ws.close(), self._connect_timeout)
+            except (asyncio.TimeoutError, Exception):
+                pass
         self._put_nowait(Stopped("closed by the application"))
 
     # -- the connection's side -------------------------------------------

@@ -16,6 +16,30 @@ use common::log::{assert_exactly, log_records};
 use mdhub_types::{Event, Topic};
 use serde_json::Value;
 
+/// One test at a time: the resume test restarts a hub on a port it picked,
+/// which a hub of another test starting meanwhile on port 0 could take.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits at most `limit` for `child`; kills it and panics past that.
+fn wait_bounded(child: &mut std::process::Child, limit: std::time::Duration, what: &str) {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{what} exited with {status}");
+            return;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what} did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -40,6 +64,7 @@ fn run_on(dir: &Path, addr: &str) -> Hub {
 
 #[test]
 fn the_python_client_resumes_exactly_once_across_a_killed_gateway() {
+    let _serial = serial();
     let python = std::env::var("MDHUB_TEST_PYTHON").expect(
         "MDHUB_TEST_PYTHON: a Python with scripts/requirements-test.txt (scripts/test.sh sets it)",
     );
@@ -90,7 +115,11 @@ fn the_python_client_resumes_exactly_once_across_a_killed_gateway() {
         (data(&lines) > before + 40, data(&lines))
     });
     drop(py.stdin.take()); // the script closes its client and exits
-    assert!(py.wait().unwrap().success());
+    wait_bounded(
+        &mut py,
+        std::time::Duration::from_secs(20),
+        "the Python client",
+    );
     reader.join().unwrap();
     assert!(hub.stop().success());
 
@@ -132,6 +161,7 @@ fn the_python_client_resumes_exactly_once_across_a_killed_gateway() {
 /// The example in docs/python.md runs as written against a live hub.
 #[test]
 fn the_docs_example_runs() {
+    let _serial = serial();
     let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
     let doc = std::fs::read_to_string(repo().join("docs/python.md")).unwrap();
     let code = doc
@@ -168,6 +198,7 @@ fn the_docs_example_runs() {
 /// `pip install ./clients/python` works, and the installed package imports.
 #[test]
 fn the_package_installs_with_pip() {
+    let _serial = serial();
     let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
     let target = tempfile::tempdir().unwrap();
     let out = Command::new(&python)
@@ -210,6 +241,7 @@ fn the_package_installs_with_pip() {
 /// flag, and the hub's stable error codes.
 #[test]
 fn history_sql_comes_back_as_an_arrow_table() {
+    let _serial = serial();
     let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), &["--sim-rate", "1000"], &[]);
