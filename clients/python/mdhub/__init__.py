@@ -8,6 +8,7 @@ cannot replay what was missed.
 
 from . import history
 from .client import Client
+from .sync import SyncClient
 from .events import (
     Connected,
     Data,
@@ -31,6 +32,7 @@ __all__ = [
     "Reset",
     "Status",
     "Stopped",
+    "SyncClient",
     "Trade",
 ]
 __version__ = "0.1.0"

@@ -290,3 +290,41 @@ print("ok", table.num_rows, cut.num_rows, trades.num_rows)
     assert!(text.starts_with("ok 1000 10 5"), "{text}");
     assert!(hub.stop().success());
 }
+
+/// `SyncClient`, the blocking wrapper for scripts and notebooks: events one
+/// by one with a timeout, then a clean close.
+#[test]
+fn the_sync_client_streams_without_asyncio() {
+    let _serial = serial();
+    let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &["--sim-rate", "500"], &[]);
+    hub.wait_published(200);
+    let script = r#"
+import sys, threading
+from mdhub import SyncClient, Data, Connected, Stopped
+with SyncClient(sys.argv[1]) as c:
+    c.subscribe(["MSFT"], ["trades"])
+    first = c.next(timeout=10)
+    assert isinstance(first, Connected), first
+    got = [c.next(timeout=10) for _ in range(5)]
+    assert all(isinstance(e, Data) and e.symbol == "MSFT" and e.channel == "trades" for e in got), got
+    offsets = [e.offset for e in got]
+    assert offsets == sorted(set(offsets)), offsets
+    print("ok", len(got), c.positions()["MSFT"]["trades"] == got[-1].pos)
+assert threading.active_count() == 1, threading.enumerate()
+"#;
+    let out = Command::new(python)
+        .env("PYTHONPATH", repo().join("clients/python"))
+        .args(["-c", script, &hub.ws_url()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.trim(), "ok 5 True");
+    assert!(hub.stop().success());
+}
