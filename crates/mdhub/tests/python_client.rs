@@ -40,6 +40,32 @@ fn wait_bounded(child: &mut std::process::Child, limit: std::time::Duration, wha
     }
 }
 
+/// The test Python (`$MDHUB_TEST_PYTHON`, set by scripts/test.sh).
+fn python() -> String {
+    std::env::var("MDHUB_TEST_PYTHON").expect(
+        "MDHUB_TEST_PYTHON: a Python with scripts/requirements-test.txt (scripts/test.sh sets it)",
+    )
+}
+
+/// Runs `python -c script args…` with the package on the path; its stdout,
+/// after asserting it succeeded.
+fn run_script(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .env("PYTHONPATH", repo().join("clients/python"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -162,7 +188,6 @@ fn the_python_client_resumes_exactly_once_across_a_killed_gateway() {
 #[test]
 fn the_docs_example_runs() {
     let _serial = serial();
-    let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
     let doc = std::fs::read_to_string(repo().join("docs/python.md")).unwrap();
     let code = doc
         .split("```python\n")
@@ -173,17 +198,7 @@ fn the_docs_example_runs() {
     let hub = Hub::start(dir.path(), &["--sim-rate", "500"], &[]);
     hub.wait_published(200);
     let code = code.replace("127.0.0.1:8080", &hub.addr);
-    let out = Command::new(python)
-        .env("PYTHONPATH", repo().join("clients/python"))
-        .args(["-c", &code])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_script(&code, &[]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 10, "{text}");
     assert!(
@@ -199,7 +214,7 @@ fn the_docs_example_runs() {
 #[test]
 fn the_package_installs_with_pip() {
     let _serial = serial();
-    let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
+    let python = python();
     let target = tempfile::tempdir().unwrap();
     let out = Command::new(&python)
         .args([
@@ -242,7 +257,6 @@ fn the_package_installs_with_pip() {
 #[test]
 fn history_sql_comes_back_as_an_arrow_table() {
     let _serial = serial();
-    let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), &["--sim-rate", "1000"], &[]);
     common::wait_until(30, "trades in history", || {
@@ -276,17 +290,7 @@ except mdhub.history.HistoryError as e:
     assert e.status == 400, e
 print("ok", table.num_rows, cut.num_rows, trades.num_rows)
 "#;
-    let out = Command::new(python)
-        .env("PYTHONPATH", repo().join("clients/python"))
-        .args(["-c", script, &format!("http://{}", hub.addr)])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_script(script, &[&format!("http://{}", hub.addr)]);
     assert!(text.starts_with("ok 1000 10 5"), "{text}");
     assert!(hub.stop().success());
 }
@@ -296,7 +300,6 @@ print("ok", table.num_rows, cut.num_rows, trades.num_rows)
 #[test]
 fn the_sync_client_streams_without_asyncio() {
     let _serial = serial();
-    let python = std::env::var("MDHUB_TEST_PYTHON").expect("MDHUB_TEST_PYTHON");
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), &["--sim-rate", "500"], &[]);
     hub.wait_published(200);
@@ -314,17 +317,7 @@ with SyncClient(sys.argv[1]) as c:
     print("ok", len(got), c.positions()["MSFT"]["trades"] == got[-1].pos)
 assert threading.active_count() == 1, threading.enumerate()
 "#;
-    let out = Command::new(python)
-        .env("PYTHONPATH", repo().join("clients/python"))
-        .args(["-c", script, &hub.ws_url()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_script(script, &[&hub.ws_url()]);
     assert_eq!(text.trim(), "ok 5 True");
     assert!(hub.stop().success());
 }

@@ -13,27 +13,80 @@ use std::time::Duration;
 use common::Hub;
 use common::tls::certificates;
 
+/// Runs `mdhub ARGS…` to its end within `limit` (killed and failed past it);
+/// its stdout.
+fn tail_within(args: &[&str], limit: Duration) -> String {
+    let mut child = common::mdhub()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "mdhub {args:?} did not finish within {limit:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_with_a_trusted_certificate_and_nothing_without() {
+    // This process's own TLS clients (reqwest, tungstenite) use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let certs = certificates(dir.path());
     let mut env = certs.env().to_vec();
     env.push(("MDHUB_GATEWAY__HEADER_TIMEOUT_MS", "1000"));
     let hub = Hub::start(dir.path(), &["--sim-rate", "500"], &env);
+    // HTTPS with the CA: wait until the hub knows AAPL (a subscribe to a
+    // symbol never seen is refused, and tail would wait for ever).
+    let https = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let snapshot = format!("https://{}/v1/snapshot?symbols=AAPL", hub.addr);
+    common::wait_until_async(30, "AAPL published", || async {
+        let body = match https.get(&snapshot).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
+        (body.contains("\"quote\""), body)
+    })
+    .await;
 
     // The Rust client, trusting the hub's CA: live data over wss://.
     let url = format!("wss://{}/v1/ws", hub.addr);
-    let out = common::mdhub_ok(&[
-        "tail",
-        "--url",
-        &url,
-        "--ca-file",
-        certs.ca.to_str().unwrap(),
-        "--count",
-        "3",
-        "--json",
-        "AAPL",
-    ]);
+    let out = tail_within(
+        &[
+            "tail",
+            "--url",
+            &url,
+            "--ca-file",
+            certs.ca.to_str().unwrap(),
+            "--count",
+            "3",
+            "--json",
+            "AAPL",
+        ],
+        Duration::from_secs(30),
+    );
     let frames: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -45,7 +98,6 @@ async fn wss_with_a_trusted_certificate_and_nothing_without() {
     );
 
     // Without the CA the certificate is not trusted.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let err = match tokio_tungstenite::connect_async(url.as_str()).await {
         Ok(_) => panic!("a certificate from an unknown issuer was accepted"),
         Err(e) => e.to_string(),
