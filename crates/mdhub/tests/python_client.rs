@@ -47,16 +47,24 @@ fn python() -> String {
     )
 }
 
-/// Runs `python -c script args…` with the package on the path; its stdout,
-/// after asserting it succeeded.
+/// Runs `python -c script args…` with the package on the path, for at most
+/// a minute; its stdout, after asserting it succeeded.
 fn run_script(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
+    let mut child = Command::new(python())
         .env("PYTHONPATH", repo().join("clients/python"))
         .arg("-c")
         .arg(script)
         .args(args)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill(); // past the minute; a no-op once it has exited
+    let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -196,7 +204,7 @@ fn the_docs_example_runs() {
         .expect("a python block in docs/python.md");
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), &["--sim-rate", "500"], &[]);
-    hub.wait_published(200);
+    hub.wait_published(1_000);
     let code = code.replace("127.0.0.1:8080", &hub.addr);
     let text = run_script(&code, &[]);
     let lines: Vec<&str> = text.lines().collect();
@@ -302,7 +310,7 @@ fn the_sync_client_streams_without_asyncio() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), &["--sim-rate", "500"], &[]);
-    hub.wait_published(200);
+    hub.wait_published(1_000);
     let script = r#"
 import sys, threading
 from mdhub import SyncClient, Data, Connected, Stopped
