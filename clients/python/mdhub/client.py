@@ -149,18 +149,17 @@ class Client:
         if self._stopped:
             return
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await asyncio.wait_for(self._task, self._connect_timeout)
-            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):
-                pass
         ws = self._ws
         if ws is not None:
-            try:
-                await asyncio.wait_for(ws.close(), self._connect_timeout)
-            except (asyncio.TimeoutError, Exception):
-                pass
+            # Drop the socket at once: a close handshake with a server that
+            # does not answer would hold the task (and asyncio.run's exit).
+            transport = getattr(ws, "transport", None)
+            if transport is not None:
+                transport.abort()
+        if self._task is not None:
+            self._task.cancel()
+            # Bounded, and without a second cancel (wait_for would await it).
+            await asyncio.wait({self._task}, timeout=self._connect_timeout)
         self._put_nowait(Stopped("closed by the application"))
 
     # -- the connection's side -------------------------------------------
@@ -201,6 +200,7 @@ class Client:
                 open_timeout=self._connect_timeout,
                 max_size=16 << 20,
                 ping_interval=None,  # the server pings; the watchdog below
+                close_timeout=self._connect_timeout,
             )
         except InvalidStatus as e:
             if e.response.status_code in (401, 403):

@@ -24,22 +24,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Waits at most `limit` for `child`; kills it and panics past that.
-fn wait_bounded(child: &mut std::process::Child, limit: std::time::Duration, what: &str) {
-    let t0 = std::time::Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{what} exited with {status}");
-            return;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("{what} did not exit within {limit:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// The test Python (`$MDHUB_TEST_PYTHON`, set by scripts/test.sh).
 fn python() -> String {
     std::env::var("MDHUB_TEST_PYTHON").expect(
@@ -50,7 +34,7 @@ fn python() -> String {
 /// Runs `python -c script args…` with the package on the path, for at most
 /// a minute; its stdout, after asserting it succeeded.
 fn run_script(script: &str, args: &[&str]) -> String {
-    let mut child = Command::new(python())
+    let child = Command::new(python())
         .env("PYTHONPATH", repo().join("clients/python"))
         .arg("-c")
         .arg(script)
@@ -59,19 +43,11 @@ fn run_script(script: &str, args: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() && t0.elapsed() < std::time::Duration::from_secs(60) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill(); // past the minute; a no-op once it has exited
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    common::output_within(
+        child,
+        std::time::Duration::from_secs(60),
+        "the Python script",
+    )
 }
 
 fn repo() -> PathBuf {
@@ -149,11 +125,8 @@ fn the_python_client_resumes_exactly_once_across_a_killed_gateway() {
         (data(&lines) > before + 40, data(&lines))
     });
     drop(py.stdin.take()); // the script closes its client and exits
-    wait_bounded(
-        &mut py,
-        std::time::Duration::from_secs(20),
-        "the Python client",
-    );
+    let status = common::wait_exit(&mut py, std::time::Duration::from_secs(20));
+    assert!(status.success(), "the Python client exited with {status}");
     reader.join().unwrap();
     assert!(hub.stop().success());
 
@@ -204,7 +177,14 @@ fn the_docs_example_runs() {
         .expect("a python block in docs/python.md");
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), &["--sim-rate", "500"], &[]);
-    hub.wait_published(1_000);
+    // The example subscribes to AAPL and BTC-USDT: a hub refuses a symbol
+    // it has never seen, and the example would then wait for ever.
+    common::wait_until(30, "AAPL and BTC-USDT published", || {
+        let (_, body) = common::http_get(&hub.addr, "/v1/snapshot?symbols=AAPL,BTC-USDT");
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        let known = v["symbols"]["AAPL"].is_object() && v["symbols"]["BTC-USDT"].is_object();
+        (known, body)
+    });
     let code = code.replace("127.0.0.1:8080", &hub.addr);
     let text = run_script(&code, &[]);
     let lines: Vec<&str> = text.lines().collect();
@@ -310,7 +290,10 @@ fn the_sync_client_streams_without_asyncio() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), &["--sim-rate", "500"], &[]);
-    hub.wait_published(1_000);
+    common::wait_until(30, "MSFT published", || {
+        let (_, body) = common::http_get(&hub.addr, "/v1/snapshot?symbols=MSFT");
+        (body.contains("\"trade\":{"), body)
+    });
     let script = r#"
 import sys, threading
 from mdhub import SyncClient, Data, Connected, Stopped

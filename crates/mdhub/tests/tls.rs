@@ -13,35 +13,15 @@ use std::time::Duration;
 use common::Hub;
 use common::tls::certificates;
 
-/// Runs `mdhub ARGS…` to its end within `limit` (killed and failed past it);
-/// its stdout.
+/// Runs `mdhub ARGS…` to its end within `limit`; its stdout.
 fn tail_within(args: &[&str], limit: Duration) -> String {
-    let mut child = common::mdhub()
+    let child = common::mdhub()
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "mdhub {args:?} did not finish within {limit:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::output_within(child, limit, "mdhub tail")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

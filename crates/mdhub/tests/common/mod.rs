@@ -205,14 +205,43 @@ pub fn sigterm(child: &Child) {
 }
 
 pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    wait_until(
+        limit.as_secs().max(1),
+        "the process to exit",
+        || match child.try_wait().unwrap() {
+            Some(s) => (true, Some(s)),
+            None => (false, None),
+        },
+    )
+    .expect("exited")
+}
+
+/// The output of `child` (spawned with piped stdout and stderr) once it
+/// exits successfully; killed, and the test failed with what it wrote, if it
+/// runs past `limit`.
+pub fn output_within(mut child: Child, limit: Duration, what: &str) -> String {
     let t0 = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(t0.elapsed() < limit, "mdhub did not exit within {limit:?}");
+    while child.try_wait().unwrap().is_none() && t0.elapsed() < limit {
+        // Poll the exit: std has no wait with a timeout.
         std::thread::sleep(Duration::from_millis(50));
     }
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !running,
+        "{what} did not finish within {limit:?}: {stdout}{stderr}"
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {stdout}{stderr}",
+        out.status
+    );
+    stdout
 }
 
 /// A plain HTTP/1.1 GET: (status, body).
