@@ -68,6 +68,17 @@ pub(crate) fn retention_policy(cfg: &Config) -> mdhub_history::retention::Retent
     }
 }
 
+/// How many UTC days before `at` a last-quote request looks back.
+const LOOK_BACK_DAYS: u32 = 31;
+
+/// An event as clients receive it, with its log `position`.
+fn row(p: &mdhub_types::Positioned) -> Result<serde_json::Value, HistoryFailure> {
+    let mut v =
+        serde_json::to_value(&p.event).map_err(|e| HistoryFailure::Failed(e.to_string()))?;
+    v["position"] = json!(p.position.to_string());
+    Ok(v)
+}
+
 /// `/v1/history/*` over [`History`].
 #[derive(Debug)]
 pub(crate) struct HistoryApi(pub(crate) History);
@@ -91,30 +102,50 @@ impl HistorySource for HistoryApi {
             HistoryKind::Bars => {
                 let bars = self
                     .0
-                    .bars(&req.symbol, req.interval, req.from, req.to)
+                    .bars(
+                        &req.symbol,
+                        req.venue.as_ref(),
+                        req.interval,
+                        req.from,
+                        req.to,
+                    )
                     .await
                     .map_err(failure)?;
+                let venues: std::collections::BTreeSet<_> =
+                    bars.iter().filter_map(|b| b.venue.as_ref()).collect();
                 doc["interval_ms"] = json!(req.interval.as_millis() as u64);
+                doc["grouped_by"] = json!("venue");
+                doc["venues"] = json!(venues);
                 doc["bars"] = serde_json::to_value(bars)
                     .map_err(|e| HistoryFailure::Failed(e.to_string()))?;
             }
             HistoryKind::LastQuote => {
                 let at = req.at.unwrap_or(req.to);
-                let quote = self
-                    .0
-                    .last_quote(&req.symbol, at, 31)
-                    .await
-                    .map_err(failure)?;
+                let quotes = match &req.venue {
+                    Some(v) => self
+                        .0
+                        .last_quote(&req.symbol, Some(v), at, LOOK_BACK_DAYS)
+                        .await
+                        .map_err(failure)?
+                        .into_iter()
+                        .collect(),
+                    None => self
+                        .0
+                        .last_quotes(&req.symbol, at, LOOK_BACK_DAYS)
+                        .await
+                        .map_err(failure)?,
+                };
+                // The latest of them all: what `quote` was before quotes
+                // were per venue (ties: the later log offset).
+                let latest = quotes
+                    .iter()
+                    .max_by_key(|p| (p.event.ts_exchange(), p.position.offset));
                 doc["at"] = json!(at);
-                doc["quote"] = match quote {
-                    Some(p) => {
-                        let mut v = serde_json::to_value(&p.event)
-                            .map_err(|e| HistoryFailure::Failed(e.to_string()))?;
-                        v["position"] = json!(p.position.to_string());
-                        v
-                    }
+                doc["quote"] = match latest {
+                    Some(p) => row(p)?,
                     None => serde_json::Value::Null,
                 };
+                doc["quotes"] = quotes.iter().map(row).collect::<Result<_, _>>()?;
             }
             HistoryKind::Trades | HistoryKind::Quotes => {
                 let table = if req.kind == HistoryKind::Trades {
@@ -124,7 +155,14 @@ impl HistorySource for HistoryApi {
                 };
                 let batches = self
                     .0
-                    .range(table, &req.symbol, req.from, req.to, req.limit)
+                    .range(
+                        table,
+                        &req.symbol,
+                        req.venue.as_ref(),
+                        req.from,
+                        req.to,
+                        req.limit,
+                    )
                     .await
                     .map_err(failure)?;
                 let mut rows = Vec::new();
@@ -132,10 +170,7 @@ impl HistorySource for HistoryApi {
                     for p in mdhub_history::events(table, b)
                         .map_err(|e| HistoryFailure::Failed(e.to_string()))?
                     {
-                        let mut v = serde_json::to_value(&p.event)
-                            .map_err(|e| HistoryFailure::Failed(e.to_string()))?;
-                        v["position"] = json!(p.position.to_string());
-                        rows.push(v);
+                        rows.push(row(&p)?);
                     }
                 }
                 doc["truncated"] = json!(rows.len() >= req.limit);

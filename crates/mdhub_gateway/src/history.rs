@@ -5,12 +5,17 @@
 //!
 //! Parameters:
 //! - `symbol` (required): a canonical symbol;
+//! - `venue`: a canonical venue id (`coinbase`, `sim-nasdaq`): only that
+//!   venue's rows, bars or quote. Without it trades and quotes are every
+//!   venue's (each row names its own), bars are one series per venue (each
+//!   bar names its venue), and `at` answers every venue's last quote;
 //! - `from`, `to`: RFC 3339 times (`2024-05-01T13:30:00Z`) or Unix
 //!   nanoseconds; the range is `[from, to)` of `ts_exchange`. Default: the
 //!   last hour up to now;
 //! - `interval` (bars): `250ms`, `5s`, `1m`, `15m`, `1h`, `1d`; default `1m`;
 //! - `limit` (trades, quotes): most rows, default 1000, at most 100000;
-//! - `at` (quotes): instead of a range, the last quote at or before it.
+//! - `at` (quotes): instead of a range, the last quote at or before it
+//!   (`quote`), and the last of each venue (`quotes`).
 //!
 //! `GET /v1/history/sql?q=SELECT…` runs one read-only SQL statement over the
 //! tables `trades` and `quotes` (no DDL, DML, `COPY` or `SET`) and answers
@@ -24,7 +29,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use mdhub_types::{ChannelSet, Symbol, Timestamp, Topic};
+use mdhub_types::{ChannelSet, Symbol, Timestamp, Topic, Venue};
 use serde_json::json;
 
 use crate::Shared;
@@ -49,6 +54,8 @@ pub struct HistoryRequest {
     pub kind: HistoryKind,
     /// The symbol.
     pub symbol: Symbol,
+    /// Only this venue's data (`venue=`); every venue's when `None`.
+    pub venue: Option<Venue>,
     /// Start of the range (inclusive), `ts_exchange`.
     pub from: Timestamp,
     /// End of the range (exclusive).
@@ -261,6 +268,10 @@ pub fn parse(
 ) -> Result<HistoryRequest, String> {
     let symbol = q.get("symbol").ok_or("give ?symbol=AAPL")?.trim();
     let symbol = Symbol::new(symbol).map_err(|e| format!("symbol {symbol:?}: {e}"))?;
+    let venue = q
+        .get("venue")
+        .map(|v| Venue::new(v.trim()).map_err(|e| format!("venue={v:?}: {e}")))
+        .transpose()?;
     let time = |key: &str| -> Result<Option<Timestamp>, String> {
         q.get(key)
             .map(|v| parse_time(v).ok_or_else(|| format!("{key}={v:?}: expected an RFC 3339 time (2024-05-01T13:30:00Z) or Unix nanoseconds")))
@@ -272,6 +283,7 @@ pub fn parse(
         return Ok(HistoryRequest {
             kind: HistoryKind::LastQuote,
             symbol,
+            venue,
             from: at,
             to: at,
             interval: Duration::from_secs(60),
@@ -300,6 +312,7 @@ pub fn parse(
     Ok(HistoryRequest {
         kind,
         symbol,
+        venue,
         from,
         to,
         interval,
@@ -392,13 +405,18 @@ pub fn parse_interval(v: &str) -> Option<Duration> {
     n.checked_mul(unit_ms).map(Duration::from_millis)
 }
 
-/// The JSON of a request echoed back in an answer.
+/// The JSON of a request echoed back in an answer (`venue` only when the
+/// request names one).
 pub fn echo(req: &HistoryRequest) -> serde_json::Value {
-    json!({
+    let mut doc = json!({
         "symbol": req.symbol,
         "from": req.from,
         "to": req.to,
-    })
+    });
+    if let Some(v) = &req.venue {
+        doc["venue"] = json!(v);
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -446,6 +464,15 @@ mod tests {
         .unwrap();
         assert_eq!(r.kind, HistoryKind::LastQuote);
         assert_eq!(r.at, Some(Timestamp::from_secs(1_714_579_200)));
+        assert_eq!(r.venue, None);
+        let r = parse(
+            HistoryKind::Bars,
+            &q(&[("symbol", "BTC-USDT"), ("venue", "sim-a")]),
+            now,
+        )
+        .unwrap();
+        assert_eq!(r.venue, Some(Venue::new("sim-a").unwrap()));
+        assert_eq!(echo(&r)["venue"], "sim-a");
     }
 
     #[test]
@@ -462,6 +489,8 @@ mod tests {
             (vec![("symbol", "AAPL"), ("interval", "0s")], "interval"),
             (vec![("symbol", "AAPL"), ("interval", "1w")], "interval"),
             (vec![("symbol", "AAPL"), ("limit", "0")], "limit"),
+            (vec![("symbol", "AAPL"), ("venue", "Coinbase")], "venue="),
+            (vec![("symbol", "AAPL"), ("venue", "")], "venue="),
         ] {
             let e = parse(HistoryKind::Bars, &q(&pairs), now).unwrap_err();
             assert!(e.contains(needle), "{pairs:?}: {e}");

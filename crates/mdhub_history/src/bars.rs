@@ -1,36 +1,47 @@
-//! Minute bars kept with the ticks.
+//! Minute bars kept with the ticks, per venue.
 //!
 //! Every trades file carries, in its Parquet footer (key-value metadata
-//! [`BARS_KEY`]), the 1-minute bars of its own rows: open, high, low, close,
-//! volume, the exact VWAP numerator `Σ price·size` and the trade count, with
-//! the (`ts_exchange`, log offset) of the open and close trades. Such
-//! *partial* bars combine exactly — the open of two is the one with the
-//! earlier key, sums add — so the bars of any set of files, of the hot tier's
-//! rows, and of any width that is a whole number of minutes are computed from
-//! them without reading a tick: a day of one symbol is at most 1,440 small
-//! records per file instead of millions of rows.
+//! [`VENUE_BARS_KEY`]), the 1-minute bars of its own rows, one series per
+//! venue: open, high, low, close, volume, the exact VWAP numerator
+//! `Σ price·size` and the trade count, with the (`ts_exchange`, log offset)
+//! of the open and close trades. Such *partial* bars combine exactly — the
+//! open of two is the one with the earlier key, sums add — so the bars of any
+//! set of files, of the hot tier's rows, and of any width that is a whole
+//! number of minutes are computed from them without reading a tick: a day of
+//! one symbol is at most 1,440 small records per venue and file instead of
+//! millions of rows.
 //!
 //! The bars live in the same file as the rows they summarize, so they share
 //! its name, its exactly-once guarantee and its compaction (a merged file's
 //! bars are its sources' bars combined); a file whose rows retention removed
 //! keeps them.
+//!
+//! Files written before bars were per venue hold one series for all venues
+//! under [`BARS_KEY`]. Such a footer is used as it is when the file's
+//! statistics show a single venue; otherwise the bars are computed from the
+//! file's rows; and when retention already removed the rows, the bars are
+//! kept under no venue (`None`): what the file says, nothing made up.
 
 use std::collections::BTreeMap;
 
 use datafusion::arrow::datatypes::i256;
-use mdhub_types::{Decimal, Event, Positioned, Timestamp};
+use mdhub_types::{Decimal, Event, Positioned, Timestamp, Venue};
 use serde_json::{Value, json};
 
 use crate::{HistoryError, Result};
 
-/// The footer key of a trades file's minute bars.
+/// The footer key of a trades file's minute bars per venue.
+pub const VENUE_BARS_KEY: &str = "mdhub.bars.1m.venue";
+
+/// The footer key of the minute bars of all venues together, as files
+/// written before bars were per venue hold them (read, never written).
 pub const BARS_KEY: &str = "mdhub.bars.1m";
 
 /// One minute in nanoseconds.
 pub const MINUTE: i64 = 60_000_000_000;
 
-/// Where a trade sits in a symbol's sequence: `ts_exchange`, then log offset
-/// (a symbol's trades are all in one log partition).
+/// Where a trade sits in a venue's sequence of a symbol: `ts_exchange`, then
+/// log offset (a venue's trades of one symbol are all in one log partition).
 pub type TradeKey = (i64, u64);
 
 /// The bar of some of the trades of one interval.
@@ -140,6 +151,31 @@ pub fn bucket(ts: i64, width: i64) -> i64 {
 /// Bars by interval start.
 pub type Bars = BTreeMap<i64, PartialBar>;
 
+/// Bars by venue, then interval start. `None`: bars of a file written before
+/// bars were per venue, whose rows are gone (the venue is unknown).
+pub type VenueBars = BTreeMap<Option<Venue>, Bars>;
+
+/// Fold one venue's bar into `bars`.
+pub fn add_venue(bars: &mut VenueBars, venue: Option<&Venue>, bar: PartialBar) -> Result<()> {
+    match bars.get_mut(&venue.cloned()) {
+        Some(b) => add(b, bar),
+        None => {
+            bars.insert(venue.cloned(), Bars::from([(bar.start, bar)]));
+            Ok(())
+        }
+    }
+}
+
+/// Fold every bar of `other` into `bars`.
+pub fn merge_all(bars: &mut VenueBars, other: VenueBars) -> Result<()> {
+    for (venue, series) in other {
+        for bar in series.into_values() {
+            add_venue(bars, venue.as_ref(), bar)?;
+        }
+    }
+    Ok(())
+}
+
 /// Fold one bar into `bars` (keyed by its start).
 pub fn add(bars: &mut Bars, bar: PartialBar) -> Result<()> {
     match bars.get_mut(&bar.start) {
@@ -151,14 +187,15 @@ pub fn add(bars: &mut Bars, bar: PartialBar) -> Result<()> {
     }
 }
 
-/// The minute bars of the trades among `rows` (other rows are skipped).
-pub fn minute_bars<'a>(rows: impl IntoIterator<Item = &'a Positioned>) -> Result<Bars> {
-    let mut bars = Bars::new();
+/// The minute bars of the trades among `rows`, per venue (other rows are
+/// skipped).
+pub fn minute_bars<'a>(rows: impl IntoIterator<Item = &'a Positioned>) -> Result<VenueBars> {
+    let mut bars = VenueBars::new();
     for r in rows {
         if let Event::Trade(t) = &r.event {
             let ts = t.ts_exchange.as_nanos();
             let bar = PartialBar::of(bucket(ts, MINUTE), (ts, r.position.offset), t.price, t.size)?;
-            add(&mut bars, bar)?;
+            add_venue(&mut bars, Some(&t.venue), bar)?;
         }
     }
     Ok(bars)
@@ -174,67 +211,108 @@ pub fn rebucket(bars: impl IntoIterator<Item = PartialBar>, width: i64) -> Resul
     Ok(out)
 }
 
-/// The footer text of `bars`: a JSON array of
-/// `[start, open_ts, open_offset, open, high, low, close_ts, close_offset,
-/// close, volume_e18, notional_e36, trades]`, decimals as exact text.
-pub fn to_json(bars: &Bars) -> String {
+/// The footer text of `bars` ([`VENUE_BARS_KEY`]): a JSON array of
+/// `[venue, start, open_ts, open_offset, open, high, low, close_ts,
+/// close_offset, close, volume_e18, notional_e36, trades]`, `venue` a venue
+/// id or `null` (unknown), decimals as exact text.
+pub fn to_json(bars: &VenueBars) -> String {
     let rows: Vec<Value> = bars
-        .values()
-        .map(|b| {
-            json!([
-                b.start,
-                b.open.0.0,
-                b.open.0.1,
-                b.open.1.to_string(),
-                b.high.to_string(),
-                b.low.to_string(),
-                b.close.0.0,
-                b.close.0.1,
-                b.close.1.to_string(),
-                b.volume.to_string(),
-                b.notional.to_string(),
-                b.trades
-            ])
+        .iter()
+        .flat_map(|(venue, series)| series.values().map(move |b| (venue, b)))
+        .map(|(venue, b)| {
+            let mut row = vec![venue.as_ref().map_or(Value::Null, |v| json!(v.as_str()))];
+            row.extend(fields(b));
+            Value::Array(row)
         })
         .collect();
     Value::Array(rows).to_string()
 }
 
+/// The twelve fields of a bar after its venue.
+fn fields(b: &PartialBar) -> Vec<Value> {
+    vec![
+        json!(b.start),
+        json!(b.open.0.0),
+        json!(b.open.0.1),
+        json!(b.open.1.to_string()),
+        json!(b.high.to_string()),
+        json!(b.low.to_string()),
+        json!(b.close.0.0),
+        json!(b.close.0.1),
+        json!(b.close.1.to_string()),
+        json!(b.volume.to_string()),
+        json!(b.notional.to_string()),
+        json!(b.trades),
+    ]
+}
+
 /// The bars of a footer written by [`to_json`].
-pub fn from_json(text: &str) -> Result<Bars> {
-    let bad = |why: &str| HistoryError::BadRow(format!("{BARS_KEY}: {why}"));
-    let rows: Vec<Value> = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
-    let mut bars = Bars::new();
-    for r in rows {
-        let a = r.as_array().ok_or_else(|| bad("not an array"))?;
-        if a.len() != 12 {
-            return Err(bad("a bar has 12 fields"));
-        }
-        let int = |i: usize| a[i].as_i64().ok_or_else(|| bad("expected an integer"));
-        let uint = |i: usize| a[i].as_u64().ok_or_else(|| bad("expected an integer"));
-        let text = |i: usize| a[i].as_str().ok_or_else(|| bad("expected text"));
-        let dec = |i: usize| -> Result<Decimal> {
-            Decimal::parse(text(i)?).map_err(|e| bad(&e.to_string()))
+pub fn from_json(text: &str) -> Result<VenueBars> {
+    let bad = |why: &str| HistoryError::BadRow(format!("{VENUE_BARS_KEY}: {why}"));
+    let mut bars = VenueBars::new();
+    for a in footer_rows(text, VENUE_BARS_KEY)? {
+        let (venue, rest) = a.split_first().ok_or_else(|| bad("an empty bar"))?;
+        let venue = match venue {
+            Value::Null => None,
+            Value::String(v) => Some(Venue::new(v).map_err(|e| bad(&e.to_string()))?),
+            _ => return Err(bad("a venue is text or null")),
         };
-        let bar = PartialBar {
-            start: int(0)?,
-            open: ((int(1)?, uint(2)?), dec(3)?),
-            high: dec(4)?,
-            low: dec(5)?,
-            close: ((int(6)?, uint(7)?), dec(8)?),
-            volume: text(9)?.parse().map_err(|_| bad("volume"))?,
-            notional: i256::from_string(text(10)?).ok_or_else(|| bad("notional"))?,
-            trades: uint(11)?,
-        };
-        add(&mut bars, bar)?;
+        add_venue(&mut bars, venue.as_ref(), bar_of(rest, VENUE_BARS_KEY)?)?;
     }
     Ok(bars)
 }
 
-/// A bar as the API gives it.
-pub fn finish(b: &PartialBar) -> crate::query::Bar {
+/// The bars of a footer of all venues together ([`BARS_KEY`], written before
+/// bars were per venue): a JSON array of the twelve fields of [`to_json`]
+/// after the venue.
+pub fn from_legacy_json(text: &str) -> Result<Bars> {
+    let mut bars = Bars::new();
+    for a in footer_rows(text, BARS_KEY)? {
+        add(&mut bars, bar_of(&a, BARS_KEY)?)?;
+    }
+    Ok(bars)
+}
+
+/// The arrays of a footer's JSON array (under `key`).
+fn footer_rows(text: &str, key: &str) -> Result<Vec<Vec<Value>>> {
+    let bad = |why: String| HistoryError::BadRow(format!("{key}: {why}"));
+    let rows: Vec<Value> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    rows.into_iter()
+        .map(|r| match r {
+            Value::Array(a) => Ok(a),
+            _ => Err(bad("not an array".into())),
+        })
+        .collect()
+}
+
+/// One bar from its twelve footer fields.
+fn bar_of(a: &[Value], key: &str) -> Result<PartialBar> {
+    let bad = |why: &str| HistoryError::BadRow(format!("{key}: {why}"));
+    if a.len() != 12 {
+        return Err(bad("a bar has 12 fields after its venue"));
+    }
+    let int = |i: usize| a[i].as_i64().ok_or_else(|| bad("expected an integer"));
+    let uint = |i: usize| a[i].as_u64().ok_or_else(|| bad("expected an integer"));
+    let text = |i: usize| a[i].as_str().ok_or_else(|| bad("expected text"));
+    let dec =
+        |i: usize| -> Result<Decimal> { Decimal::parse(text(i)?).map_err(|e| bad(&e.to_string())) };
+    Ok(PartialBar {
+        start: int(0)?,
+        open: ((int(1)?, uint(2)?), dec(3)?),
+        high: dec(4)?,
+        low: dec(5)?,
+        close: ((int(6)?, uint(7)?), dec(8)?),
+        volume: text(9)?.parse().map_err(|_| bad("volume"))?,
+        notional: i256::from_string(text(10)?).ok_or_else(|| bad("notional"))?,
+        trades: uint(11)?,
+    })
+}
+
+/// A venue's bar as the API gives it.
+pub fn finish(venue: Option<&Venue>, b: &PartialBar) -> crate::query::Bar {
     crate::query::Bar {
         ts: Timestamp::from_nanos(b.start),
+        venue: venue.cloned(),
         open: b.open.1.normalized(),
         high: b.high.normalized(),
         low: b.low.normalized(),
@@ -245,10 +323,125 @@ pub fn finish(b: &PartialBar) -> crate::query::Bar {
     }
 }
 
-/// The minute bars of one trades file, from its footer (two range reads).
-/// A file without them (written before they existed) is read and its bars
-/// computed from the rows.
-pub async fn file_bars(lake: &crate::Lake, file: &crate::LakeFile) -> Result<Bars> {
+/// The bars a trades file's footer holds, as it holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Per venue ([`VENUE_BARS_KEY`]).
+    ByVenue(String),
+    /// All venues together ([`BARS_KEY`], before bars were per venue).
+    Mixed {
+        /// The footer text.
+        text: String,
+        /// The file's one venue, when its statistics show a single one.
+        venue: Option<Venue>,
+        /// The file's row count.
+        rows: i64,
+    },
+    /// None (a file written before bars were kept).
+    Missing,
+}
+
+impl Stored {
+    /// What `meta`'s key-value metadata holds.
+    pub(crate) fn of(meta: &parquet::file::metadata::ParquetMetaData) -> Stored {
+        let kv = |key: &str| {
+            meta.file_metadata()
+                .key_value_metadata()?
+                .iter()
+                .find(|kv| kv.key == key)?
+                .value
+                .clone()
+        };
+        if let Some(text) = kv(VENUE_BARS_KEY) {
+            return Stored::ByVenue(text);
+        }
+        match kv(BARS_KEY) {
+            Some(text) => Stored::Mixed {
+                text,
+                venue: single_venue(meta),
+                rows: meta.file_metadata().num_rows(),
+            },
+            None => Stored::Missing,
+        }
+    }
+
+    /// The bars per venue when the footer alone gives them: bars per
+    /// venue, or bars of a file whose rows are all of one venue and all
+    /// counted in them.
+    pub(crate) fn footer_only(&self) -> Result<Option<VenueBars>> {
+        match self {
+            Stored::ByVenue(text) => from_json(text).map(Some),
+            Stored::Mixed {
+                text,
+                venue: Some(venue),
+                rows,
+            } => {
+                let bars = from_legacy_json(text)?;
+                let trades: u64 = bars.values().map(|b| b.trades).sum();
+                Ok((u64::try_from(*rows).ok() == Some(trades))
+                    .then(|| VenueBars::from([(Some(venue.clone()), bars)])))
+            }
+            Stored::Mixed { .. } | Stored::Missing => Ok(None),
+        }
+    }
+
+    /// The bars per venue of a file whose trades are `rows`.
+    pub(crate) fn with_rows(&self, rows: &[Positioned]) -> Result<VenueBars> {
+        if let Some(bars) = self.footer_only()? {
+            return Ok(bars);
+        }
+        match self {
+            // Thinned by retention before bars were per venue: the bars are
+            // all that is left, and they name no venue.
+            Stored::Mixed { text, .. } if rows.is_empty() => {
+                let bars = from_legacy_json(text)?;
+                Ok(if bars.is_empty() {
+                    VenueBars::new()
+                } else {
+                    VenueBars::from([(None, bars)])
+                })
+            }
+            _ => minute_bars(rows),
+        }
+    }
+}
+
+/// The one venue of a file, when the statistics of its `venue` column say
+/// that every row has the same (exact minimum = exact maximum in every row
+/// group, no nulls).
+fn single_venue(meta: &parquet::file::metadata::ParquetMetaData) -> Option<Venue> {
+    use parquet::file::statistics::Statistics;
+    let column = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "venue")?;
+    let mut venue: Option<Vec<u8>> = None;
+    for rg in meta.row_groups() {
+        if rg.num_rows() == 0 {
+            continue;
+        }
+        let Some(Statistics::ByteArray(s)) = rg.column(column).statistics() else {
+            return None;
+        };
+        let (min, max) = (s.min_opt()?, s.max_opt()?);
+        if !s.min_is_exact() || !s.max_is_exact() || s.null_count_opt() != Some(0) || min != max {
+            return None;
+        }
+        match &venue {
+            Some(v) if v.as_slice() != min.data() => return None,
+            _ => venue = Some(min.data().to_vec()),
+        }
+    }
+    Venue::new(std::str::from_utf8(&venue?).ok()?).ok()
+}
+
+/// The minute bars of one trades file per venue, from its footer (two range
+/// reads). A file without them (written before they existed), or with bars
+/// of several venues together (written before bars were per venue), is read
+/// and its bars computed from the rows.
+pub async fn file_bars(lake: &crate::Lake, file: &crate::LakeFile) -> Result<VenueBars> {
     use object_store::ObjectStoreExt;
     use parquet::file::metadata::ParquetMetaDataReader;
     let path = file.key.path();
@@ -272,24 +465,24 @@ pub async fn file_bars(lake: &crate::Lake, file: &crate::LakeFile) -> Result<Bar
         .get_range(&path, file.size - 8 - len..file.size - 8)
         .await?;
     let meta = ParquetMetaDataReader::decode_metadata(&footer)?;
-    if let Some(text) = footer_bars(meta.file_metadata()) {
-        return from_json(text);
+    let stored = Stored::of(&meta);
+    if let Some(bars) = stored.footer_only()? {
+        return Ok(bars);
     }
     let bytes = lake.store().get(&path).await?.bytes().await?;
-    let mut rows = Vec::new();
-    for b in crate::compact::read_parquet(bytes)? {
-        rows.extend(crate::events(crate::TableKind::Trades, &b)?);
-    }
-    minute_bars(&rows)
+    let (batches, _) = crate::compact::read_file(bytes)?;
+    stored.with_rows(&trades_of(&batches)?)
 }
 
-/// The bars text in a file's key-value metadata.
-pub(crate) fn footer_bars(meta: &parquet::file::metadata::FileMetaData) -> Option<&str> {
-    meta.key_value_metadata()?
-        .iter()
-        .find(|kv| kv.key == BARS_KEY)?
-        .value
-        .as_deref()
+/// The trades of a file's batches.
+pub(crate) fn trades_of(
+    batches: &[datafusion::arrow::array::RecordBatch],
+) -> Result<Vec<Positioned>> {
+    let mut rows = Vec::new();
+    for b in batches {
+        rows.extend(crate::events(crate::TableKind::Trades, b)?);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -327,15 +520,15 @@ mod tests {
             trade(3, MINUTE + 7, "60000.123456789012345678", "1.5"),
             trade(4, 3 * MINUTE, "7", "3"),
         ];
-        let whole = minute_bars(&rows).unwrap();
+        let by_venue = minute_bars(&rows).unwrap();
+        assert_eq!(by_venue.len(), 1, "one venue");
+        let whole = by_venue[&Some(Venue::new("binance").unwrap())].clone();
         // Any split, combined in any order, gives the same bars.
         for split in 0..=rows.len() {
             let (a, b) = rows.split_at(split);
             let mut bars = minute_bars(b).unwrap();
-            for bar in minute_bars(a).unwrap().into_values() {
-                add(&mut bars, bar).unwrap();
-            }
-            assert_eq!(bars, whole, "split at {split}");
+            merge_all(&mut bars, minute_bars(a).unwrap()).unwrap();
+            assert_eq!(bars, by_venue, "split at {split}");
         }
         let first = &whole[&0];
         assert_eq!(first.open.1.to_string(), "99.25");
@@ -352,7 +545,7 @@ mod tests {
             "60000.123456789012345678"
         );
         // Footer text round trip, and five-minute bars from minute bars.
-        assert_eq!(from_json(&to_json(&whole)).unwrap(), whole);
+        assert_eq!(from_json(&to_json(&by_venue)).unwrap(), by_venue);
         let five = rebucket(whole.into_values(), 5 * MINUTE).unwrap();
         assert_eq!(five.len(), 1);
         assert_eq!(five[&0].trades, 5);

@@ -126,27 +126,18 @@ pub async fn compact(
 
 /// Write one file holding the rows of `run` (consecutive files of one
 /// group); returns its row count. A trades file's minute bars are its
-/// sources' bars combined (so bars survive files whose rows are gone).
+/// sources' bars combined, per venue (so bars survive files whose rows are
+/// gone; sources written before bars were per venue count as
+/// [`crate::bars::Stored::with_rows`] says).
 async fn merge(lake: &Lake, table: TableKind, run: &[LakeFile]) -> Result<usize> {
     let mut batches = Vec::new();
-    let mut bars = crate::bars::Bars::new();
+    let mut bars = crate::bars::VenueBars::new();
     for f in run {
         let bytes = lake.store().get(&f.key.path()).await?.bytes().await?;
-        let (file_batches, footer) = read_file(bytes)?;
+        let (file_batches, stored) = read_file(bytes)?;
         if table == TableKind::Trades {
-            let file_bars = match footer {
-                Some(text) => crate::bars::from_json(&text)?,
-                None => {
-                    let mut rows = Vec::new();
-                    for b in &file_batches {
-                        rows.extend(crate::events(table, b)?);
-                    }
-                    crate::bars::minute_bars(&rows)?
-                }
-            };
-            for bar in file_bars.into_values() {
-                crate::bars::add(&mut bars, bar)?;
-            }
+            let rows = crate::bars::trades_of(&file_batches)?;
+            crate::bars::merge_all(&mut bars, stored.with_rows(&rows)?)?;
         }
         batches.extend(file_batches);
     }
@@ -172,9 +163,9 @@ async fn merge(lake: &Lake, table: TableKind, run: &[LakeFile]) -> Result<usize>
 }
 
 /// Every batch of one Parquet file of the lake, and its minute-bars footer.
-pub(crate) fn read_file(bytes: Bytes) -> Result<(Vec<RecordBatch>, Option<String>)> {
+pub(crate) fn read_file(bytes: Bytes) -> Result<(Vec<RecordBatch>, crate::bars::Stored)> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    let footer = crate::bars::footer_bars(builder.metadata().file_metadata()).map(str::to_owned);
+    let footer = crate::bars::Stored::of(builder.metadata());
     let reader = builder.with_batch_size(64 * 1024).build()?;
     let batches = reader
         .map(|b| b.map_err(HistoryError::from))
@@ -224,11 +215,6 @@ pub async fn run_periodic(
             }
         }
     }
-}
-
-/// Every batch of one Parquet file of the lake.
-pub(crate) fn read_parquet(bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    Ok(read_file(bytes)?.0)
 }
 
 /// Sorted by `ts_received`, then `log_offset` (the order of every lake file).

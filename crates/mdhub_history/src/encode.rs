@@ -305,7 +305,7 @@ fn properties(
         .set_dictionary_enabled(true)
         .set_key_value_metadata(bars.map(|text| {
             vec![parquet::file::metadata::KeyValue::new(
-                crate::bars::BARS_KEY.to_owned(),
+                crate::bars::VENUE_BARS_KEY.to_owned(),
                 text,
             )]
         }))

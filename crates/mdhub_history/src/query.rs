@@ -10,7 +10,8 @@
 //! the moment the archiver reads it from the log.
 //!
 //! On top of SQL, [`History::bars`] computes OHLCV bars with VWAP and trade
-//! count, and [`History::range`] a time range of one symbol's rows. The SQL
+//! count per venue, and [`History::range`] a time range of one symbol's rows
+//! (of one venue, or of all). The SQL
 //! function `vwap(price, size)` is exact: it sums `price × size` in 256-bit
 //! integers (a `DECIMAL(38, 18)` product needs 36 decimal places, which
 //! overflow `DECIMAL(38, …)` arithmetic for ordinary prices and sizes).
@@ -24,7 +25,7 @@ use datafusion::arrow::datatypes::{DataType, Decimal128Type, SchemaRef, Timestam
 use datafusion::common::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures_util::{StreamExt, TryStreamExt};
-use mdhub_types::{Decimal, Symbol, Timestamp};
+use mdhub_types::{Decimal, Symbol, Timestamp, Venue};
 
 use crate::archive::HotTier;
 use crate::path::day_of;
@@ -153,18 +154,23 @@ impl History {
     }
 
     /// OHLCV bars of `symbol`'s trades with `ts_exchange` in `[from, to)`,
-    /// `interval` wide (aligned to the Unix epoch), oldest first; bars
-    /// without trades are left out. Ties in time are ordered by log offset,
-    /// so `open` and `close` are the first and last trade as the venue sent
-    /// them.
+    /// `interval` wide (aligned to the Unix epoch), one series per venue —
+    /// only `venue`'s when given —, ordered by time, then venue; bars
+    /// without trades are left out. A venue's trades are ordered by
+    /// `ts_exchange`, then log offset, so `open` and `close` are its first
+    /// and last trade as the venue sent them.
     ///
     /// When `interval`, `from` and `to` are whole minutes, the answer comes
     /// from the minute bars in the files' footers ([`crate::bars`]) and the
     /// hot tier's rows, without reading ticks; otherwise from the ticks
-    /// ([`History::bars_from_ticks`]). Both give the same bars.
+    /// ([`History::bars_from_ticks`]). Both give the same bars, but for
+    /// bars that retention kept from files written before bars were per
+    /// venue: those name no venue (`venue: None`), and only the footer path
+    /// has them (the ticks are gone), never under a `venue` filter.
     pub async fn bars(
         &self,
         symbol: &Symbol,
+        venue: Option<&Venue>,
         interval: std::time::Duration,
         from: Timestamp,
         to: Timestamp,
@@ -172,19 +178,21 @@ impl History {
         let width = i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX);
         let whole = |n: i64| n.rem_euclid(crate::bars::MINUTE) == 0;
         if width > 0 && whole(width) && whole(from.as_nanos()) && whole(to.as_nanos()) {
-            return self.bars_from_minutes(symbol, width, from, to).await;
+            return self.bars_from_minutes(symbol, venue, width, from, to).await;
         }
-        self.bars_from_ticks(symbol, interval, from, to).await
+        self.bars_from_ticks(symbol, venue, interval, from, to)
+            .await
     }
 
     async fn bars_from_minutes(
         &self,
         symbol: &Symbol,
+        venue: Option<&Venue>,
         width: i64,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<Bar>, QueryError> {
-        use crate::bars::{self as b, Bars};
+        use crate::bars::{self as b, VenueBars};
         if from >= to {
             return Ok(Vec::new());
         }
@@ -208,17 +216,23 @@ impl History {
                 .or_insert(f.key.last_offset);
             *m = (*m).max(f.key.last_offset);
         }
-        let footers: Vec<Bars> = futures_util::stream::iter(files.iter().cloned().map(|f| {
+        let footers: Vec<VenueBars> = futures_util::stream::iter(files.iter().cloned().map(|f| {
             let lake = self.lake.clone();
             async move { b::file_bars(&lake, &f).await }
         }))
         .buffered(16)
         .try_collect()
         .await?;
-        let mut minutes = Bars::new();
-        for bar in footers.into_iter().flat_map(Bars::into_values) {
-            if (lo..hi).contains(&bar.start) {
-                b::add(&mut minutes, bar)?;
+        let wanted = |v: &Option<Venue>| venue.is_none_or(|w| v.as_ref() == Some(w));
+        let mut minutes = VenueBars::new();
+        for (v, series) in footers.into_iter().flatten() {
+            if !wanted(&v) {
+                continue;
+            }
+            for bar in series.into_values() {
+                if (lo..hi).contains(&bar.start) {
+                    b::add_venue(&mut minutes, v.as_ref(), bar)?;
+                }
             }
         }
         if let Some(hot) = &self.hot {
@@ -226,6 +240,7 @@ impl History {
             hot.for_each(TableKind::Trades, |r| {
                 let ts = r.event.ts_exchange();
                 if r.event.symbol() == symbol
+                    && venue.is_none_or(|v| r.event.venue() == v)
                     && (lo..hi).contains(&ts.as_nanos())
                     && marks
                         .get(&(day_of(ts), r.position.partition))
@@ -234,14 +249,16 @@ impl History {
                     fresh.push(r.clone());
                 }
             });
-            for bar in b::minute_bars(&fresh)?.into_values() {
-                b::add(&mut minutes, bar)?;
+            b::merge_all(&mut minutes, b::minute_bars(&fresh)?)?;
+        }
+        let mut out = Vec::new();
+        for (v, series) in minutes {
+            for bar in b::rebucket(series.into_values(), width)?.values() {
+                out.push(b::finish(v.as_ref(), bar));
             }
         }
-        Ok(b::rebucket(minutes.into_values(), width)?
-            .values()
-            .map(b::finish)
-            .collect())
+        out.sort_by(|x, y| (x.ts, &x.venue).cmp(&(y.ts, &y.venue)));
+        Ok(out)
     }
 
     /// [`History::bars`] computed from the ticks (SQL over the trades):
@@ -249,24 +266,32 @@ impl History {
     pub async fn bars_from_ticks(
         &self,
         symbol: &Symbol,
+        venue: Option<&Venue>,
         interval: std::time::Duration,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<Bar>, QueryError> {
-        let sql = bars_sql(symbol, interval, from, to)?;
+        let sql = bars_sql(symbol, venue, interval, from, to)?;
         let (_, batches) = self.sql(&sql).await?;
         let mut out = Vec::new();
         for b in &batches {
             let ts = b.column(0).as_primitive::<TimestampNanosecondType>();
+            let venues = datafusion::arrow::compute::cast(b.column(1), &DataType::Utf8)
+                .map_err(HistoryError::from)?;
+            let venues = venues.as_string::<i32>();
             let dec = |i: usize| b.column(i).as_primitive::<Decimal128Type>().clone();
             let (open, high, low, close, volume, vwap) =
-                (dec(1), dec(2), dec(3), dec(4), dec(5), dec(6));
+                (dec(2), dec(3), dec(4), dec(5), dec(6), dec(7));
             let trades = b
-                .column(7)
+                .column(8)
                 .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
             for r in 0..b.num_rows() {
                 out.push(Bar {
                     ts: Timestamp::from_nanos(ts.value(r)),
+                    venue: Some(
+                        Venue::new(venues.value(r))
+                            .map_err(|e| HistoryError::BadRow(e.to_string()))?,
+                    ),
                     open: decimal(&open, r),
                     high: decimal(&high, r),
                     low: decimal(&low, r),
@@ -280,21 +305,97 @@ impl History {
         Ok(out)
     }
 
-    /// The last quote of `symbol` with `ts_exchange` at or before `at` (ties:
-    /// the later log offset), looking back day by day, at most `max_days`
-    /// UTC days before `at`'s. Hot rows count.
+    /// The last quote of `symbol` — of `venue` when given, of any venue
+    /// otherwise — with `ts_exchange` at or before `at` (ties: the later log
+    /// offset), looking back day by day, at most `max_days` UTC days before
+    /// `at`'s. Hot rows count.
     pub async fn last_quote(
         &self,
         symbol: &Symbol,
+        venue: Option<&Venue>,
         at: Timestamp,
         max_days: u32,
     ) -> Result<Option<mdhub_types::Positioned>, QueryError> {
         const DAY: i64 = 86_400_000_000_000;
+        let venue_filter = venue.map_or(String::new(), |v| format!(" AND venue = '{v}'"));
+        for d in self
+            .quote_days(symbol, venue, at, max_days)
+            .await?
+            .into_iter()
+            .rev()
+        {
+            let start = d.saturating_mul(DAY);
+            let end = at.as_nanos().min(start.saturating_add(DAY - 1));
+            let sql = format!(
+                "SELECT * FROM quotes WHERE symbol = '{symbol}'{venue_filter} AND ts_exchange >= to_timestamp_nanos({start}) \
+                 AND ts_exchange <= to_timestamp_nanos({end}) ORDER BY ts_exchange DESC, log_offset DESC LIMIT 1"
+            );
+            if let Some(q) = self.first_quote(&sql).await? {
+                return Ok(Some(q));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The last quote of each venue of `symbol` with `ts_exchange` at or
+    /// before `at` (ties: the later log offset), within `max_days` UTC days
+    /// before `at`'s, ordered by venue. One pass over the `venue` and
+    /// `ts_exchange` of the days that hold the symbol's quotes finds each
+    /// venue's time, then one small query per venue its quote.
+    pub async fn last_quotes(
+        &self,
+        symbol: &Symbol,
+        at: Timestamp,
+        max_days: u32,
+    ) -> Result<Vec<mdhub_types::Positioned>, QueryError> {
+        const DAY: i64 = 86_400_000_000_000;
+        let days = self.quote_days(symbol, None, at, max_days).await?;
+        let Some(first) = days.first() else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT venue, CAST(max(ts_exchange) AS BIGINT) AS ts FROM quotes WHERE symbol = '{symbol}' \
+             AND ts_exchange >= to_timestamp_nanos({}) AND ts_exchange <= to_timestamp_nanos({}) \
+             GROUP BY venue ORDER BY venue",
+            first.saturating_mul(DAY),
+            at.as_nanos()
+        );
+        let (_, batches) = self.sql(&sql).await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let venues = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+                .map_err(HistoryError::from)?;
+            let venues = venues.as_string::<i32>();
+            let ts = b
+                .column(1)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for r in 0..b.num_rows() {
+                let venue =
+                    Venue::new(venues.value(r)).map_err(|e| HistoryError::BadRow(e.to_string()))?;
+                let t = ts.value(r);
+                let sql = format!(
+                    "SELECT * FROM quotes WHERE symbol = '{symbol}' AND venue = '{venue}' \
+                     AND ts_exchange = to_timestamp_nanos({t}) ORDER BY log_offset DESC LIMIT 1"
+                );
+                out.extend(self.first_quote(&sql).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The UTC days from `max_days` before `at`'s to `at`'s that hold
+    /// quotes of `symbol`, oldest first: the lake's file names say which,
+    /// and the hot tier's rows (of `venue` when given). A time far in the
+    /// past costs one listing, not one scan per day.
+    async fn quote_days(
+        &self,
+        symbol: &Symbol,
+        venue: Option<&Venue>,
+        at: Timestamp,
+        max_days: u32,
+    ) -> Result<Vec<i64>, QueryError> {
         let day = day_of(at);
         let first = day.saturating_sub(i64::from(max_days));
-        // Only the days that hold this symbol's quotes, newest first: the
-        // lake's file names say which, and the hot tier's rows. A time far
-        // in the past costs one listing, not one scan per day.
         let filter = FileFilter {
             symbol: Some(symbol.clone()),
             days: Some(first..=day),
@@ -309,23 +410,23 @@ impl History {
         if let Some(hot) = &self.hot {
             hot.for_each(TableKind::Quotes, |p| {
                 let d = day_of(p.event.ts_exchange());
-                if p.event.symbol() == symbol && (first..=day).contains(&d) {
+                if p.event.symbol() == symbol
+                    && venue.is_none_or(|v| p.event.venue() == v)
+                    && (first..=day).contains(&d)
+                {
                     days.insert(d);
                 }
             });
         }
-        for d in days.into_iter().rev() {
-            let start = d.saturating_mul(DAY);
-            let end = at.as_nanos().min(start.saturating_add(DAY - 1));
-            let sql = format!(
-                "SELECT * FROM quotes WHERE symbol = '{symbol}' AND ts_exchange >= to_timestamp_nanos({start}) \
-                 AND ts_exchange <= to_timestamp_nanos({end}) ORDER BY ts_exchange DESC, log_offset DESC LIMIT 1"
-            );
-            let (_, batches) = self.sql(&sql).await?;
-            for b in &batches {
-                if let Some(q) = crate::events(TableKind::Quotes, b)?.into_iter().next() {
-                    return Ok(Some(q));
-                }
+        Ok(days.into_iter().collect())
+    }
+
+    /// The first quote `sql` answers.
+    async fn first_quote(&self, sql: &str) -> Result<Option<mdhub_types::Positioned>, QueryError> {
+        let (_, batches) = self.sql(sql).await?;
+        for b in &batches {
+            if let Some(q) = crate::events(TableKind::Quotes, b)?.into_iter().next() {
+                return Ok(Some(q));
             }
         }
         Ok(None)
@@ -350,28 +451,32 @@ impl History {
         Ok((schema, bounded::collect(df, max_rows, self.limits).await?))
     }
 
-    /// `symbol`'s rows of `table` with `ts_exchange` in `[from, to)`, in time
-    /// order (then log order), at most `limit`.
+    /// `symbol`'s rows of `table` — `venue`'s only, when given — with
+    /// `ts_exchange` in `[from, to)`, in time order (then log order), at
+    /// most `limit`.
     pub async fn range(
         &self,
         table: TableKind,
         symbol: &Symbol,
+        venue: Option<&Venue>,
         from: Timestamp,
         to: Timestamp,
         limit: usize,
     ) -> Result<Vec<RecordBatch>, QueryError> {
         let sql = format!(
             "SELECT * FROM {table} WHERE {} ORDER BY ts_exchange, log_partition, log_offset LIMIT {limit}",
-            range_predicate(symbol, from, to)
+            range_predicate(symbol, venue, from, to)
         );
         Ok(self.sql(&sql).await?.1)
     }
 }
 
-/// The SQL of [`History::bars`]: columns `ts`, `open`, `high`, `low`,
-/// `close`, `volume`, `vwap`, `trades`.
+/// The SQL of [`History::bars`]: columns `ts`, `venue`, `open`, `high`,
+/// `low`, `close`, `volume`, `vwap`, `trades`, one bar per interval and
+/// venue, ordered by `ts`, then `venue`.
 pub fn bars_sql(
     symbol: &Symbol,
+    venue: Option<&Venue>,
     interval: std::time::Duration,
     from: Timestamp,
     to: Timestamp,
@@ -384,19 +489,25 @@ pub fn bars_sql(
     }
     Ok(format!(
         "SELECT date_bin(INTERVAL '{nanos} nanoseconds', ts_exchange, to_timestamp_nanos(0)) AS ts, \
-         first_value(price ORDER BY ts_exchange, log_offset) AS open, max(price) AS high, \
+         venue, first_value(price ORDER BY ts_exchange, log_offset) AS open, max(price) AS high, \
          min(price) AS low, last_value(price ORDER BY ts_exchange, log_offset) AS close, \
          sum(size) AS volume, vwap(price, size) AS vwap, count(*) AS trades \
-         FROM trades WHERE {} GROUP BY 1 ORDER BY 1",
-        range_predicate(symbol, from, to)
+         FROM trades WHERE {} GROUP BY 1, 2 ORDER BY 1, 2",
+        range_predicate(symbol, venue, from, to)
     ))
 }
 
-/// `symbol = '…' AND ts_exchange >= … AND ts_exchange < …` (a canonical
-/// symbol needs no quoting: `A-Z 0-9 . _ -`).
-fn range_predicate(symbol: &Symbol, from: Timestamp, to: Timestamp) -> String {
+/// `symbol = '…' [AND venue = '…'] AND ts_exchange >= … AND ts_exchange <
+/// …` (canonical symbols and venues need no quoting: `A-Z a-z 0-9 . _ -`).
+fn range_predicate(
+    symbol: &Symbol,
+    venue: Option<&Venue>,
+    from: Timestamp,
+    to: Timestamp,
+) -> String {
+    let venue = venue.map_or(String::new(), |v| format!(" AND venue = '{v}'"));
     format!(
-        "symbol = '{symbol}' AND ts_exchange >= to_timestamp_nanos({}) AND ts_exchange < to_timestamp_nanos({})",
+        "symbol = '{symbol}'{venue} AND ts_exchange >= to_timestamp_nanos({}) AND ts_exchange < to_timestamp_nanos({})",
         from.as_nanos(),
         to.as_nanos()
     )
@@ -409,10 +520,11 @@ fn decimal(a: &Decimal128Array, row: usize) -> Decimal {
 }
 
 /// `bars` as an Arrow batch with the columns of [`bars_sql`]'s result: `ts`
-/// (`Timestamp(ns, UTC)`), `open`, `high`, `low`, `close`, `volume`, `vwap`
+/// (`Timestamp(ns, UTC)`), `venue` (`Utf8`, null for bars that name no
+/// venue), `open`, `high`, `low`, `close`, `volume`, `vwap`
 /// (`Decimal128(38, 18)`, `vwap` nullable) and `trades` (`Int64`).
 pub fn bars_batch(bars: &[Bar]) -> Result<RecordBatch, QueryError> {
-    use datafusion::arrow::array::{Int64Array, TimestampNanosecondArray};
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampNanosecondArray};
     use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
     let dec = DataType::Decimal128(38, 18);
     let schema = Arc::new(Schema::new(vec![
@@ -421,6 +533,7 @@ pub fn bars_batch(bars: &[Bar]) -> Result<RecordBatch, QueryError> {
             DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
             false,
         ),
+        Field::new("venue", DataType::Utf8, true),
         Field::new("open", dec.clone(), false),
         Field::new("high", dec.clone(), false),
         Field::new("low", dec.clone(), false),
@@ -443,6 +556,9 @@ pub fn bars_batch(bars: &[Bar]) -> Result<RecordBatch, QueryError> {
             TimestampNanosecondArray::from_iter_values(bars.iter().map(|b| b.ts.as_nanos()))
                 .with_timezone("UTC"),
         ),
+        Arc::new(StringArray::from_iter(
+            bars.iter().map(|b| b.venue.as_ref().map(Venue::as_str)),
+        )),
         col(|b| Some(b.open))?,
         col(|b| Some(b.high))?,
         col(|b| Some(b.low))?,
@@ -497,11 +613,14 @@ pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>, Quer
     serde_json::from_slice(&buf).map_err(|e| QueryError::Invalid(e.to_string()))
 }
 
-/// One OHLCV bar.
+/// One OHLCV bar of one venue's trades.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Bar {
     /// Start of the bar (inclusive).
     pub ts: Timestamp,
+    /// The venue whose trades it sums; `None` for bars that retention kept
+    /// from a file written before bars were per venue (the venue is unknown).
+    pub venue: Option<Venue>,
     /// First trade's price.
     pub open: Decimal,
     /// Highest price.
@@ -523,8 +642,15 @@ impl fmt::Display for Bar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} O {} H {} L {} C {} V {} n {}",
-            self.ts, self.open, self.high, self.low, self.close, self.volume, self.trades
+            "{} {} O {} H {} L {} C {} V {} n {}",
+            self.ts,
+            self.venue.as_ref().map_or("?", Venue::as_str),
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.trades
         )
     }
 }

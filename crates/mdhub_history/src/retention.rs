@@ -3,8 +3,8 @@
 //!
 //! A file whose UTC date is more than `raw_days` before today is rewritten,
 //! under the same name, without rows: a trades file keeps its minute bars
-//! in the footer ([`crate::bars`]), so bars of any whole-minute width still
-//! answer for those days. Keeping the file (and so its name) keeps the
+//! per venue in the footer ([`crate::bars`]), so bars of any whole-minute
+//! width still answer for those days. Keeping the file (and so its name) keeps the
 //! archiver's watermarks: rows the log still holds for those days are never
 //! archived again. The rewrite is one atomic put per file.
 
@@ -54,16 +54,8 @@ pub async fn apply(lake: &Lake, policy: &RetentionPolicy, today: i64) -> Result<
                 continue;
             }
             let footer = if table == TableKind::Trades {
-                Some(match footer {
-                    Some(text) => text,
-                    None => {
-                        let mut events = Vec::new();
-                        for b in &batches {
-                            events.extend(crate::events(table, b)?);
-                        }
-                        crate::bars::to_json(&crate::bars::minute_bars(&events)?)
-                    }
-                })
+                let trades = crate::bars::trades_of(&batches)?;
+                Some(crate::bars::to_json(&footer.with_rows(&trades)?))
             } else {
                 None
             };

@@ -145,10 +145,15 @@ fn archiver(lake: &Lake, flush: Duration) -> (Archiver, Arc<HotTier>, Arc<Archiv
 
 /// A log holding `events(0, n)`, an empty lake next to it, and the log's records.
 async fn setup(n: usize) -> (tempfile::TempDir, Arc<dyn Bus>, Lake, Vec<Positioned>) {
+    setup_with(&events(0, n)).await
+}
+
+/// A log holding `events`, an empty lake next to it, and the log's records.
+async fn setup_with(events: &[Event]) -> (tempfile::TempDir, Arc<dyn Bus>, Lake, Vec<Positioned>) {
     let dir = tempfile::tempdir().unwrap();
     let bus = bus(&dir.path().join("log"));
     let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
-    bus.publish(&events(0, n)).await.unwrap();
+    bus.publish(events).await.unwrap();
     let rows = read_all(&*bus).await;
     (dir, bus, lake, rows)
 }
@@ -296,6 +301,7 @@ async fn bars_from_hot_and_cold_rows() {
     let bars = history
         .bars(
             &aapl,
+            None,
             Duration::from_secs(60),
             Timestamp::from_nanos(T0),
             Timestamp::from_nanos(T0 + 3_600_000_000_000),
@@ -423,6 +429,33 @@ async fn compaction_merges_small_files_and_survives_an_interrupted_run() {
     }
 }
 
+/// Compact every file of `table` with the default policy.
+async fn compact_all(lake: &Lake, table: TableKind) {
+    use mdhub_history::compact::{CompactPolicy, compact};
+    compact(lake, table, &Default::default(), &CompactPolicy::default())
+        .await
+        .unwrap();
+}
+
+/// `symbol`'s bars of every venue, `width` wide, as [`History::bars`] gives
+/// them (from the footers and hot rows when it can), checked equal to those
+/// computed from the ticks.
+async fn bars_both_ways(
+    history: &History,
+    symbol: &Symbol,
+    width: Duration,
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<mdhub_history::query::Bar> {
+    let fast = history.bars(symbol, None, width, from, to).await.unwrap();
+    let ticks = history
+        .bars_from_ticks(symbol, None, width, from, to)
+        .await
+        .unwrap();
+    assert_eq!(fast, ticks, "{width:?} bars: footers + hot rows = ticks");
+    fast
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minute_bars_from_footers_match_the_ticks_through_compaction_and_retention() {
     use mdhub_history::compact::{CompactPolicy, compact};
@@ -443,13 +476,7 @@ async fn minute_bars_from_footers_match_the_ticks_through_compaction_and_retenti
     let mut want = Vec::new();
     for secs in [60, 120, 3600] {
         let width = Duration::from_secs(secs);
-        let fast = history.bars(&aapl, width, from, to).await.unwrap();
-        let ticks = history
-            .bars_from_ticks(&aapl, width, from, to)
-            .await
-            .unwrap();
-        assert_eq!(fast, ticks, "{secs} s bars: footers + hot rows = ticks");
-        want.push(fast);
+        want.push(bars_both_ways(&history, &aapl, width, from, to).await);
     }
     assert_eq!(want[0].len(), 3);
     for table in TableKind::ALL {
@@ -460,7 +487,7 @@ async fn minute_bars_from_footers_match_the_ticks_through_compaction_and_retenti
     for (i, secs) in [60, 120, 3600].into_iter().enumerate() {
         let width = Duration::from_secs(secs);
         assert_eq!(
-            history.bars(&aapl, width, from, to).await.unwrap(),
+            history.bars(&aapl, None, width, from, to).await.unwrap(),
             want[i],
             "after compaction"
         );
@@ -488,7 +515,7 @@ async fn minute_bars_from_footers_match_the_ticks_through_compaction_and_retenti
     for (i, secs) in [60, 120, 3600].into_iter().enumerate() {
         let width = Duration::from_secs(secs);
         assert_eq!(
-            history.bars(&aapl, width, from, to).await.unwrap(),
+            history.bars(&aapl, None, width, from, to).await.unwrap(),
             want[i],
             "after retention"
         );
@@ -607,4 +634,426 @@ async fn postgres_hot_tier_exactly_once_with_day_partitions_and_retention() {
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
         .unwrap();
+}
+
+/// 2024-05-01T12:00:00Z: the two-venue events' start.
+const V0: i64 = 1_714_564_800_000_000_000;
+
+/// Trades and quotes of `BTC-USDT` on two venues at clearly different
+/// prices — `sim-a` near 67000, `sim-b` near 60000 — interleaved, one every
+/// 700 ms from [`V0`] for `n` events; prices to the cent, sizes to the
+/// thousandth (so the test's own sums fit an i128).
+fn two_venue_events(n: usize) -> Vec<Event> {
+    let symbol = Symbol::new("BTC-USDT").unwrap();
+    (0..n)
+        .map(|i| {
+            let (venue, base) = if i % 3 == 0 {
+                ("sim-b", 60_000)
+            } else {
+                ("sim-a", 67_000)
+            };
+            let venue = Venue::new(venue).unwrap();
+            let ts = Timestamp::from_nanos(V0 + i as i64 * 700_000_000);
+            let price =
+                Decimal::parse(&format!("{}.{:02}", base + (i * 37) % 90, i % 100)).unwrap();
+            let size = Decimal::parse(&format!("0.{:03}", 1 + (i * 7919) % 997)).unwrap();
+            if i % 4 != 3 {
+                Event::Trade(Trade {
+                    venue,
+                    symbol: symbol.clone(),
+                    // Some trades share a time: the log offset orders them.
+                    ts_exchange: Timestamp::from_nanos(
+                        ts.as_nanos() - (i as i64 % 5 == 1) as i64 * 700_000_000,
+                    ),
+                    ts_received: ts.add_nanos(1_000),
+                    price,
+                    size,
+                    side: Side::Buy,
+                    trade_id: Some(i.to_string()),
+                })
+            } else {
+                Event::Quote(Quote {
+                    venue,
+                    symbol: symbol.clone(),
+                    ts_exchange: ts,
+                    ts_received: ts.add_nanos(1_000),
+                    bid_price: price,
+                    bid_size: size,
+                    ask_price: price.checked_add(Decimal::parse("0.5").unwrap()).unwrap(),
+                    ask_size: size,
+                })
+            }
+        })
+        .collect()
+}
+
+/// The exact bars of `venue`'s trades among `rows`, `width` wide, computed
+/// here from the rows alone: integers at the rows' scales (cents ×
+/// thousandths), VWAP rounded half away from zero to 18 places.
+fn expected_bars(rows: &[Positioned], venue: &str, width: i64) -> Vec<(i64, [String; 6], u64)> {
+    use std::collections::BTreeMap;
+    let scaled = |d: Decimal, places: u8| d.rescaled(places).unwrap().mantissa();
+    let mut groups: BTreeMap<i64, Vec<(i64, u64, Decimal, Decimal)>> = BTreeMap::new();
+    for r in rows {
+        if let Event::Trade(t) = &r.event
+            && t.venue.as_str() == venue
+        {
+            let ts = t.ts_exchange.as_nanos();
+            groups.entry(ts - ts.rem_euclid(width)).or_default().push((
+                ts,
+                r.position.offset,
+                t.price,
+                t.size,
+            ));
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(start, mut trades)| {
+            trades.sort_by_key(|t| (t.0, t.1));
+            let notional: i128 = trades.iter().map(|t| scaled(t.2, 2) * scaled(t.3, 3)).sum();
+            let volume: i128 = trades.iter().map(|t| scaled(t.3, 3)).sum();
+            // Σ p·s has 5 places, Σ s 3: the quotient to 18 places.
+            let (n, d) = (notional * 10i128.pow(16), volume);
+            let (q, r) = (n / d, n % d);
+            let vwap = q + i128::from(2 * r >= d);
+            let text = |d: Decimal| d.normalized().to_string();
+            let prices = trades.iter().map(|t| t.2);
+            (
+                start,
+                [
+                    text(trades[0].2),
+                    text(prices.clone().max().unwrap()),
+                    text(prices.min().unwrap()),
+                    text(trades[trades.len() - 1].2),
+                    text(Decimal::from_parts(volume, 3).unwrap()),
+                    text(Decimal::from_parts(vwap, 18).unwrap()),
+                ],
+                trades.len() as u64,
+            )
+        })
+        .collect()
+}
+
+/// `bars` in the shape of [`expected_bars`].
+fn shape(bars: &[mdhub_history::query::Bar]) -> Vec<(i64, [String; 6], u64)> {
+    bars.iter()
+        .map(|b| {
+            (
+                b.ts.as_nanos(),
+                [
+                    b.open.to_string(),
+                    b.high.to_string(),
+                    b.low.to_string(),
+                    b.close.to_string(),
+                    b.volume.to_string(),
+                    b.vwap.unwrap().to_string(),
+                ],
+                b.trades,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bars_trades_and_quotes_per_venue() {
+    use mdhub_history::retention::{self, RetentionPolicy};
+    let (_dir, _bus, lake, rows) = setup_with(&two_venue_events(600)).await;
+    // The first half in the lake (two flushes: two files per group), the
+    // rest in the hot tier.
+    let (mut a, hot, _) = archiver(&lake, Duration::from_secs(3600));
+    for part in [&rows[..150], &rows[150..300]] {
+        a.push(part.to_vec()).unwrap();
+        a.flush().await.unwrap();
+    }
+    a.push(rows[300..].to_vec()).unwrap();
+    let history = History::new(lake.clone(), Some(hot));
+    let btc = Symbol::new("BTC-USDT").unwrap();
+    let (sim_a, sim_b) = (Venue::new("sim-a").unwrap(), Venue::new("sim-b").unwrap());
+    let (from, to) = (
+        Timestamp::from_nanos(V0 - 60_000_000_000),
+        Timestamp::from_nanos(V0 + 3_600_000_000_000),
+    );
+
+    let check_bars = |history: History, when: &'static str| {
+        let (btc, sim_a, sim_b, rows) = (btc.clone(), sim_a.clone(), sim_b.clone(), rows.clone());
+        async move {
+            for secs in [60u64, 120, 7] {
+                let width = Duration::from_secs(secs);
+                let all = bars_both_ways(&history, &btc, width, from, to).await;
+                let mut together = Vec::new();
+                for (venue, lo, hi) in [(&sim_a, "67000", "67100"), (&sim_b, "60000", "60100")] {
+                    let mine = history
+                        .bars(&btc, Some(venue), width, from, to)
+                        .await
+                        .unwrap();
+                    assert!(mine.iter().all(|b| b.venue.as_ref() == Some(venue)));
+                    assert_eq!(
+                        shape(&mine),
+                        expected_bars(&rows, venue.as_str(), width.as_nanos() as i64),
+                        "{when}, {secs} s bars of {venue}: exactly its own trades"
+                    );
+                    let (lo, hi) = (Decimal::parse(lo).unwrap(), Decimal::parse(hi).unwrap());
+                    assert!(
+                        mine.iter().all(|b| b.low >= lo && b.high < hi),
+                        "{venue}'s bars hold no other venue's prices"
+                    );
+                    together.extend(mine);
+                }
+                together.sort_by(|x, y| (x.ts, &x.venue).cmp(&(y.ts, &y.venue)));
+                assert_eq!(all, together, "{when}: without a venue, every venue's bars");
+            }
+        }
+    };
+    check_bars(history.clone(), "hot and cold").await;
+
+    // Trades and quotes of one venue, or of both.
+    for table in TableKind::ALL {
+        let count = |venue: Option<&Venue>| {
+            rows.iter()
+                .filter(|r| {
+                    TableKind::of(&r.event) == Some(table)
+                        && venue.is_none_or(|v| r.event.venue() == v)
+                })
+                .count()
+        };
+        for venue in [None, Some(&sim_a), Some(&sim_b)] {
+            let batches = history
+                .range(table, &btc, venue, from, to, 100_000)
+                .await
+                .unwrap();
+            let got: Vec<Positioned> = batches
+                .iter()
+                .flat_map(|b| mdhub_history::events(table, b).unwrap())
+                .collect();
+            assert_eq!(got.len(), count(venue), "{table} of {venue:?}");
+            assert!(venue.is_none_or(|v| got.iter().all(|p| p.event.venue() == v)));
+        }
+    }
+
+    // The last quote as of a time: of one venue, and of each.
+    let at = Timestamp::from_nanos(V0 + 200 * 700_000_000);
+    let last_of = |venue: &Venue| {
+        rows.iter()
+            .filter(|r| {
+                matches!(r.event, Event::Quote(_))
+                    && r.event.venue() == venue
+                    && r.event.ts_exchange() <= at
+            })
+            .max_by_key(|r| (r.event.ts_exchange(), r.position.offset))
+            .cloned()
+            .unwrap()
+    };
+    for venue in [&sim_a, &sim_b] {
+        let q = history.last_quote(&btc, Some(venue), at, 31).await.unwrap();
+        assert_eq!(q, Some(last_of(venue)), "{venue}");
+    }
+    let each = history.last_quotes(&btc, at, 31).await.unwrap();
+    assert_eq!(each, vec![last_of(&sim_a), last_of(&sim_b)]);
+    let any = history
+        .last_quote(&btc, None, at, 31)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(each.contains(&any));
+    let before = Timestamp::from_nanos(V0 - 1);
+    assert!(
+        history
+            .last_quotes(&btc, before, 31)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Compaction and retention keep the bars per venue.
+    for table in TableKind::ALL {
+        compact_all(&lake, table).await;
+    }
+    check_bars(history.clone(), "after compaction").await;
+    a.flush().await.unwrap();
+    let next_day = V0.div_euclid(86_400_000_000_000) + 1;
+    let r = retention::apply(&lake, &RetentionPolicy { raw_days: Some(0) }, next_day)
+        .await
+        .unwrap();
+    assert!(
+        r.files_thinned >= 2,
+        "the trades and quotes of one symbol-day"
+    );
+    let cold = History::new(lake.clone(), None);
+    for venue in [&sim_a, &sim_b] {
+        let width = Duration::from_secs(60);
+        assert_eq!(
+            shape(&cold.bars(&btc, Some(venue), width, from, to).await.unwrap()),
+            expected_bars(&rows, venue.as_str(), 60_000_000_000),
+            "{venue}'s minute bars after retention dropped the ticks"
+        );
+    }
+}
+
+/// One trades file as a version before per-venue bars wrote it: its rows,
+/// and `footer` (the twelve-field bars of all venues together) under
+/// `mdhub.bars.1m`.
+async fn put_legacy_file(lake: &Lake, rows: &[Positioned], footer: String, keep_rows: bool) {
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    let batch = mdhub_history::record_batch(TableKind::Trades, rows).unwrap();
+    let batch = if keep_rows { batch } else { batch.slice(0, 0) };
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            mdhub_history::bars::BARS_KEY.to_owned(),
+            footer,
+        )]))
+        .build();
+    let mut w = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    let bytes = bytes::Bytes::from(w.into_inner().unwrap());
+    let (first, last) = (rows[0].position, rows[rows.len() - 1].position);
+    let key = mdhub_history::FileKey::new(
+        TableKind::Trades,
+        rows[0].event.ts_exchange(),
+        rows[0].event.symbol().clone(),
+        first,
+        last,
+    )
+    .unwrap();
+    lake.put(&key.path(), bytes).await.unwrap();
+}
+
+/// The footer a version before per-venue bars wrote for `rows`: every
+/// venue's trades in one series.
+fn legacy_footer(rows: &[Positioned]) -> String {
+    let one = Venue::new("one").unwrap();
+    let relabeled: Vec<Positioned> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Event::Trade(t) = &mut r.event {
+                t.venue = one.clone();
+            }
+            r
+        })
+        .collect();
+    let text = mdhub_history::bars::to_json(&mdhub_history::bars::minute_bars(&relabeled).unwrap());
+    let bars: Vec<Vec<serde_json::Value>> = serde_json::from_str(&text).unwrap();
+    serde_json::to_string(
+        &bars
+            .into_iter()
+            .map(|b| b[1..].to_vec())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bars_of_files_written_before_bars_were_per_venue() {
+    let (_dir, _bus, lake, rows) = setup_with(&two_venue_events(600)).await;
+    let trades: Vec<Positioned> = rows
+        .into_iter()
+        .filter(|r| matches!(r.event, Event::Trade(_)))
+        .collect();
+    let partition = trades[0].position.partition;
+    assert!(
+        trades.iter().all(|r| r.position.partition == partition),
+        "one symbol, one partition"
+    );
+    let (sim_a, sim_b) = (Venue::new("sim-a").unwrap(), Venue::new("sim-b").unwrap());
+    let btc = Symbol::new("BTC-USDT").unwrap();
+    let (from, to) = (
+        Timestamp::from_nanos(V0 - 60_000_000_000),
+        Timestamp::from_nanos(V0 + 3_600_000_000_000),
+    );
+    let minute = Duration::from_secs(60);
+    let history = History::new(lake.clone(), None);
+
+    // Two venues' rows with their bars together: computed from the rows.
+    let (mixed, rest) = trades.split_at(150);
+    put_legacy_file(&lake, mixed, legacy_footer(mixed), true).await;
+    for venue in [&sim_a, &sim_b] {
+        assert_eq!(
+            shape(
+                &history
+                    .bars(&btc, Some(venue), minute, from, to)
+                    .await
+                    .unwrap()
+            ),
+            expected_bars(mixed, venue.as_str(), 60_000_000_000),
+            "{venue}: from the rows of an old file with several venues"
+        );
+    }
+
+    // One venue's rows (under another symbol, a group of their own): the
+    // old footer is that venue's bars, used as it is — a footer that
+    // differs from the rows shows which was read.
+    let eth = Symbol::new("ETH-USDT").unwrap();
+    let only_a: Vec<Positioned> = rest[..150]
+        .iter()
+        .filter(|r| r.event.venue() == &sim_a)
+        .map(|r| {
+            let mut r = r.clone();
+            if let Event::Trade(t) = &mut r.event {
+                t.symbol = eth.clone();
+            }
+            r
+        })
+        .collect();
+    let mut doctored = only_a.clone();
+    if let Event::Trade(t) = &mut doctored[0].event {
+        t.price = Decimal::parse("99999").unwrap();
+    }
+    put_legacy_file(&lake, &only_a, legacy_footer(&doctored), true).await;
+    let doctored_high = Decimal::parse("99999").unwrap();
+    let bars = history
+        .bars(&eth, Some(&sim_a), minute, from, to)
+        .await
+        .unwrap();
+    assert!(
+        bars.iter().any(|b| b.high == doctored_high),
+        "the footer of a one-venue file answers without reading its rows"
+    );
+    let ticks = history
+        .bars_from_ticks(&eth, Some(&sim_a), minute, from, to)
+        .await
+        .unwrap();
+    assert!(!ticks.is_empty() && ticks.iter().all(|b| b.high < doctored_high));
+
+    // Rows already dropped by an old retention: the bars stay, under no venue.
+    let gone = &rest[150..];
+    put_legacy_file(&lake, gone, legacy_footer(gone), false).await;
+    let all = history.bars(&btc, None, minute, from, to).await.unwrap();
+    let unknown: u64 = all
+        .iter()
+        .filter(|b| b.venue.is_none())
+        .map(|b| b.trades)
+        .sum();
+    assert_eq!(
+        unknown,
+        gone.len() as u64,
+        "every thinned trade counted, under no venue"
+    );
+    for venue in [&sim_a, &sim_b] {
+        let mine = history
+            .bars(&btc, Some(venue), minute, from, to)
+            .await
+            .unwrap();
+        assert_eq!(
+            shape(&mine),
+            expected_bars(mixed, venue.as_str(), 60_000_000_000),
+            "{venue}: never the bars that name no venue"
+        );
+    }
+    // Compaction keeps them so, in the new footer.
+    compact_all(&lake, TableKind::Trades).await;
+    let of_btc = mdhub_history::FileFilter {
+        symbol: Some(btc.clone()),
+        days: None,
+    };
+    assert_eq!(
+        lake.files(TableKind::Trades, &of_btc).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        history.bars(&btc, None, minute, from, to).await.unwrap(),
+        all
+    );
 }

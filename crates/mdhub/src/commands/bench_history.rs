@@ -264,11 +264,11 @@ async fn time_bars(
         let t = Instant::now();
         bars = if ticks {
             history
-                .bars_from_ticks(symbol, width, from, to)
+                .bars_from_ticks(symbol, None, width, from, to)
                 .await?
                 .len()
         } else {
-            history.bars(symbol, width, from, to).await?.len()
+            history.bars(symbol, None, width, from, to).await?.len()
         };
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }

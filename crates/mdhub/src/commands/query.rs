@@ -9,7 +9,7 @@ use clap::Args;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use mdhub_history::query::{History, bars_batch, bars_sql};
-use mdhub_types::{Symbol, Timestamp};
+use mdhub_types::{Symbol, Timestamp, Venue};
 
 use crate::config::Config;
 
@@ -19,6 +19,7 @@ use crate::config::Config;
   mdhub query \"SELECT symbol, count(*) AS n FROM trades GROUP BY symbol ORDER BY n DESC\"
   mdhub query \"SELECT * FROM quotes WHERE symbol = 'AAPL' ORDER BY ts_exchange DESC LIMIT 5\"
   mdhub query --bars AAPL --interval 5m --from 2024-05-01T13:30:00Z --to 2024-05-01T20:00:00Z
+  mdhub query --bars BTC-USD --venue coinbase --interval 1h
   mdhub query --format parquet --output aapl.parquet \"SELECT * FROM trades WHERE symbol = 'AAPL'\"
 
 Tables: trades (ts_exchange, ts_received, venue, symbol, price, size, side, trade_id,
@@ -31,9 +32,13 @@ pub struct QueryArgs {
     /// window functions, …).
     #[arg(value_name = "SQL", required_unless_present = "bars")]
     pub sql: Option<String>,
-    /// OHLCV bars with VWAP and trade count of one symbol's trades, instead of SQL.
+    /// OHLCV bars with VWAP and trade count of one symbol's trades, instead of SQL:
+    /// one series per venue (column `venue`).
     #[arg(long, value_name = "SYMBOL", conflicts_with = "sql")]
     pub bars: Option<String>,
+    /// Only this venue's bars (a venue id: coinbase, sim-nasdaq, …).
+    #[arg(long, value_name = "VENUE", requires = "bars")]
+    pub venue: Option<String>,
     /// Bar width: 250ms, 5s, 1m, 15m, 1h, 1d.
     #[arg(long, default_value = "1m", requires = "bars")]
     pub interval: String,
@@ -94,7 +99,13 @@ pub fn main(mut cfg: Config, args: QueryArgs) -> ExitCode {
 /// What to run: SQL, or bars of a symbol.
 enum Job {
     Sql(String),
-    Bars(Symbol, std::time::Duration, Timestamp, Timestamp),
+    Bars(
+        Symbol,
+        Option<Venue>,
+        std::time::Duration,
+        Timestamp,
+        Timestamp,
+    ),
 }
 
 fn job_of(args: &QueryArgs) -> anyhow::Result<Job> {
@@ -102,6 +113,11 @@ fn job_of(args: &QueryArgs) -> anyhow::Result<Job> {
         return Ok(Job::Sql(args.sql.clone().unwrap_or_default()));
     };
     let symbol = Symbol::new(symbol).with_context(|| format!("--bars {symbol:?}"))?;
+    let venue = args
+        .venue
+        .as_deref()
+        .map(|v| Venue::new(v).with_context(|| format!("--venue {v:?}")))
+        .transpose()?;
     let interval = mdhub_gateway::history::parse_interval(&args.interval).with_context(|| {
         format!(
             "--interval {:?}: expected 250ms, 5s, 1m, 1h, 1d",
@@ -120,8 +136,8 @@ fn job_of(args: &QueryArgs) -> anyhow::Result<Job> {
     let to = time("to", &args.to)?.unwrap_or_else(Timestamp::now);
     let from = time("from", &args.from)?.unwrap_or(to.add_nanos(-86_400_000_000_000));
     anyhow::ensure!(from < to, "--from must be before --to");
-    bars_sql(&symbol, interval, from, to)?; // checks the interval
-    Ok(Job::Bars(symbol, interval, from, to))
+    bars_sql(&symbol, venue.as_ref(), interval, from, to)?; // checks the interval
+    Ok(Job::Bars(symbol, venue, interval, from, to))
 }
 
 async fn run(cfg: &Config, job: Job, args: &QueryArgs) -> anyhow::Result<()> {
@@ -140,8 +156,11 @@ async fn run(cfg: &Config, job: Job, args: &QueryArgs) -> anyhow::Result<()> {
     let (schema, batches) = match job {
         Job::Sql(sql) => history.sql(&sql).await?,
         // Whole minutes come from the files' minute bars, without reading ticks.
-        Job::Bars(symbol, interval, from, to) => {
-            let batch = bars_batch(&history.bars(&symbol, interval, from, to).await?)?;
+        Job::Bars(symbol, venue, interval, from, to) => {
+            let bars = history
+                .bars(&symbol, venue.as_ref(), interval, from, to)
+                .await?;
+            let batch = bars_batch(&bars)?;
             (batch.schema(), vec![batch])
         }
     };
