@@ -13,8 +13,11 @@
 //! plain table range-partitioned by day on `ts` otherwise (partitions made as
 //! days arrive). `ts` is `ts_exchange` at PostgreSQL's microsecond
 //! precision; `ts_exchange_ns` and `ts_received_ns` keep the nanoseconds,
-//! prices and sizes are exact `numeric`. Retention drops whole days (chunks
-//! or partitions) older than `retention_days`.
+//! prices and sizes are exact `numeric`. Rows are keyed by their log
+//! position, which holds whatever their venue; the only state kept is which
+//! day partitions exist; queries select an instrument by `symbol` and
+//! `venue` (indexes on `(symbol, ts)` and `(symbol, venue, ts)`). Retention
+//! drops whole days (chunks or partitions) older than `retention_days`.
 //!
 //! TLS: `sslmode=require` in the URL (what Heroku Postgres asks) encrypts
 //! without verifying the server's certificate, as libpq does for `require`;
@@ -137,9 +140,12 @@ impl PgSink {
                     ))
                     .await?;
             }
+            // An instrument is a venue and a symbol: one venue's rows of a
+            // symbol are a range of the second index.
             client
                 .batch_execute(&format!(
-                    "CREATE INDEX IF NOT EXISTS {name}_symbol_ts ON {name} (symbol, ts);"
+                    "CREATE INDEX IF NOT EXISTS {name}_symbol_ts ON {name} (symbol, ts); \
+                     CREATE INDEX IF NOT EXISTS {name}_symbol_venue_ts ON {name} (symbol, venue, ts);"
                 ))
                 .await?;
         }
