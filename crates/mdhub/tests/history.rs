@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -79,10 +80,12 @@ struct Schema {
 }
 
 impl Schema {
-    fn create() -> Schema {
+    /// The schema `mdhub_e2e_<tag>_<pid>`: tests running at once take
+    /// tags of their own.
+    fn create(tag: &str) -> Schema {
         let base = std::env::var("MDHUB_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!("mdhub_e2e_{}", std::process::id());
+        let name = format!("mdhub_e2e_{tag}_{}", std::process::id());
         let s = Schema {
             url: format!("{base}?options=-csearch_path%3D{name}"),
             base,
@@ -208,7 +211,7 @@ fn history_over_rest_and_query_agree_with_duckdb() {
         ("MDHUB_INGEST__STATUS_INTERVAL_SECS", "0"),
     ];
     // DATABASE_URL: the PostgreSQL hot tier too, in a schema of its own.
-    let pg = Schema::create();
+    let pg = Schema::create("rest");
     let mut env = hot_env.to_vec();
     env.push(("DATABASE_URL", pg.url.as_str()));
     let hub = Hub::start(dir.path(), &["--sim-rate", "2000", "--seed", "3"], &env);
@@ -607,4 +610,345 @@ fn a_failing_writer_or_lake_is_reported_the_same_way_and_recovers() {
             "{table}: the lake holds every record of the log once"
         );
     }
+}
+
+/// 2024-05-01T12:00:00Z.
+const V0: i64 = 1_714_564_800_000_000_000;
+
+/// `BTC-USD` on two venues at clearly different prices — `coinbase` near
+/// 67000, `kraken` near 60000 — trades and quotes interleaved, one event
+/// every 900 ms from [`V0`] (about 9 minutes), written as the JSON events
+/// clients receive.
+fn two_venue_events(n: usize) -> Vec<mdhub_types::Event> {
+    (0..n)
+        .map(|i| {
+            let (venue, base) = if i % 3 == 0 {
+                ("kraken", 60_000)
+            } else {
+                ("coinbase", 67_000)
+            };
+            let ts = V0 + i as i64 * 900_000_000;
+            let price = format!("{}.{:06}", base + (i * 37) % 90, (i * 104_729) % 1_000_000);
+            let size = format!("0.{:08}", 1 + (i * 7919) % 99_999_999);
+            let mut e = serde_json::json!({
+                "venue": venue, "symbol": "BTC-USD",
+                "ts_exchange": ts, "ts_received": ts + 1_000,
+            });
+            let more = if i % 4 != 3 {
+                serde_json::json!({"type": "trade", "price": price, "size": size,
+                                   "side": "sell", "trade_id": format!("v{i}")})
+            } else {
+                serde_json::json!({"type": "quote", "bid_price": price, "bid_size": size,
+                                   "ask_price": format!("{price}5"), "ask_size": size})
+            };
+            e.as_object_mut()
+                .unwrap()
+                .extend(more.as_object().unwrap().clone());
+            serde_json::from_value(e).unwrap()
+        })
+        .collect()
+}
+
+/// DuckDB's and exact Python's bars of `symbol` in `lake` (`lake_check.py
+/// bars`), of one venue or of each.
+fn lake_bars(lake: &Path, width: i64, from: i64, to: i64, venue: Option<&str>) -> Value {
+    let mut args = vec![
+        "bars".to_string(),
+        lake.to_str().unwrap().into(),
+        "BTC-USD".into(),
+        width.to_string(),
+        from.to_string(),
+        to.to_string(),
+    ];
+    args.extend(venue.map(String::from));
+    lake_check(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The SQL of the example marked `<!-- NAME` in docs/history.md.
+fn doc_example(name: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/history.md"
+    ))
+    .unwrap();
+    doc.split(&format!("<!-- {name}"))
+        .nth(1)
+        .and_then(|rest| rest.split("```sql").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("docs/history.md has the example {name}"))
+        .to_string()
+}
+
+/// Publish `events` into the embedded log under `dir` (before a hub opens it).
+fn publish(dir: &Path, events: &[mdhub_types::Event]) {
+    let log = Log::open(LogConfig {
+        dir: dir.join("log"),
+        ..LogConfig::default()
+    })
+    .unwrap();
+    let bus = mdhub_bus::EmbeddedBus::new(
+        std::sync::Arc::new(log),
+        mdhub_bus::EmbeddedBusConfig {
+            encoding: mdhub_types::Encoding::Json,
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use mdhub_bus::Bus;
+        bus.publish(events).await.unwrap();
+        bus.sync().await.unwrap();
+    });
+}
+
+/// Issue 20, history side: the same symbol on two venues. Trades, quotes,
+/// bars and the last quote narrow to a venue with `venue=`; without it,
+/// bars are one series per venue, each equal to DuckDB and Python's exact
+/// decimals over that venue's trades alone — from the hot tier, and from
+/// the lake (minute bars from the footers, other widths from the ticks);
+/// the documented SQL example groups by venue; a bad venue is a 400.
+#[test]
+fn venues_apart_in_rest_history_bars_and_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = two_venue_events(600);
+    publish(dir.path(), &events);
+    let count = |topic: Topic, venue: Option<&str>| {
+        events
+            .iter()
+            .filter(|e| e.topic() == topic && venue.is_none_or(|v| e.venue().as_str() == v))
+            .count()
+    };
+    let hot_env = [
+        ("MDHUB_HISTORY__FLUSH_INTERVAL_SECS", "3600"),
+        ("MDHUB_INGEST__STATUS_INTERVAL_SECS", "0"),
+    ];
+    let (from, to) = (V0 - 60_000_000_000, V0 + 3_600_000_000_000);
+    let get = |addr: &str, path: &str| -> Value {
+        let (status, body) = http_get(addr, path);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let range = format!("symbol=BTC-USD&from={from}&to={to}");
+
+    // The PostgreSQL hot tier too, in a schema of its own.
+    let pg = Schema::create("venues");
+    let mut pg_env = hot_env.to_vec();
+    pg_env.push(("DATABASE_URL", pg.url.as_str()));
+    let hub = Hub::start(dir.path(), &["--sim-rate", "1"], &pg_env);
+    wait_until(20, "the archiver holds the two venues' rows", || {
+        let doc = get(
+            &hub.addr,
+            &format!("/v1/history/trades?{range}&limit=100000"),
+        );
+        let n = doc["trades"].as_array().unwrap().len();
+        (n == count(Topic::Trades, None), n)
+    });
+    for (table, topic) in [("trades", Topic::Trades), ("quotes", Topic::Quotes)] {
+        for venue in [None, Some("coinbase"), Some("kraken")] {
+            let v = venue.map_or(String::new(), |v| format!("&venue={v}"));
+            let doc = get(
+                &hub.addr,
+                &format!("/v1/history/{table}?{range}{v}&limit=100000"),
+            );
+            let rows = doc[table].as_array().unwrap();
+            assert_eq!(rows.len(), count(topic, venue), "{table}{v}");
+            assert_eq!(doc.get("venue").and_then(Value::as_str), venue);
+            let venues: BTreeSet<&str> =
+                rows.iter().map(|r| r["venue"].as_str().unwrap()).collect();
+            match venue {
+                Some(v) => assert_eq!(venues, BTreeSet::from([v])),
+                None => assert_eq!(venues, BTreeSet::from(["coinbase", "kraken"])),
+            }
+        }
+    }
+    // The last quote as of a time: each venue's, and one venue's.
+    let at = V0 + 300 * 900_000_000;
+    let last = |venue: &str| -> i64 {
+        (0..=300i64)
+            .rev()
+            .find(|i| *i % 4 == 3 && (if *i % 3 == 0 { "kraken" } else { "coinbase" }) == venue)
+            .map(|i| V0 + i * 900_000_000)
+            .unwrap()
+    };
+    let doc = get(
+        &hub.addr,
+        &format!("/v1/history/quotes?symbol=BTC-USD&at={at}"),
+    );
+    let quotes = doc["quotes"].as_array().unwrap();
+    let got: Vec<(&str, i64)> = quotes
+        .iter()
+        .map(|q| {
+            (
+                q["venue"].as_str().unwrap(),
+                q["ts_exchange"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![("coinbase", last("coinbase")), ("kraken", last("kraken"))]
+    );
+    assert_eq!(
+        doc["quote"]["ts_exchange"].as_i64(),
+        Some(last("coinbase").max(last("kraken"))),
+        "quote: the latest of any venue, as before"
+    );
+    let doc = get(
+        &hub.addr,
+        &format!("/v1/history/quotes?symbol=BTC-USD&venue=kraken&at={at}"),
+    );
+    assert_eq!(doc["quote"]["venue"], "kraken");
+    assert_eq!(doc["quote"]["ts_exchange"].as_i64(), Some(last("kraken")));
+    assert_eq!(doc["quotes"].as_array().unwrap().len(), 1);
+    // A bad venue is a 400 with the stable code; an unknown one has no data.
+    for bad in ["Kraken", "kra%20ken", "-kraken"] {
+        for kind in ["trades", "quotes", "bars"] {
+            let (status, body) = http_get(
+                &hub.addr,
+                &format!("/v1/history/{kind}?{range}&venue={bad}"),
+            );
+            assert_eq!(status, 400, "{kind} venue={bad}: {body}");
+            let e: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(e["error"]["code"], "bad_request", "{body}");
+            assert!(body.contains("venue"), "{body}");
+        }
+    }
+    let doc = get(
+        &hub.addr,
+        &format!("/v1/history/bars?{range}&venue=binance"),
+    );
+    assert!(doc["bars"].as_array().unwrap().is_empty());
+
+    // Bars from the hot tier, then from the lake after a restart.
+    let bars_of = |addr: &str, width: i64, venue: Option<&str>| -> Value {
+        let v = venue.map_or(String::new(), |v| format!("&venue={v}"));
+        get(
+            addr,
+            &format!(
+                "/v1/history/bars?{range}&interval={}ms{v}",
+                width / 1_000_000
+            ),
+        )
+    };
+    let widths = [60_000_000_000i64, 7_000_000_000];
+    let hot: Vec<Value> = widths
+        .iter()
+        .flat_map(|w| [None, Some("coinbase"), Some("kraken")].map(|v| bars_of(&hub.addr, *w, v)))
+        .collect();
+    assert!(hub.stop().success());
+    let lake = dir.path().join("lake");
+    let hub = Hub::start(dir.path(), &["--sim-rate", "1"], &hot_env);
+    let mut i = 0;
+    for width in widths {
+        for venue in [None, Some("coinbase"), Some("kraken")] {
+            let want = lake_bars(&lake, width, from, to, venue);
+            let cold = bars_of(&hub.addr, width, venue);
+            for (when, doc) in [("hot", &hot[i]), ("cold", &cold)] {
+                assert_eq!(doc["bars"], want, "{when} {width} ns bars of {venue:?}");
+                assert_eq!(doc["grouped_by"], "venue");
+                let venues = match venue {
+                    Some(v) => vec![v],
+                    None => vec!["coinbase", "kraken"],
+                };
+                assert_eq!(doc["venues"], serde_json::json!(venues));
+            }
+            i += 1;
+            // Two series, never one mixed: each venue's bars hold its prices.
+            for b in want.as_array().unwrap() {
+                let low: f64 = b["low"].as_str().unwrap().parse().unwrap();
+                let high: f64 = b["high"].as_str().unwrap().parse().unwrap();
+                let vwap: f64 = b["vwap"].as_str().unwrap().parse().unwrap();
+                let (lo, hi) = if b["venue"] == "kraken" {
+                    (60_000.0, 60_100.0)
+                } else {
+                    (67_000.0, 67_100.0)
+                };
+                assert!(lo <= low && high < hi && lo <= vwap && vwap < hi, "{b}");
+            }
+        }
+    }
+
+    // The documented PostgreSQL example, at the data's time: per venue and
+    // minute, the same trades as the lake's minute bars.
+    let pg_example =
+        doc_example("pg-venue-example").replace("now()", "'2024-05-01T12:59:00Z'::timestamptz");
+    let minutes = lake_bars(&lake, 60_000_000_000, from, to, None);
+    let mut want: Vec<(String, String, String, String, u64)> = minutes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["venue"].as_str().unwrap().to_string(),
+                b["high"].as_str().unwrap().to_string(),
+                b["low"].as_str().unwrap().to_string(),
+                b["volume"].as_str().unwrap().to_string(),
+                b["trades"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    want.sort_by_key(|w| w.0.clone());
+    let trim = |t: &str| -> String {
+        if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            t.to_string()
+        }
+    };
+    let mut got: Vec<(String, String, String, String, u64)> = pg
+        .psql(&pg_example)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (
+                f[0].to_string(),
+                trim(f[2]),
+                trim(f[3]),
+                trim(f[4]),
+                f[6].parse().unwrap(),
+            )
+        })
+        .collect();
+    got.sort_by_key(|g| g.0.clone());
+    assert_eq!(got, want, "PostgreSQL's per-venue minutes");
+
+    // The documented SQL example, over REST: per-venue figures equal the
+    // exact hour bars of each venue.
+    let enc: String = doc_example("venue-sql-example")
+        .trim()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let rows = get(&hub.addr, &format!("/v1/history/sql?q={enc}"))["rows"].clone();
+    let hour = lake_bars(&lake, 3_600_000_000_000, V0, V0 + 3_600_000_000_000, None);
+    let hour = hour.as_array().unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    let norm = |v: &Value| -> String {
+        let t = v.as_str().unwrap_or_else(|| panic!("exact text: {v}"));
+        let t = if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            t
+        };
+        t.to_string()
+    };
+    for (row, bar) in rows.as_array().unwrap().iter().zip(hour) {
+        assert_eq!(row["venue"], bar["venue"]);
+        assert_eq!(row["trades"].as_u64(), bar["trades"].as_u64(), "{row}");
+        for (col, key) in [
+            ("low", "low"),
+            ("high", "high"),
+            ("volume", "volume"),
+            ("vwap", "vwap"),
+        ] {
+            assert_eq!(norm(&row[col]), norm(&bar[key]), "{col}: {row} vs {bar}");
+        }
+    }
+    drop(hub);
 }
