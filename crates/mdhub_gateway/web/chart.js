@@ -26,6 +26,19 @@ function candleOf(bar) {
   };
 }
 
+/**
+ * The bars of one venue: /v1/history/bars answers one series per venue
+ * (several bars may share a time), a chart draws one. Until the chart picks
+ * a venue, it shows the one with the most trades.
+ */
+function oneVenue(bars) {
+  const trades = new Map();
+  for (const b of bars) trades.set(b.venue, (trades.get(b.venue) ?? 0) + b.trades);
+  let best;
+  for (const [venue, n] of trades) if (best === undefined || n > trades.get(best)) best = venue;
+  return bars.filter((b) => b.venue === best);
+}
+
 export class CandleChart {
   #el;
   #legend;
@@ -108,7 +121,7 @@ export class CandleChart {
     const from = (BigInt(Date.now() - HISTORY_HOURS * 3_600_000) * 1_000_000n).toString();
     const url = `/v1/history/bars?symbol=${encodeURIComponent(symbol)}&interval=1m&from=${from}`;
     try {
-      return (await this.#fetchJson(url)).bars;
+      return oneVenue((await this.#fetchJson(url)).bars);
     } catch (e) {
       // No history (a process without an archiver answers 503, one that
       // requires a credential 401 or 403): live bars only.
