@@ -53,6 +53,21 @@ async function checkLiveBoard(page) {
   await waitForCandles(page);
 }
 
+/** A symbol the hub has on two venues gets a priced row per venue. */
+async function checkRowPerVenue(page, symbols) {
+  const venues = new Map();
+  for (const { symbol, venue } of symbols) venues.set(symbol, [...(venues.get(symbol) ?? []), venue]);
+  const shown = new Set(await page.$$eval("#board tr", (rows) => rows.map((tr) => tr.dataset.symbol)));
+  const [symbol, want] = [...venues].find(([s, vs]) => vs.length > 1 && shown.has(s)) ?? [];
+  if (!symbol) throw new Error(`no symbol on two venues on the board: ${[...shown]}`);
+  step(`board: a row per venue for ${symbol} (${want.join(", ")})`);
+  await page.waitForFunction(([s, vs]) => {
+    const rows = [...document.querySelectorAll(`#board tr[data-symbol="${s}"]`)];
+    const priced = rows.filter((tr) => tr.querySelector(".bid").textContent).map((tr) => tr.dataset.venue).sort();
+    return rows.length === vs.length && priced.join() === [...vs].sort().join();
+  }, [symbol, want], { timeout: TIMEOUT_MS });
+}
+
 async function checkSearchAndRemove(page, symbol) {
   step(`search: add ${symbol}, then remove it`);
   await page.fill("#add-symbol", symbol.toLowerCase());
@@ -74,6 +89,7 @@ async function main() {
     page.on("pageerror", (e) => pageErrors.push(e.message));
     await page.goto(`${base}/`);
     await checkLiveBoard(page);
+    await checkRowPerVenue(page, symbols);
     const shown = await page.$$eval("#board tr", (rows) => rows.map((tr) => tr.dataset.symbol));
     const extra = symbols.map((s) => s.symbol).find((s) => !shown.includes(s));
     if (!extra) throw new Error(`every symbol of the hub is on the board already: ${shown}`);

@@ -193,8 +193,11 @@ function showConnection(state) {
 async function loadDirectory() {
   try {
     const { symbols } = await api("/v1/symbols");
-    $("symbol-list").replaceChildren(...symbols.map(({ symbol, venue }) => new Option(venue, symbol)));
-    return symbols.map((s) => s.symbol);
+    // A line per venue: one option per symbol, labelled with its venues.
+    const venues = new Map();
+    for (const { symbol, venue } of symbols) venues.set(symbol, [...(venues.get(symbol) ?? []), venue]);
+    $("symbol-list").replaceChildren(...[...venues].map(([symbol, vs]) => new Option(vs.join(", "), symbol)));
+    return [...venues.keys()];
   } catch (e) {
     note(`symbol list: ${e.message}`);
     return [];

@@ -1,5 +1,6 @@
-// The quote board: one row per symbol with bid, ask, last trade and the
-// change since the first price this page saw. Updates only change the row's
+// The quote board: one row per symbol and venue (a symbol listed on two
+// venues gets two rows, never one that both overwrite) with bid, ask, last
+// trade and the change since the first price this page saw. Updates only change the row's
 // model and mark it dirty; render() writes the dirty rows once per animation
 // frame, so a burst of updates costs one DOM write per cell. A symbol the
 // credential does not cover stays on the board, muted and marked.
@@ -25,11 +26,14 @@ function signed(x, places) {
   return (x > 0 ? "+" : "-") + text;
 }
 
+/** The row key of an instrument: `SYMBOL@venue`. */
+const keyOf = (symbol, venue) => `${symbol}@${venue}`;
+
 export class QuoteBoard {
   #tbody;
   #onSelect;
   #onRemove;
-  /** @type {Map<string, object>} symbol → row model */
+  /** @type {Map<string, object>} `SYMBOL@venue` (or `SYMBOL` until its first venue speaks) → row model */
   #rows = new Map();
   #dirty = new Set();
   #selected = null;
@@ -45,92 +49,138 @@ export class QuoteBoard {
     tbody.addEventListener("click", (e) => this.#onClick(e));
   }
 
+  /** The symbols on the board, in board order (each once). */
   get symbols() {
-    return [...this.#rows.keys()];
+    return [...new Set([...this.#rows.values()].map((r) => r.symbol))];
   }
 
   has(symbol) {
-    return this.#rows.has(symbol);
+    return this.#rowsOf(symbol).length > 0;
   }
 
   add(symbol) {
-    if (this.#rows.has(symbol)) return;
-    const tr = document.createElement("tr");
-    tr.dataset.symbol = symbol;
-    const cells = { symbol: cell(tr, "symbol", symbol) };
-    for (const name of CELLS) cells[name] = cell(tr, name, "", NUMERIC.has(name));
-    const remove = cell(tr, "remove", "");
-    remove.innerHTML = `<button type="button" class="remove" title="Remove ${symbol}" aria-label="Remove ${symbol}">×</button>`;
-    this.#tbody.append(tr);
-    this.#rows.set(symbol, { tr, cells, values: {}, flashes: {}, first: null, stale: false, denied: false });
+    if (this.has(symbol)) return;
+    this.#rows.set(symbol, this.#newRow(symbol, null));
   }
 
   remove(symbol) {
-    this.#rows.get(symbol)?.tr.remove();
-    this.#rows.delete(symbol);
-    this.#dirty.delete(symbol);
+    for (const [key, row] of this.#rowsOf(symbol)) {
+      row.tr.remove();
+      this.#rows.delete(key);
+      this.#dirty.delete(key);
+    }
   }
 
   select(symbol) {
     this.#selected = symbol;
-    for (const [s, row] of this.#rows) row.tr.classList.toggle("selected", s === symbol);
+    for (const row of this.#rows.values()) row.tr.classList.toggle("selected", row.symbol === symbol);
   }
 
   /** A quote (snapshot or update) for a symbol on the board. */
   quote(q) {
-    this.#set(q.symbol, { venue: q.venue, bid: q.bid_price, bidSize: q.bid_size, ask: q.ask_price, askSize: q.ask_size });
+    this.#set(q.symbol, q.venue, { bid: q.bid_price, bidSize: q.bid_size, ask: q.ask_price, askSize: q.ask_size });
   }
 
   /** A trade: the last price, and the change from the first one seen. */
   trade(t) {
-    const row = this.#rows.get(t.symbol);
+    const key = this.#rowKey(t.symbol, t.venue);
+    const row = key && this.#rows.get(key);
     if (!row) return;
     row.first ??= t.price;
     const delta = Number(t.price) - Number(row.first);
     const places = Math.max(decimalsOf(t.price), decimalsOf(row.first));
-    this.#set(t.symbol, {
-      venue: t.venue,
+    this.#set(t.symbol, t.venue, {
       last: t.price,
       change: signed(delta, places),
       changePct: signed((delta / Number(row.first)) * 100, 2) + "%",
     });
   }
 
-  /** A feed-status event: the row is stale while its feed is disconnected. */
+  /** A feed-status event: the venue's row is stale while its feed is disconnected. */
   status(s) {
-    const row = this.#rows.get(s.symbol);
+    const key = this.#rowKey(s.symbol, s.venue);
+    const row = key && this.#rows.get(key);
     if (!row) return;
     row.stale = s.status === "disconnected";
     row.staleWhy = s.detail ?? "";
-    this.#dirty.add(s.symbol);
+    this.#dirty.add(key);
   }
 
   /** Mark symbols the credential is not entitled to (or, with `denied` false, clear the mark). */
   deny(symbols, denied = true) {
     for (const symbol of symbols) {
-      const row = this.#rows.get(symbol);
-      if (!row || row.denied === denied) continue;
-      row.denied = denied;
-      this.#dirty.add(symbol);
+      for (const [key, row] of this.#rowsOf(symbol)) {
+        if (row.denied === denied) continue;
+        row.denied = denied;
+        this.#dirty.add(key);
+      }
     }
   }
 
   /** Whether `symbol` is marked not entitled. */
   denied(symbol) {
-    return this.#rows.get(symbol)?.denied ?? false;
+    return this.#rowsOf(symbol).some(([, row]) => row.denied);
+  }
+
+  /** [key, row] of every row of `symbol`. */
+  #rowsOf(symbol) {
+    return [...this.#rows].filter(([, row]) => row.symbol === symbol);
+  }
+
+  /**
+   * The key of the row for `symbol` on `venue`, making it when the symbol is
+   * on the board: its first venue takes the placeholder row, another venue
+   * gets a row of its own after the symbol's rows. `null` when the symbol is
+   * not on the board.
+   */
+  #rowKey(symbol, venue) {
+    const key = keyOf(symbol, venue);
+    if (this.#rows.has(key)) return key;
+    const mine = this.#rowsOf(symbol);
+    if (mine.length === 0) return null;
+    const placeholder = this.#rows.get(symbol);
+    if (placeholder) {
+      this.#rows.delete(symbol);
+      placeholder.venue = venue;
+      placeholder.tr.dataset.venue = venue;
+      placeholder.values.venue = venue;
+      placeholder.changed = true;
+      this.#rows.set(key, placeholder);
+      return key;
+    }
+    const row = this.#newRow(symbol, venue, mine[mine.length - 1][1].tr);
+    row.denied = mine[0][1].denied;
+    row.tr.classList.toggle("selected", symbol === this.#selected);
+    this.#rows.set(key, row);
+    return key;
+  }
+
+  #newRow(symbol, venue, after = null) {
+    const tr = document.createElement("tr");
+    tr.dataset.symbol = symbol;
+    if (venue) tr.dataset.venue = venue;
+    const cells = { symbol: cell(tr, "symbol", symbol) };
+    for (const name of CELLS) cells[name] = cell(tr, name, "", NUMERIC.has(name));
+    const remove = cell(tr, "remove", "");
+    remove.innerHTML = `<button type="button" class="remove" title="Remove ${symbol}" aria-label="Remove ${symbol}">×</button>`;
+    if (after) after.after(tr);
+    else this.#tbody.append(tr);
+    const values = venue ? { venue } : {};
+    return { symbol, venue, tr, cells, values, flashes: {}, first: null, stale: false, denied: false, changed: Boolean(venue) };
   }
 
   /** Write every dirty row to the DOM. */
   render() {
-    for (const symbol of this.#dirty) {
-      const row = this.#rows.get(symbol);
+    for (const key of this.#dirty) {
+      const row = this.#rows.get(key);
       if (row) renderRow(row);
     }
     this.#dirty.clear();
   }
 
-  #set(symbol, values) {
-    const row = this.#rows.get(symbol);
+  #set(symbol, venue, values) {
+    const key = this.#rowKey(symbol, venue);
+    const row = key && this.#rows.get(key);
     if (!row) return;
     for (const [name, value] of Object.entries(values)) {
       if (value === undefined || value === row.values[name]) continue;
@@ -140,7 +190,7 @@ export class QuoteBoard {
       row.values[name] = value;
       row.changed = true;
     }
-    this.#dirty.add(symbol);
+    this.#dirty.add(key);
   }
 
   #onClick(e) {

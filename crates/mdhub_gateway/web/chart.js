@@ -45,6 +45,8 @@ export class CandleChart {
   #chart;
   #series;
   #symbol = null;
+  /** The venue drawn: the bars and live trades of one venue, never a mix. */
+  #venue = null;
   /** Trades that arrived while the history loads; null once it is shown. */
   #pending = null;
   #last = null;
@@ -82,6 +84,7 @@ export class CandleChart {
   /** Show `symbol`: its history, then its live trades. */
   async show(symbol) {
     this.#symbol = symbol;
+    this.#venue = null;
     this.#pending = [];
     this.#last = null;
     this.#dirty = [];
@@ -91,6 +94,7 @@ export class CandleChart {
     delete this.#el.dataset.bars;
     const bars = await this.#history(symbol);
     if (this.#symbol !== symbol) return; // another symbol was chosen meanwhile
+    this.#venue = bars[0]?.venue ?? null;
     for (const bar of bars) this.#widenPrecision(bar.open, bar.high, bar.low, bar.close);
     const candles = bars.map(candleOf);
     this.#series.setData(candles);
@@ -131,6 +135,10 @@ export class CandleChart {
   }
 
   #merge(t) {
+    // Without history, the first venue to trade is the one drawn.
+    this.#venue ??= t.venue;
+    if (t.venue !== this.#venue) return;
+    this.#el.dataset.venue = t.venue;
     const time = minuteOf(t.ts_exchange);
     const price = Number(t.price);
     const bar = this.#last;
