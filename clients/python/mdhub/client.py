@@ -237,9 +237,12 @@ class Client:
                 "channels": list(channels),
             }
             positions: Dict[str, Dict[str, str]] = {}
-            for s in symbols:
+            for name in symbols:
+                # Positions are per symbol and channel, also for a
+                # subscription narrowed to a venue (BTC-USD@kraken).
+                s = name.split("@", 1)[0]
                 for c in channels:
-                    if (s, c) in self._last:
+                    if (s, c) in self._last and c not in positions.get(s, {}):
                         positions.setdefault(s, {})[c] = self._last[(s, c)][1]
                         resumed += 1
             if positions and self._epoch is not None:

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mdhub_cache::{Cache, Latest, RedisCache, RedisConfig, SymbolInfo};
+use mdhub_cache::{Cache, Latest, RedisCache, RedisConfig, SymbolInfo, VenueOffsets};
 use mdhub_types::{Positioned, Symbol};
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
@@ -36,11 +36,14 @@ impl Cache for Deferred {
     async fn put(&self, entries: &[Positioned]) -> mdhub_cache::Result<()> {
         self.get()?.put(entries).await
     }
-    async fn get(&self, symbol: &Symbol) -> mdhub_cache::Result<Option<Latest>> {
+    async fn get(&self, symbol: &Symbol) -> mdhub_cache::Result<Vec<Latest>> {
         self.get()?.get(symbol).await
     }
-    async fn get_many(&self, symbols: &[Symbol]) -> mdhub_cache::Result<Vec<Option<Latest>>> {
+    async fn get_many(&self, symbols: &[Symbol]) -> mdhub_cache::Result<Vec<Vec<Latest>>> {
         self.get()?.get_many(symbols).await
+    }
+    async fn offsets(&self, symbols: &[Symbol]) -> mdhub_cache::Result<Vec<Vec<VenueOffsets>>> {
+        self.get()?.offsets(symbols).await
     }
     async fn symbols(&self) -> mdhub_cache::Result<Vec<SymbolInfo>> {
         self.get()?.symbols().await

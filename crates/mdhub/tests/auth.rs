@@ -265,7 +265,7 @@ async fn credentials_are_checked_and_entitlements_applied() {
     .unwrap();
     assert_eq!(snap.0, 200, "{}", snap.2);
     let v: Value = serde_json::from_str(&snap.2).unwrap();
-    let aapl = &v["symbols"]["AAPL"];
+    let aapl = &v["symbols"]["AAPL"]["sim-nasdaq"];
     assert!(aapl.get("quote").is_some(), "{v}");
     assert!(
         aapl.get("trade").is_none(),

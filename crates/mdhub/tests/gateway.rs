@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use common::log::{assert_exactly, log_records};
+use common::log::{assert_exactly_per_venue, log_records};
 use common::{Hub, http_get};
 use futures_util::{SinkExt, StreamExt};
 use mdhub_types::protocol::DataFrame;
@@ -87,20 +87,6 @@ async fn collect(ws: &mut Ws, dur: Duration) -> (Vec<DataFrame>, Vec<Value>) {
     (data, other)
 }
 
-/// Check that `frames` of one symbol and channel are exactly the log's
-/// records from the first frame's offset to the last one: no gap, no
-/// duplicate, same events.
-fn assert_exactly_the_log(
-    dir: &std::path::Path,
-    frames: &[&DataFrame],
-    symbol: &str,
-    topic: Topic,
-) {
-    let log = log_records(dir, topic, symbol);
-    let got: Vec<(u64, &Event)> = frames.iter().map(|f| (f.pos.offset, &f.data)).collect();
-    assert_exactly(&log, &got, &format!("{symbol} {topic}"));
-}
-
 fn by_stream<'a>(
     frames: impl IntoIterator<Item = &'a DataFrame>,
 ) -> HashMap<(String, Topic), Vec<&'a DataFrame>> {
@@ -164,8 +150,171 @@ async fn subscribe_gets_ack_snapshot_and_ordered_updates_of_its_symbols_only() {
     drop(ws);
     assert!(hub.stop().success());
     for ((sym, topic), list) in by_stream(&frames) {
-        assert_exactly_the_log(dir.path(), &list, &sym, topic);
+        assert_each_venue_exactly_the_log(dir.path(), &list, &sym, topic);
     }
+}
+
+/// The frames of each venue of `list`, in order.
+fn by_venue<'a>(list: &[&'a DataFrame]) -> BTreeMap<String, Vec<&'a DataFrame>> {
+    let mut m: BTreeMap<String, Vec<&DataFrame>> = BTreeMap::new();
+    for f in list {
+        m.entry(f.data.venue().to_string()).or_default().push(f);
+    }
+    m
+}
+
+/// Check that `frames` of one symbol and channel are, venue by venue, exactly
+/// that venue's log records from its first frame to its last.
+fn assert_each_venue_exactly_the_log(
+    dir: &std::path::Path,
+    frames: &[&DataFrame],
+    symbol: &str,
+    topic: Topic,
+) {
+    let log = log_records(dir, topic, symbol);
+    let got: Vec<(u64, &Event)> = frames.iter().map(|f| (f.pos.offset, &f.data)).collect();
+    assert_exactly_per_venue(&log, &got, &format!("{symbol} {topic}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symbol_on_two_venues_is_a_stream_per_venue() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start(dir.path(), &[]);
+    hub.wait_published(2_000);
+    let addr = hub.addr.clone();
+    let get = move |path: String| {
+        let addr = addr.clone();
+        async move {
+            tokio::task::spawn_blocking(move || http_get(&addr, &path))
+                .await
+                .unwrap()
+        }
+    };
+    // REST: a snapshot per venue, and a directory line per venue.
+    let both = common::wait_until_async(20, "BTC-USDT quoted on both venues", || async {
+        let (_, body) = get("/v1/snapshot?symbols=BTC-USDT".into()).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let venues = v["symbols"]["BTC-USDT"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let done = venues.len() == 2 && venues.values().all(|e| e["quote"].is_object());
+        (done, venues)
+    })
+    .await;
+    for (venue, entry) in &both {
+        assert_eq!(entry["quote"]["data"]["venue"], venue.as_str());
+        assert_eq!(entry["quote"]["data"]["symbol"], "BTC-USDT");
+    }
+    let (_, body) = get("/v1/symbols".into()).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let btc: Vec<&str> = v["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["symbol"] == "BTC-USDT")
+        .map(|l| l["venue"].as_str().unwrap())
+        .collect();
+    assert_eq!(btc, ["sim-crypto", "sim-dex"]);
+    let (_, body) = get("/v1/snapshot?symbols=BTC-USDT@sim-dex,BTC-USDT@nowhere".into()).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let venues: Vec<&String> = v["symbols"]["BTC-USDT"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(venues, ["sim-dex"]);
+    assert_eq!(v["unknown"], json!(["BTC-USDT@nowhere"]));
+
+    // Every venue: a snapshot of each, then both venues' updates in log order.
+    let (mut all, _) = connect(&hub).await;
+    send(
+        &mut all,
+        &json!({"action":"subscribe","symbols":["BTC-USDT"]}),
+    )
+    .await;
+    let ack = expect_type(&mut all, "ack").await;
+    assert_eq!(
+        ack["subscriptions"],
+        json!({"BTC-USDT":["quotes","trades"]})
+    );
+    // One venue, then a second one on quotes.
+    let (mut one, _) = connect(&hub).await;
+    send(
+        &mut one,
+        &json!({"action":"subscribe","symbols":["BTC-USDT@sim-dex"]}),
+    )
+    .await;
+    let ack = expect_type(&mut one, "ack").await;
+    assert_eq!(
+        ack["subscriptions"],
+        json!({"BTC-USDT@sim-dex":["quotes","trades"]})
+    );
+    let (dex_only, _) = collect(&mut one, Duration::from_millis(1500)).await;
+    send(
+        &mut one,
+        &json!({"action":"subscribe","symbols":["BTC-USDT@sim-crypto"],"channels":["quotes"]}),
+    )
+    .await;
+    let ack = expect_type(&mut one, "ack").await;
+    assert_eq!(
+        ack["subscriptions"],
+        json!({"BTC-USDT@sim-crypto":["quotes"],"BTC-USDT@sim-dex":["quotes","trades"]})
+    );
+    let (widened, control) = collect(&mut one, Duration::from_millis(1500)).await;
+    let (frames, _) = collect(&mut all, Duration::from_millis(100)).await;
+    // Narrowing "every venue" by one is refused, and changes nothing.
+    send(
+        &mut all,
+        &json!({"action":"unsubscribe","symbols":["BTC-USDT@sim-dex"]}),
+    )
+    .await;
+    let ack = expect_type(&mut all, "ack").await;
+    assert_eq!(
+        ack["subscriptions"],
+        json!({"BTC-USDT":["quotes","trades"]})
+    );
+    let err = expect_type(&mut all, "error").await;
+    assert_eq!(err["code"], "bad_request", "{err}");
+    drop((all, one));
+    assert!(hub.stop().success());
+
+    let resets: Vec<&Value> = control.iter().filter(|c| c["type"] == "reset").collect();
+    assert_eq!(resets.len(), 1, "{control:?}");
+    assert_eq!(resets[0]["channel"], "quotes");
+    assert_eq!(resets[0]["reason"], "venues_changed");
+    for (what, frames, venues) in [
+        ("every venue", &frames, vec!["sim-crypto", "sim-dex"]),
+        ("one venue", &dex_only, vec!["sim-dex"]),
+    ] {
+        for ((sym, topic), list) in by_stream(frames.iter()) {
+            let seen: Vec<String> = by_venue(&list).into_keys().collect();
+            assert_eq!(seen, venues, "{what}: {sym} {topic}");
+            for w in list.windows(2) {
+                assert!(
+                    w[1].pos.offset > w[0].pos.offset,
+                    "{what}: {sym} {topic} in log order"
+                );
+            }
+            let snaps: Vec<&str> = list
+                .iter()
+                .filter(|f| f.kind == "snapshot")
+                .map(|f| f.data.venue().as_str())
+                .collect();
+            assert_eq!(snaps.len(), venues.len(), "{what}: a snapshot per venue");
+            assert_each_venue_exactly_the_log(dir.path(), &list, &sym, topic);
+        }
+    }
+    let quotes: Vec<&DataFrame> = widened
+        .iter()
+        .filter(|f| f.channel == Topic::Quotes)
+        .collect();
+    assert_eq!(
+        by_venue(&quotes).into_keys().collect::<Vec<_>>(),
+        ["sim-crypto", "sim-dex"],
+        "after the reset, quotes of both venues"
+    );
+    assert_each_venue_exactly_the_log(dir.path(), &quotes, "BTC-USDT", Topic::Quotes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +438,7 @@ async fn resume_delivers_exactly_the_missed_updates() {
     let streams = by_stream(&all);
     assert_eq!(streams.len(), 6, "three symbols × two channels");
     for ((sym, topic), list) in streams {
-        assert_exactly_the_log(dir.path(), &list, &sym, topic);
+        assert_each_venue_exactly_the_log(dir.path(), &list, &sym, topic);
     }
 }
 
@@ -337,7 +486,7 @@ async fn resume_across_a_restart_of_mdhub_run() {
     assert!(hub.stop().success());
     let all: Vec<DataFrame> = first.into_iter().chain(second).collect();
     for ((sym, topic), list) in by_stream(&all) {
-        assert_exactly_the_log(dir.path(), &list, &sym, topic);
+        assert_each_venue_exactly_the_log(dir.path(), &list, &sym, topic);
     }
 }
 
@@ -453,9 +602,10 @@ async fn rest_endpoints() {
     let (code, body) = get("/v1/snapshot?symbols=AAPL,NOPE,bad/sym").await;
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["symbols"]["AAPL"]["quote"]["data"]["symbol"], "AAPL");
+    let aapl = &v["symbols"]["AAPL"]["sim-nasdaq"];
+    assert_eq!(aapl["quote"]["data"]["symbol"], "AAPL");
     assert!(
-        v["symbols"]["AAPL"]["quote"]["pos"]
+        aapl["quote"]["pos"]
             .as_str()
             .unwrap()
             .starts_with("quotes:")
@@ -466,10 +616,14 @@ async fn rest_endpoints() {
     assert_eq!(code, 400);
     let (_, body) = get("/v1/symbols").await;
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["symbols"].as_array().unwrap().len(), 11, "{v}");
+    assert_eq!(
+        v["symbols"].as_array().unwrap().len(),
+        13,
+        "a line per instrument: {v}"
+    );
     let (_, body) = get("/v1/status").await;
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["feeds"].as_array().unwrap().len(), 3);
+    assert_eq!(v["feeds"].as_array().unwrap().len(), 4);
     assert!(v["ingest"]["published"].as_u64().unwrap() > 0);
     assert_eq!(v["log"]["price-quotes"].as_array().unwrap().len(), 8);
     assert_eq!(get("/healthz").await.0, 200);

@@ -58,9 +58,11 @@ async fn snapshot_from_redis_then_resume_on_another_gateway() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = redis.get_many(&wanted).await.unwrap();
-        if got.iter().all(|l| {
-            l.as_ref()
-                .is_some_and(|l| l.quote.is_some() && l.trade.is_some())
+        if got.iter().all(|venues| {
+            !venues.is_empty()
+                && venues
+                    .iter()
+                    .all(|l| l.quote.is_some() && l.trade.is_some())
         }) {
             break;
         }
@@ -90,17 +92,22 @@ async fn snapshot_from_redis_then_resume_on_another_gateway() {
         Duration::from_millis(1500),
     )
     .await;
-    for (sym, latest) in wanted.iter().zip(&in_redis) {
-        let latest = latest.as_ref().unwrap();
+    // A snapshot per venue (BTC-USDT is on two).
+    let per_venue = wanted
+        .iter()
+        .zip(&in_redis)
+        .flat_map(|(sym, venues)| venues.iter().map(move |l| (sym, l)));
+    for (sym, latest) in per_venue {
         for (topic, entry) in [
             (Topic::Quotes, &latest.quote),
             (Topic::Trades, &latest.trade),
         ] {
             let entry = entry.as_ref().unwrap();
+            let venue = &latest.venue;
             let first = snap
                 .iter()
-                .find(|f| f.data.symbol() == sym && f.channel == topic)
-                .unwrap_or_else(|| panic!("no frame for {sym} {topic}"));
+                .find(|f| f.data.symbol() == sym && f.data.venue() == venue && f.channel == topic)
+                .unwrap_or_else(|| panic!("no frame for {sym}@{venue} {topic}"));
             assert_eq!(
                 first.kind, "snapshot",
                 "{sym} {topic} starts with a snapshot"
@@ -147,43 +154,50 @@ async fn snapshot_from_redis_then_resume_on_another_gateway() {
 
     // The first session (snapshot + replay) and the resumed one, each equal
     // to Kafka's records over its range, the second continuing the first.
-    let mut first: HashMap<(String, Topic), Vec<&DataFrame>> = HashMap::new();
+    // Per venue stream: a venue's frames are that venue's records.
+    type Stream = (String, String, Topic);
+    let key = |f: &DataFrame| {
+        (
+            f.data.symbol().to_string(),
+            f.data.venue().to_string(),
+            f.channel,
+        )
+    };
+    let mut first: HashMap<Stream, Vec<&DataFrame>> = HashMap::new();
     for f in &snap {
-        first
-            .entry((f.data.symbol().to_string(), f.channel))
-            .or_default()
-            .push(f);
+        first.entry(key(f)).or_default().push(f);
     }
-    let mut resumed: HashMap<(String, Topic), Vec<&DataFrame>> = HashMap::new();
+    let mut resumed: HashMap<Stream, Vec<&DataFrame>> = HashMap::new();
     for f in &live_b {
-        resumed
-            .entry((f.data.symbol().to_string(), f.channel))
-            .or_default()
-            .push(f);
+        resumed.entry(key(f)).or_default().push(f);
     }
-    assert_eq!(first.len(), 4);
-    for ((sym, topic), frames) in first {
-        let log = kafka_records(&p, topic, &sym).await;
+    assert_eq!(first.len(), 6, "MSFT on one venue, BTC-USDT on two");
+    for ((sym, venue, topic), frames) in first {
+        let log: BTreeMap<u64, Event> = kafka_records(&p, topic, &sym)
+            .await
+            .into_iter()
+            .filter(|(_, e)| e.venue().as_str() == venue)
+            .collect();
         let check = |frames: &[&DataFrame]| {
             let (lo, hi) = (frames[0].pos.offset, frames[frames.len() - 1].pos.offset);
             let want: Vec<(u64, &Event)> = log.range(lo..=hi).map(|(o, e)| (*o, e)).collect();
             let got: Vec<(u64, &Event)> = frames.iter().map(|f| (f.pos.offset, &f.data)).collect();
             assert!(
                 got == want,
-                "{sym} {topic}: {} frames vs {} records in {lo}..={hi}",
+                "{sym}@{venue} {topic}: {} frames vs {} records in {lo}..={hi}",
                 got.len(),
                 want.len()
             );
         };
         check(&frames);
-        if let Some(r) = resumed.get(&(sym.clone(), topic)) {
+        if let Some(r) = resumed.get(&(sym.clone(), venue.clone(), topic)) {
             check(r);
             let resumed_from = last[&sym][topic.channel()].offset;
             let next = log.range(resumed_from + 1..).next().map(|(o, _)| *o);
             assert_eq!(
                 Some(r[0].pos.offset),
                 next,
-                "{sym} {topic}: the resume continues at the next record"
+                "{sym}@{venue} {topic}: the resume continues at the venue's next record"
             );
         }
     }
@@ -272,7 +286,7 @@ async fn redis_outage_mid_stream() {
     let cache = redis_cache(&url, "mdhub:").await;
     let aapl = Symbol::new("AAPL").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while cache.get(&aapl).await.unwrap().is_none() {
+    while cache.get(&aapl).await.unwrap().is_empty() {
         assert!(Instant::now() < deadline, "the cache writer fills Redis");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -321,7 +335,7 @@ async fn redis_outage_mid_stream() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, r) = readyz(&hub.addr);
-        let refilled = cache.get(&aapl).await.ok().flatten().is_some();
+        let refilled = cache.get(&aapl).await.is_ok_and(|l| !l.is_empty());
         if code == 200 && r["degraded"] == json!(false) && refilled {
             break;
         }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::Hub;
-use common::log::{assert_exactly, log_records};
+use common::log::{assert_exactly_per_venue, log_records};
 use futures_util::{SinkExt, StreamExt};
 use mdhub_client::{Data, Frame, Kind, decode};
 use mdhub_types::{Event, Topic};
@@ -71,12 +71,12 @@ async fn read_for(ws: &mut Ws, dur: Duration, out: &mut Read) {
     }
 }
 
+/// The frames of each venue's stream: (`SYMBOL@venue`, channel).
 fn streams(data: &[Data]) -> BTreeMap<(String, Topic), Vec<&Data>> {
     let mut m: BTreeMap<(String, Topic), Vec<&Data>> = BTreeMap::new();
     for d in data {
-        m.entry((d.event.symbol().to_string(), d.pos.topic))
-            .or_default()
-            .push(d);
+        let name = format!("{}@{}", d.event.symbol(), d.event.venue());
+        m.entry((name, d.pos.topic)).or_default().push(d);
     }
     m
 }
@@ -86,15 +86,19 @@ fn streams(data: &[Data]) -> BTreeMap<(String, Topic), Vec<&Data>> {
 /// the total skipped.
 fn assert_skips_match_the_log(dir: &std::path::Path, data: &[Data]) -> u64 {
     let mut total = 0;
-    for ((sym, topic), got) in streams(data) {
-        let log = log_records(dir, topic, &sym);
+    for ((name, topic), got) in streams(data) {
+        let (sym, venue) = name.split_once('@').unwrap();
+        let log: BTreeMap<u64, Event> = log_records(dir, topic, sym)
+            .into_iter()
+            .filter(|(_, e)| e.venue().as_str() == venue)
+            .collect();
         for w in got.windows(2) {
             let (a, b) = (w[0].pos.offset, w[1].pos.offset);
-            assert!(b > a, "{sym} {topic}: offsets must grow");
+            assert!(b > a, "{name} {topic}: offsets must grow");
             let between = log.range(a + 1..b).count() as u64;
             assert_eq!(
                 w[1].skipped, between,
-                "{sym} {topic}: skipped {} but the log has {between} records in {a}..{b}",
+                "{name} {topic}: skipped {} but the venue has {between} records in {a}..{b}",
                 w[1].skipped
             );
             total += w[1].skipped;
@@ -178,15 +182,16 @@ async fn slow_clients_are_conflated_stalled_ones_closed_and_fast_ones_miss_nothi
 
     // The fast client: exactly the log, nothing skipped.
     assert!(fast.data.iter().all(|d| d.skipped == 0));
-    for ((sym, topic), got) in streams(&fast.data) {
-        let log = log_records(dir.path(), topic, &sym);
+    for ((name, topic), got) in streams(&fast.data) {
+        let sym = name.split_once('@').unwrap().0;
+        let log = log_records(dir.path(), topic, sym);
         let got: Vec<(u64, &Event)> = got
             .iter()
             .filter(|d| d.kind == Kind::Update)
             .map(|d| (d.pos.offset, &d.event))
             .collect();
         if !got.is_empty() {
-            assert_exactly(&log, &got, &format!("fast client {sym} {topic}"));
+            assert_exactly_per_venue(&log, &got, &format!("fast client {name} {topic}"));
         }
     }
 }
@@ -217,7 +222,11 @@ async fn max_rate_ms_sends_the_latest_at_most_once_per_interval() {
         "{texts:?}"
     );
     let per_stream = streams(&r.data);
-    assert_eq!(per_stream.len(), 4, "two symbols × quotes and trades");
+    assert_eq!(
+        per_stream.len(),
+        6,
+        "AAPL and BTC-USDT (on two venues) × quotes and trades"
+    );
     for ((sym, topic), got) in &per_stream {
         // A snapshot, then at most one update per 250 ms over 2 s.
         let updates = got.iter().filter(|d| d.kind == Kind::Update).count();

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::Hub;
 use common::kafka::subscribe_and_collect;
+use common::{Hub, http_get};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -282,5 +282,91 @@ async fn run_streams_binance_prices_to_clients() {
             .contains("mdhub_feed_status_events_total{venue=\"binance\",status=\"disconnected\"}"),
         "{metrics}"
     );
+    assert!(hub.stop().success());
+}
+
+/// One symbol from two real venues' decoders: Coinbase `ticker` and `match`,
+/// Kraken v2 `ticker` and `trade` frames (the venues' documented message
+/// shapes, as in their fixtures) for BTC-USD,
+/// played through `mdhub replay`, stay two instruments — a snapshot each,
+/// each with its own venue's prices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn btc_usd_from_coinbase_and_kraken_is_two_instruments() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    std::fs::create_dir_all(&capture).unwrap();
+    let t0 = 1_760_000_000_000_000_000i64;
+    let line = |venue: &str, i: i64, frame: String| {
+        serde_json::json!({"venue": venue, "ts": t0 + i * 1_000_000, "frame": frame}).to_string()
+    };
+    let mut coinbase: Vec<String> = (0..3)
+        .map(|i| {
+            let frame = format!(
+                r#"{{"type":"ticker","sequence":{},"product_id":"BTC-USD","price":"6700{i}.10","open_24h":"66000","volume_24h":"1000","low_24h":"65000","high_24h":"68000","volume_30d":"9000","best_bid":"6700{i}.00","best_bid_size":"0.5","best_ask":"6700{i}.20","best_ask_size":"0.7","side":"buy","time":"2025-10-09T08:53:2{i}.061769Z","trade_id":{},"last_size":"0.01"}}"#,
+                1000 + i,
+                5000 + i
+            );
+            line("coinbase", 2 * i, frame)
+        })
+        .collect();
+    let mut kraken: Vec<String> = (0..3)
+        .map(|i| {
+            let frame = format!(
+                r#"{{"channel":"ticker","type":"update","data":[{{"symbol":"BTC/USD","bid":6000{i}.5,"bid_qty":1.25,"ask":6000{i}.6,"ask_qty":2.5,"last":6000{i}.5,"volume":10.0,"vwap":60000.0,"low":59000.0,"high":61000.0,"change":1.0,"change_pct":0.01}}]}}"#
+            );
+            line("kraken", 2 * i + 1, frame)
+        })
+        .collect();
+    coinbase.push(line(
+        "coinbase",
+        6,
+        r#"{"type":"match","trade_id":5003,"sequence":1003,"maker_order_id":"ac928c66-ca53-498f-9c13-a110027a60e8","taker_order_id":"132fb6ae-456b-4654-b4e0-d681ac05cea1","time":"2025-10-09T08:53:23.028459Z","product_id":"BTC-USD","size":"0.25","price":"67002.15","side":"sell"}"#.into(),
+    ));
+    kraken.push(line(
+        "kraken",
+        7,
+        r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":60002.55,"qty":0.5,"ord_type":"market","trade_id":4665906,"timestamp":"2025-10-09T08:53:23.708706Z"}]}"#.into(),
+    ));
+    std::fs::write(
+        capture.join("coinbase-1.capture.jsonl"),
+        coinbase.join("\n") + "\n",
+    )
+    .unwrap();
+    std::fs::write(
+        capture.join("kraken-1.capture.jsonl"),
+        kraken.join("\n") + "\n",
+    )
+    .unwrap();
+    let out = common::mdhub()
+        .arg("replay")
+        .arg(&capture)
+        .env("MDHUB_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A hub on that log: its cache is refilled from the log at start.
+    let hub = Hub::start(dir.path(), &["--sim-rate", "50"], &[]);
+    let snap = common::wait_until_async(20, "BTC-USD on two venues", || async {
+        let addr = hub.addr.clone();
+        let (_, body) =
+            tokio::task::spawn_blocking(move || http_get(&addr, "/v1/snapshot?symbols=BTC-USD"))
+                .await
+                .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let venues = v["symbols"]["BTC-USD"].clone();
+        (venues.as_object().is_some_and(|m| m.len() == 2), venues)
+    })
+    .await;
+    assert_eq!(snap["coinbase"]["quote"]["data"]["bid_price"], "67002.00");
+    assert_eq!(snap["coinbase"]["quote"]["data"]["ask_price"], "67002.20");
+    assert_eq!(snap["coinbase"]["trade"]["data"]["price"], "67002.15");
+    assert_eq!(snap["kraken"]["trade"]["data"]["price"], "60002.55");
+    assert_eq!(snap["kraken"]["quote"]["data"]["bid_price"], "60002.5");
+    assert_eq!(snap["kraken"]["quote"]["data"]["ask_price"], "60002.6");
     assert!(hub.stop().success());
 }

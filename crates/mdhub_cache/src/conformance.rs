@@ -16,6 +16,7 @@ pub async fn run_all(cache: &dyn Cache) {
     cache.health().await.expect("health on a working cache");
     empty_cache_has_nothing(cache).await;
     latest_quote_and_trade_are_kept(cache).await;
+    venues_never_overwrite_each_other(cache).await;
     feed_status_is_ignored(cache).await;
     older_positions_never_replace_newer(cache).await;
     batches_apply_in_order(cache).await;
@@ -72,11 +73,17 @@ pub fn trade(symbol: &str, venue: &str, offset: u64, n: i64) -> Positioned {
     }
 }
 
+/// The only venue's entry of `symbol`; panics unless exactly one venue has it.
+async fn one(cache: &dyn Cache, symbol: &str) -> crate::Latest {
+    let mut got = cache.get(&sym(symbol)).await.expect("get");
+    assert_eq!(got.len(), 1, "{symbol} must be held for exactly one venue");
+    got.pop().expect("one entry")
+}
+
 async fn empty_cache_has_nothing(cache: &dyn Cache) {
-    assert_eq!(
-        cache.get(&sym("NOPE")).await.expect("get"),
-        None,
-        "a symbol never put must be None"
+    assert!(
+        cache.get(&sym("NOPE")).await.expect("get").is_empty(),
+        "a symbol never put has no entry"
     );
     assert!(
         cache.symbols().await.expect("symbols").is_empty(),
@@ -90,14 +97,33 @@ async fn latest_quote_and_trade_are_kept(cache: &dyn Cache) {
     let t1 = trade("AAPL", "sim-nasdaq", 5, 3);
     cache.put(&[q1]).await.expect("put");
     cache.put(&[q2.clone(), t1.clone()]).await.expect("put");
-    let l = cache
-        .get(&sym("AAPL"))
-        .await
-        .expect("get")
-        .expect("AAPL present after put");
+    let l = one(cache, "AAPL").await;
     assert_eq!(l.symbol, sym("AAPL"));
+    assert_eq!(l.venue.as_str(), "sim-nasdaq");
     assert_eq!(l.quote, Some(q2), "the newest quote must win");
     assert_eq!(l.trade, Some(t1), "quote and trade are kept separately");
+    cache.clear().await.expect("clear");
+}
+
+async fn venues_never_overwrite_each_other(cache: &dyn Cache) {
+    // Interleaved in one partition, as the log keeps them (the key is the symbol).
+    let k1 = quote("BTC-USDT", "sim-b", 20, 1);
+    let c1 = quote("BTC-USDT", "sim-a", 21, 2);
+    let k2 = quote("BTC-USDT", "sim-b", 22, 3);
+    let ct = trade("BTC-USDT", "sim-a", 8, 4);
+    cache.put(&[k1, c1.clone()]).await.expect("put");
+    cache.put(&[k2.clone(), ct.clone()]).await.expect("put");
+    let got = cache.get(&sym("BTC-USDT")).await.expect("get");
+    let venues: Vec<&str> = got.iter().map(|l| l.venue.as_str()).collect();
+    assert_eq!(venues, ["sim-a", "sim-b"], "one entry per venue, sorted");
+    assert_eq!(got[0].quote, Some(c1), "sim-a keeps its own quote");
+    assert_eq!(got[0].trade, Some(ct));
+    assert_eq!(got[1].quote, Some(k2), "sim-b keeps its newest quote");
+    assert_eq!(
+        got[1].trade, None,
+        "a venue's trade never fills another's slot"
+    );
+    assert_eq!(cache.symbols().await.expect("symbols").len(), 2);
     cache.clear().await.expect("clear");
 }
 
@@ -122,20 +148,15 @@ async fn feed_status_is_ignored(cache: &dyn Cache) {
         .put(&[q.clone(), status("IBM", 99), status("ONLYSTATUS", 3)])
         .await
         .expect("put with feed-status entries");
-    let l = cache
-        .get(&sym("IBM"))
-        .await
-        .expect("get")
-        .expect("IBM present");
+    let l = one(cache, "IBM").await;
     assert_eq!(
         l.quote,
         Some(q),
         "a feed-status entry must not touch prices"
     );
     assert_eq!(l.trade, None, "a feed-status entry is not a trade");
-    assert_eq!(
-        cache.get(&sym("ONLYSTATUS")).await.expect("get"),
-        None,
+    assert!(
+        cache.get(&sym("ONLYSTATUS")).await.expect("get").is_empty(),
         "a symbol with only feed-status entries has no cache entry"
     );
     assert_eq!(cache.symbols().await.expect("symbols").len(), 1);
@@ -152,11 +173,7 @@ async fn older_positions_never_replace_newer(cache: &dyn Cache) {
     let mut same_offset = quote("MSFT", "sim-nasdaq", 100, 7);
     same_offset.position.offset = 100;
     cache.put(&[same_offset]).await.expect("put");
-    let l = cache
-        .get(&sym("MSFT"))
-        .await
-        .expect("get")
-        .expect("present");
+    let l = one(cache, "MSFT").await;
     assert_eq!(
         l.quote,
         Some(new),
@@ -170,11 +187,7 @@ async fn batches_apply_in_order(cache: &dyn Cache) {
         .map(|i| trade("BTC-USDT", "sim-crypto", 1000 + i, i as i64))
         .collect();
     cache.put(&batch).await.expect("put");
-    let l = cache
-        .get(&sym("BTC-USDT"))
-        .await
-        .expect("get")
-        .expect("present");
+    let l = one(cache, "BTC-USDT").await;
     assert_eq!(
         l.trade.as_ref(),
         batch.last(),
@@ -193,17 +206,29 @@ async fn directory_lists_venue_and_last_update(cache: &dyn Cache) {
         ])
         .await
         .expect("put");
+    cache
+        .put(&[trade("EUR-USD", "sim-fx", 2, 30)])
+        .await
+        .expect("put");
     let dir = cache.symbols().await.expect("symbols");
-    let names: Vec<&str> = dir.iter().map(|i| i.symbol.as_str()).collect();
-    assert_eq!(names, ["AAPL", "EUR-USD"], "directory sorted by symbol");
+    let lines: Vec<(&str, &str, i64)> = dir
+        .iter()
+        .map(|i| {
+            (
+                i.symbol.as_str(),
+                i.venue.as_str(),
+                i.last_update.as_nanos(),
+            )
+        })
+        .collect();
     assert_eq!(
-        dir[1].venue.as_str(),
-        "other-fx",
-        "venue of the newest event"
-    );
-    assert_eq!(
-        dir[1].last_update,
-        Timestamp::from_nanos(1_700_000_000_000_000_120)
+        lines,
+        [
+            ("AAPL", "sim-nasdaq", 1_700_000_000_000_000_105),
+            ("EUR-USD", "other-fx", 1_700_000_000_000_000_120),
+            ("EUR-USD", "sim-fx", 1_700_000_000_000_000_130),
+        ],
+        "a line per instrument, sorted by symbol then venue, with its newest ts_received"
     );
     cache.clear().await.expect("clear");
 }
@@ -220,10 +245,11 @@ async fn get_many_keeps_order(cache: &dyn Cache) {
         .get_many(&[sym("NVDA"), sym("ZZZ"), sym("AAPL")])
         .await
         .expect("get_many");
-    assert_eq!(got.len(), 3);
-    assert_eq!(got[0].as_ref().map(|l| l.symbol.as_str()), Some("NVDA"));
-    assert!(got[1].is_none());
-    assert_eq!(got[2].as_ref().map(|l| l.symbol.as_str()), Some("AAPL"));
+    let names: Vec<Vec<&str>> = got
+        .iter()
+        .map(|ls| ls.iter().map(|l| l.symbol.as_str()).collect())
+        .collect();
+    assert_eq!(names, [vec!["NVDA"], vec![], vec!["AAPL"]]);
     cache.clear().await.expect("clear");
 }
 
@@ -234,6 +260,7 @@ async fn offsets_match_entries(cache: &dyn Cache) {
             trade("AAPL", "sim-nasdaq", 9, 2),
             trade("MSFT", "sim-nasdaq", 4, 3),
             quote("AAPL", "sim-nasdaq", 3, 4),
+            quote("AAPL", "other", 5, 5),
         ])
         .await
         .expect("put");
@@ -241,10 +268,18 @@ async fn offsets_match_entries(cache: &dyn Cache) {
         .offsets(&[sym("MSFT"), sym("ZZZ"), sym("AAPL")])
         .await
         .expect("offsets");
+    let v = |s: &str| Venue::new(s).expect("venue");
     assert_eq!(
         got,
-        vec![[None, Some(4)], [None, None], [Some(7), Some(9)]],
-        "offsets are those of the entries kept, in the order asked"
+        vec![
+            vec![(v("sim-nasdaq"), [None, Some(4)])],
+            vec![],
+            vec![
+                (v("other"), [Some(5), None]),
+                (v("sim-nasdaq"), [Some(7), Some(9)])
+            ]
+        ],
+        "offsets are those of the entries kept, per venue, in the order asked"
     );
     cache.clear().await.expect("clear");
 }
@@ -256,11 +291,7 @@ async fn exact_values_survive(cache: &dyn Cache) {
         tr.size = Decimal::parse("0.123456789012345678").expect("decimal");
     }
     cache.put(&[t.clone()]).await.expect("put");
-    let l = cache
-        .get(&sym("ETH-USDT"))
-        .await
-        .expect("get")
-        .expect("present");
+    let l = one(cache, "ETH-USDT").await;
     let Some(Event::Trade(got)) = l.trade.map(|p| p.event) else {
         panic!("trade missing")
     };
@@ -279,9 +310,8 @@ async fn clear_forgets_everything(cache: &dyn Cache) {
         .await
         .expect("put");
     cache.clear().await.expect("clear");
-    assert_eq!(
-        cache.get(&sym("AAPL")).await.expect("get"),
-        None,
+    assert!(
+        cache.get(&sym("AAPL")).await.expect("get").is_empty(),
         "clear must forget symbols"
     );
     assert!(cache.symbols().await.expect("symbols").is_empty());

@@ -16,10 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mdhub_types::{Positioned, Symbol};
+use std::collections::BTreeMap;
+
+use mdhub_types::{Positioned, Symbol, Venue};
 use parking_lot::Mutex;
 
-use crate::{Cache, Latest, Result, SymbolInfo};
+use crate::{Cache, Latest, Result, SymbolInfo, VenueOffsets};
 
 /// Two caches read as one; see the module docs.
 ///
@@ -96,15 +98,38 @@ fn newer(a: Option<Positioned>, b: Option<Positioned>) -> Option<Positioned> {
     }
 }
 
-fn merge(a: Option<Latest>, b: Option<Latest>) -> Option<Latest> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(Latest {
-            symbol: a.symbol,
-            quote: newer(a.quote, b.quote),
-            trade: newer(a.trade, b.trade),
-        }),
-        (a, b) => a.or(b),
+/// Both views of one symbol, venue by venue and slot by slot (the higher
+/// offset wins), sorted by venue.
+fn merge(a: Vec<Latest>, b: Vec<Latest>) -> Vec<Latest> {
+    let mut by_venue: BTreeMap<Venue, Latest> = BTreeMap::new();
+    for l in a.into_iter().chain(b) {
+        match by_venue.remove(&l.venue) {
+            Some(old) => {
+                let merged = Latest {
+                    venue: l.venue,
+                    symbol: l.symbol,
+                    quote: newer(old.quote, l.quote),
+                    trade: newer(old.trade, l.trade),
+                };
+                by_venue.insert(merged.venue.clone(), merged);
+            }
+            None => {
+                by_venue.insert(l.venue.clone(), l);
+            }
+        }
     }
+    by_venue.into_values().collect()
+}
+
+/// Whether `shared` holds an entry newer than `local` has, on any venue.
+fn shared_is_newer(shared: &[VenueOffsets], local: &[Latest]) -> bool {
+    shared.iter().any(|(venue, offs)| {
+        let have = local
+            .iter()
+            .find(|l| l.venue == *venue)
+            .map_or([None, None], Latest::offsets);
+        offs.iter().zip(have).any(|(s, h)| *s > h)
+    })
 }
 
 #[async_trait::async_trait]
@@ -113,20 +138,20 @@ impl Cache for LayeredCache {
         self.local.put(entries).await
     }
 
-    async fn get(&self, symbol: &Symbol) -> Result<Option<Latest>> {
+    async fn get(&self, symbol: &Symbol) -> Result<Vec<Latest>> {
         let mut v = self.get_many(std::slice::from_ref(symbol)).await?;
-        Ok(v.pop().flatten())
+        Ok(v.pop().unwrap_or_default())
     }
 
     /// Offsets first: symbols the local view lacks are fetched whole, and
     /// for the others only their offsets are asked (both in one round trip);
-    /// entries are fetched and decoded only where the shared layer is newer.
-    /// A gateway that follows the log is usually as new as the cache writer,
-    /// so a snapshot costs one small round trip.
-    async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Option<Latest>>> {
+    /// entries are fetched and decoded only where the shared layer is newer
+    /// on some venue. A gateway that follows the log is usually as new as
+    /// the cache writer, so a snapshot costs one small round trip.
+    async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Vec<Latest>>> {
         let mut local = self.local.get_many(symbols).await?;
         let (missing, present): (Vec<usize>, Vec<usize>) =
-            (0..symbols.len()).partition(|&i| local[i].is_none());
+            (0..symbols.len()).partition(|&i| local[i].is_empty());
         let pick = |idx: &[usize]| idx.iter().map(|&i| symbols[i].clone()).collect::<Vec<_>>();
         let (missing_syms, present_syms) = (pick(&missing), pick(&present));
         let both = async {
@@ -145,13 +170,7 @@ impl Cache for LayeredCache {
         let stale: Vec<usize> = present
             .into_iter()
             .zip(offsets)
-            .filter(|&(i, shared)| {
-                let mine = |slot: &Option<Positioned>| slot.as_ref().map(|p| p.position.offset);
-                let have = local[i]
-                    .as_ref()
-                    .map_or([None, None], |l| [mine(&l.quote), mine(&l.trade)]);
-                shared.iter().zip(have).any(|(s, h)| *s > h)
-            })
+            .filter(|(i, shared)| shared_is_newer(shared, &local[*i]))
             .map(|(i, _)| i)
             .collect();
         if stale.is_empty() {
@@ -161,7 +180,7 @@ impl Cache for LayeredCache {
             return Ok(local);
         };
         for (i, s) in stale.into_iter().zip(fetched) {
-            local[i] = merge(s, local[i].take());
+            local[i] = merge(s, std::mem::take(&mut local[i]));
         }
         Ok(local)
     }
@@ -170,13 +189,13 @@ impl Cache for LayeredCache {
         let mut all = self.local.symbols().await?;
         if let Some(shared) = self.ask_shared(self.shared.symbols()).await {
             all.extend(shared);
-            // Newest first within a symbol, then keep one line per symbol.
+            // Newest first within an instrument, then keep one line each.
             all.sort_by(|a, b| {
-                a.symbol
-                    .cmp(&b.symbol)
+                (&a.symbol, &a.venue)
+                    .cmp(&(&b.symbol, &b.venue))
                     .then(b.last_update.cmp(&a.last_update))
             });
-            all.dedup_by(|later, first| later.symbol == first.symbol);
+            all.dedup_by(|later, first| later.symbol == first.symbol && later.venue == first.venue);
         }
         Ok(all)
     }
@@ -220,7 +239,7 @@ mod tests {
         async fn put(&self, _: &[Positioned]) -> Result<()> {
             Err(crate::Error::Unavailable("connection refused".into()))
         }
-        async fn get(&self, _: &Symbol) -> Result<Option<Latest>> {
+        async fn get(&self, _: &Symbol) -> Result<Vec<Latest>> {
             Err(crate::Error::Unavailable("connection refused".into()))
         }
         async fn symbols(&self) -> Result<Vec<SymbolInfo>> {
@@ -281,15 +300,12 @@ mod tests {
             .put(&[quote("MSFT", "sim-nasdaq", 4, 3)])
             .await
             .unwrap();
-        let aapl = c.get(&Symbol::new("AAPL").unwrap()).await.unwrap().unwrap();
+        let mut aapl = c.get(&Symbol::new("AAPL").unwrap()).await.unwrap();
+        assert_eq!(aapl.len(), 1);
+        let aapl = aapl.pop().unwrap();
         assert_eq!(aapl.quote.unwrap().position.offset, 10);
         assert_eq!(aapl.trade.unwrap().position.offset, 9);
-        assert!(
-            c.get(&Symbol::new("MSFT").unwrap())
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert_eq!(c.get(&Symbol::new("MSFT").unwrap()).await.unwrap().len(), 1);
         let names: Vec<String> = c
             .symbols()
             .await
@@ -309,12 +325,43 @@ mod tests {
             .await
             .unwrap();
         let aapl = Symbol::new("AAPL").unwrap();
-        assert!(c.get(&aapl).await.unwrap().is_some());
+        assert_eq!(c.get(&aapl).await.unwrap().len(), 1);
         let after_first = c.fallbacks();
         assert!(c.shared_resting(), "a failure rests the shared layer");
-        assert!(c.get(&aapl).await.unwrap().is_some());
+        assert_eq!(c.get(&aapl).await.unwrap().len(), 1);
         assert_eq!(c.fallbacks(), after_first + 1);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(!c.shared_resting(), "after retry_after it is tried again");
+    }
+
+    #[tokio::test]
+    async fn a_venue_only_the_shared_layer_has_is_read_even_when_older() {
+        // The local view started following the log late: it has kraken at a
+        // higher offset than anything shared holds, but not coinbase.
+        let shared = Arc::new(MemoryCache::new());
+        let (c, local) = layered(shared.clone());
+        shared
+            .put(&[
+                quote("BTC-USD", "coinbase", 450, 1),
+                quote("BTC-USD", "kraken", 400, 2),
+            ])
+            .await
+            .unwrap();
+        local
+            .put(&[quote("BTC-USD", "kraken", 500, 3)])
+            .await
+            .unwrap();
+        let got = c.get(&Symbol::new("BTC-USD").unwrap()).await.unwrap();
+        let seen: Vec<(String, u64)> = got
+            .iter()
+            .map(|l| {
+                let off = l.quote.as_ref().unwrap().position.offset;
+                (l.venue.to_string(), off)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [("coinbase".to_string(), 450), ("kraken".to_string(), 500)]
+        );
     }
 }

@@ -1,5 +1,8 @@
-//! The latest-price cache: the newest quote and trade of every symbol, and a
-//! directory of symbols with their venue and last update.
+//! The latest-price cache: the newest quote and trade of every instrument
+//! (venue and symbol), and a directory of instruments with their last update.
+//!
+//! An instrument is a venue and a symbol: `BTC-USD` on `coinbase` and
+//! `BTC-USD` on `kraken` are two entries, never one that both overwrite.
 //!
 //! Data comes in from the log — the ingest stage or a log follower writes each
 //! process's own [`MemoryCache`], the cache writer (consumer group
@@ -61,9 +64,11 @@ impl Error {
 /// The cache's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The latest state of one symbol.
+/// The latest state of one instrument (venue and symbol).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Latest {
+    /// The venue.
+    pub venue: Venue,
     /// The symbol.
     pub symbol: Symbol,
     /// Newest quote, with its log position.
@@ -72,62 +77,82 @@ pub struct Latest {
     pub trade: Option<Positioned>,
 }
 
-/// One line of the symbol directory.
+impl Latest {
+    /// An instrument with nothing in it yet.
+    pub fn empty(venue: Venue, symbol: Symbol) -> Self {
+        Latest {
+            venue,
+            symbol,
+            quote: None,
+            trade: None,
+        }
+    }
+
+    /// The log offsets of the two slots, `[quote, trade]`.
+    pub fn offsets(&self) -> [Option<u64>; 2] {
+        let off = |p: &Option<Positioned>| p.as_ref().map(|p| p.position.offset);
+        [off(&self.quote), off(&self.trade)]
+    }
+}
+
+/// The log offsets of one instrument's entries, `[quote, trade]`.
+pub type VenueOffsets = (Venue, [Option<u64>; 2]);
+
+/// One line of the instrument directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SymbolInfo {
     /// The symbol.
     pub symbol: Symbol,
-    /// Venue of its newest event.
+    /// The venue.
     pub venue: Venue,
-    /// `ts_received` of its newest event.
+    /// `ts_received` of the instrument's newest event.
     pub last_update: Timestamp,
 }
 
 /// The latest-price cache.
 ///
 /// Contract (checked by [`conformance::run_all`]):
-/// - [`Cache::put`] keeps, per symbol and kind (quote, trade), the entry with the
-///   highest log offset: an older or equal position never replaces a newer one,
-///   so writers may replay and race. Entries in one call are applied in order.
-///   Feed-status entries ([`mdhub_types::Event::Status`]) are ignored: the
-///   cache holds prices.
+/// - [`Cache::put`] keeps, per venue, symbol and kind (quote, trade), the
+///   entry with the highest log offset: an older or equal position never
+///   replaces a newer one, so writers may replay and race. Entries in one
+///   call are applied in order. Venues never overwrite each other. Feed-status
+///   entries ([`mdhub_types::Event::Status`]) are ignored: the cache holds
+///   prices.
 /// - A successful `put` is visible to every later `get` through the same cache
 ///   (read-your-writes); it is not promised to survive a restart of the cache.
-/// - [`Cache::symbols`] lists every symbol ever put (until [`Cache::clear`]),
-///   with the venue and `ts_received` of its newest event, sorted by symbol.
+/// - [`Cache::get`] returns one [`Latest`] per venue that has the symbol,
+///   sorted by venue.
+/// - [`Cache::symbols`] lists every instrument ever put (until
+///   [`Cache::clear`]) with the `ts_received` of its newest event, sorted by
+///   symbol, then venue.
 /// - Methods fail only when the backing store is unreachable; they never panic.
 #[async_trait::async_trait]
 pub trait Cache: Send + Sync + Debug {
     /// Record events (see the trait docs for the ordering rule).
     async fn put(&self, entries: &[Positioned]) -> Result<()>;
-    /// The latest state of one symbol, `None` if it was never put.
-    async fn get(&self, symbol: &Symbol) -> Result<Option<Latest>>;
+    /// The latest state of one symbol on every venue that has it, sorted by
+    /// venue; empty if it was never put.
+    async fn get(&self, symbol: &Symbol) -> Result<Vec<Latest>>;
     /// Several symbols at once, in the order asked.
-    async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Option<Latest>>> {
+    async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Vec<Latest>>> {
         let mut out = Vec::with_capacity(symbols.len());
         for s in symbols {
             out.push(self.get(s).await?);
         }
         Ok(out)
     }
-    /// The log offsets of the entries [`Cache::get_many`] would return, as
-    /// `[quote, trade]` per symbol in the order asked — a cheap way to learn
-    /// whether this cache holds anything newer than another view.
-    async fn offsets(&self, symbols: &[Symbol]) -> Result<Vec<[Option<u64>; 2]>> {
+    /// The log offsets of the entries [`Cache::get_many`] would return, per
+    /// venue (sorted) for each symbol in the order asked — a cheap way to
+    /// learn whether this cache holds anything newer than another view.
+    async fn offsets(&self, symbols: &[Symbol]) -> Result<Vec<Vec<VenueOffsets>>> {
         Ok(self
             .get_many(symbols)
             .await?
             .into_iter()
-            .map(|l| match l {
-                Some(l) => [
-                    l.quote.map(|p| p.position.offset),
-                    l.trade.map(|p| p.position.offset),
-                ],
-                None => [None, None],
-            })
+            .map(|ls| ls.iter().map(|l| (l.venue.clone(), l.offsets())).collect())
             .collect())
     }
-    /// The symbol directory, sorted by symbol.
+    /// The instrument directory, sorted by symbol, then venue.
     async fn symbols(&self) -> Result<Vec<SymbolInfo>>;
     /// Forget everything (used when the log's epoch changes).
     async fn clear(&self) -> Result<()>;

@@ -2,17 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use mdhub_types::{Event, Positioned, Symbol};
+use mdhub_types::{Event, Positioned, Symbol, Venue};
 use parking_lot::RwLock;
 
 use crate::{Cache, Latest, Result, SymbolInfo};
 
-/// A process-local cache: a map from symbol to its latest quote and trade
-/// behind a read-write lock. Reads never wait on I/O; nothing survives a restart
-/// (the ingest stage refills it from the log on start-up).
+/// A process-local cache: per symbol, a map from venue to its latest quote
+/// and trade, behind a read-write lock. Reads never wait on I/O; nothing
+/// survives a restart (the ingest stage refills it from the log on start-up).
 #[derive(Debug, Default)]
 pub struct MemoryCache {
-    map: RwLock<BTreeMap<Symbol, Latest>>,
+    map: RwLock<BTreeMap<Symbol, BTreeMap<Venue, Latest>>>,
 }
 
 impl MemoryCache {
@@ -21,14 +21,14 @@ impl MemoryCache {
         Self::default()
     }
 
-    /// Number of symbols held.
+    /// Number of instruments (venue and symbol) held.
     pub fn len(&self) -> usize {
-        self.map.read().len()
+        self.map.read().values().map(BTreeMap::len).sum()
     }
 
-    /// True when no symbol is held.
+    /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.map.read().is_empty()
     }
 }
 
@@ -45,14 +45,16 @@ impl Cache for MemoryCache {
             if matches!(p.event, Event::Status(_)) {
                 continue;
             }
-            let symbol = p.event.symbol();
-            let latest = match map.get_mut(symbol) {
+            let (symbol, venue) = (p.event.symbol(), p.event.venue());
+            let venues = match map.get_mut(symbol) {
+                Some(v) => v,
+                None => map.entry(symbol.clone()).or_default(),
+            };
+            let latest = match venues.get_mut(venue) {
                 Some(l) => l,
-                None => map.entry(symbol.clone()).or_insert(Latest {
-                    symbol: symbol.clone(),
-                    quote: None,
-                    trade: None,
-                }),
+                None => venues
+                    .entry(venue.clone())
+                    .or_insert_with(|| Latest::empty(venue.clone(), symbol.clone())),
             };
             let slot = match p.event {
                 Event::Quote(_) => &mut latest.quote,
@@ -66,12 +68,23 @@ impl Cache for MemoryCache {
         Ok(())
     }
 
-    async fn get(&self, symbol: &Symbol) -> Result<Option<Latest>> {
-        Ok(self.map.read().get(symbol).cloned())
+    async fn get(&self, symbol: &Symbol) -> Result<Vec<Latest>> {
+        Ok(self
+            .map
+            .read()
+            .get(symbol)
+            .map(|v| v.values().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn symbols(&self) -> Result<Vec<SymbolInfo>> {
-        Ok(self.map.read().values().filter_map(info).collect())
+        Ok(self
+            .map
+            .read()
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter_map(info)
+            .collect())
     }
 
     async fn clear(&self) -> Result<()> {
@@ -84,16 +97,17 @@ impl Cache for MemoryCache {
     }
 }
 
-/// The directory line of a symbol: venue and time of its newest event.
+/// The directory line of an instrument: the time of its newest event.
 pub(crate) fn info(l: &Latest) -> Option<SymbolInfo> {
     let newest = [&l.quote, &l.trade]
         .into_iter()
         .flatten()
-        .max_by_key(|p| p.event.ts_received())?;
+        .map(|p| p.event.ts_received())
+        .max()?;
     Some(SymbolInfo {
         symbol: l.symbol.clone(),
-        venue: newest.event.venue().clone(),
-        last_update: newest.event.ts_received(),
+        venue: l.venue.clone(),
+        last_update: newest,
     })
 }
 

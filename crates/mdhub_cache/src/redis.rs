@@ -8,28 +8,31 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `{prefix}latest:{SYMBOL}` | hash | the symbol's latest quote and trade |
-//! | `{prefix}symbols` | hash | the directory: `SYMBOL` → `{"venue":"sim-fx","last_update":1700000000000000120}` |
+//! | `{prefix}latest:{SYMBOL}` | hash | the symbol's latest quote and trade on every venue |
+//! | `{prefix}symbols` | hash | the directory: `SYMBOL@venue` → `{"venue":"sim-fx","last_update":1700000000000000120}` |
 //!
-//! Fields of a latest hash, per slot `quote` and `trade`:
+//! Fields of a latest hash, per venue `V` and slot `quote` and `trade`:
 //!
 //! | field | content |
 //! |---|---|
-//! | `quote` | the [`Positioned`] event as JSON: `{"position":"quotes:3:1234","event":{…}}`, the event in mdhub's JSON encoding (`mdhub_types::json`: decimals as exact text, timestamps as integer nanoseconds), byte for byte what `serde_json` writes for `Positioned` |
-//! | `quote_off` | the log offset, decimal text |
-//! | `quote_ts` | `ts_received` in nanoseconds, decimal text |
-//! | `quote_venue` | the venue |
+//! | `quote:V` | the [`Positioned`] event as JSON: `{"position":"quotes:3:1234","event":{…}}`, the event in mdhub's JSON encoding (`mdhub_types::json`: decimals as exact text, timestamps as integer nanoseconds), byte for byte what `serde_json` writes for `Positioned` |
+//! | `quote_off:V` | the log offset, decimal text |
+//! | `quote_ts:V` | `ts_received` in nanoseconds, decimal text |
 //!
-//! and the same four with `trade`. The three small fields let the put script
-//! decide and maintain the directory without decoding JSON.
+//! and the same three with `trade`. The two small fields let the put script
+//! decide and maintain the directory without decoding JSON. A Redis written
+//! by an mdhub from before instruments were keyed by venue holds `quote` and
+//! `trade` fields without a venue (and a directory field `SYMBOL`): they are
+//! read as the entries of the venue their event names, until newer events
+//! of that venue replace them.
 //!
 //! # Writes
 //!
-//! [`Cache::put`] first keeps, per symbol and slot, only the entry that
+//! [`Cache::put`] first keeps, per instrument and slot, only the entry that
 //! applying the batch in order would leave (the first of the highest offset):
 //! exactly the same result, far less work. The survivors go to one Lua script
 //! (`put.lua`, sent once, then called by its SHA with `EVALSHA`) per 1000
-//! symbols: per symbol one `HMGET` of the stored offsets and at most one
+//! instruments: per instrument one `HMGET` of the stored offsets and at most one
 //! `HSET`, and one `HSET` of the directory per call. Redis runs a script
 //! atomically, so racing writers and replays can never move a slot backwards.
 //! The script compares offsets and timestamps as decimal text, never as Lua
@@ -60,10 +63,10 @@ use ::redis::{
     AsyncConnectionConfig, Client, ErrorKind, IntoConnectionInfo, RedisError, RedisResult, Script,
     ServerErrorKind, Value,
 };
-use mdhub_types::{Event, Positioned, Symbol};
+use mdhub_types::{Event, Positioned, Symbol, Venue};
 use parking_lot::{Mutex, RwLock};
 
-use crate::{Cache, Error, Latest, Result, SymbolInfo};
+use crate::{Cache, Error, Latest, Result, SymbolInfo, VenueOffsets};
 use codec::Keys;
 pub use config::{DEFAULT_PREFIX, HEROKU_VARIABLES, RedisConfig, RedisConfigError};
 
@@ -167,23 +170,16 @@ impl RedisCache {
         Ok(cache)
     }
 
-    /// One pipelined `HMGET key f1 f2` per symbol: one reply per symbol, in
-    /// order (a reply may be a per-command error, which the caller maps).
-    async fn hmget(
-        &self,
-        what: &'static str,
-        symbols: &[Symbol],
-        fields: [&str; 2],
-    ) -> Result<Vec<Value>> {
+    /// One pipelined `HGETALL` of the latest hash per symbol: one reply
+    /// per symbol, in order (a reply may be a per-command error, which
+    /// [`hash_pairs`] maps).
+    async fn hgetall(&self, what: &'static str, symbols: &[Symbol]) -> Result<Vec<Value>> {
         if symbols.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = ::redis::pipe();
         for s in symbols {
-            pipe.cmd("HMGET")
-                .arg(self.keys.latest(s))
-                .arg(fields[0])
-                .arg(fields[1]);
+            pipe.cmd("HGETALL").arg(self.keys.latest(s));
         }
         pipe.ignore_errors();
         let replies: Vec<Value> = self
@@ -239,15 +235,15 @@ impl RedisCache {
         }
     }
 
-    /// One script call for up to [`MAX_SCRIPT_SYMBOLS`] symbols (argument
-    /// layout in `put.lua`).
+    /// One script call for up to [`MAX_SCRIPT_SYMBOLS`] instruments
+    /// (argument layout in `put.lua`).
     async fn put_chunk(&self, chunk: &[Newest<'_>]) -> Result<()> {
         let mut call = self.put_script.prepare_invoke();
         call.key(self.keys.symbols());
         let mut value = Vec::with_capacity(320);
         for n in chunk {
             call.key(self.keys.latest(n.symbol));
-            call.arg(n.symbol.as_str());
+            call.arg(n.symbol.as_str()).arg(n.venue.as_str());
             for slot in [n.quote, n.trade] {
                 match slot {
                     Some(p) => {
@@ -255,11 +251,10 @@ impl RedisCache {
                         codec::encode(p, &mut value);
                         call.arg(p.position.offset)
                             .arg(p.event.ts_received().as_nanos())
-                            .arg(p.event.venue().as_str())
                             .arg(value.as_slice());
                     }
                     None => {
-                        call.arg("").arg("").arg("").arg("");
+                        call.arg("").arg("").arg("");
                     }
                 }
             }
@@ -275,37 +270,35 @@ impl RedisCache {
 #[async_trait::async_trait]
 impl Cache for RedisCache {
     async fn put(&self, entries: &[Positioned]) -> Result<()> {
-        let newest = newest_per_symbol(entries);
+        let newest = newest_per_instrument(entries);
         for chunk in newest.chunks(MAX_SCRIPT_SYMBOLS) {
             self.put_chunk(chunk).await?;
         }
         Ok(())
     }
 
-    async fn get(&self, symbol: &Symbol) -> Result<Option<Latest>> {
+    async fn get(&self, symbol: &Symbol) -> Result<Vec<Latest>> {
         let mut got = self.get_many(std::slice::from_ref(symbol)).await?;
-        Ok(got.pop().flatten())
+        Ok(got.pop().unwrap_or_default())
     }
 
-    async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Option<Latest>>> {
-        let replies = self
-            .hmget("get", symbols, [codec::QUOTE, codec::TRADE])
-            .await?;
+    async fn get_many(&self, symbols: &[Symbol]) -> Result<Vec<Vec<Latest>>> {
+        let replies = self.hgetall("get", symbols).await?;
         symbols
             .iter()
             .zip(&replies)
-            .map(|(s, v)| latest_from_reply(s, v))
+            .map(|(s, v)| codec::decode_latest(s, &hash_pairs(s, v)?))
             .collect()
     }
 
-    async fn offsets(&self, symbols: &[Symbol]) -> Result<Vec<[Option<u64>; 2]>> {
-        let replies = self
-            .hmget("offsets", symbols, [codec::QUOTE_OFF, codec::TRADE_OFF])
-            .await?;
+    /// The whole hashes travel (one round trip), but only the small offset
+    /// fields are parsed: no event is decoded.
+    async fn offsets(&self, symbols: &[Symbol]) -> Result<Vec<Vec<VenueOffsets>>> {
+        let replies = self.hgetall("offsets", symbols).await?;
         symbols
             .iter()
             .zip(&replies)
-            .map(|(s, v)| offsets_from_reply(s, v))
+            .map(|(s, v)| codec::decode_offsets(s, &hash_pairs(s, v)?))
             .collect()
     }
 
@@ -317,10 +310,17 @@ impl Cache for RedisCache {
             })
             .await?;
         let mut out = Vec::new();
-        for (field, value) in pairs(&reply)? {
+        for (field, value) in pairs("(directory)", &reply)? {
             out.push(codec::decode_dir_entry(field, value)?);
         }
-        out.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        // A legacy `SYMBOL` line and a `SYMBOL@venue` line may name the same
+        // instrument: keep the newer.
+        out.sort_by(|a, b| {
+            (&a.symbol, &a.venue)
+                .cmp(&(&b.symbol, &b.venue))
+                .then(b.last_update.cmp(&a.last_update))
+        });
+        out.dedup_by(|later, first| later.symbol == first.symbol && later.venue == first.venue);
         Ok(out)
     }
 
@@ -381,28 +381,30 @@ impl Cache for RedisCache {
     }
 }
 
-/// What applying a batch in order would leave for one symbol: per slot, the
-/// first entry with the highest offset (a later equal offset never replaces
-/// it).
+/// What applying a batch in order would leave for one instrument: per
+/// slot, the first entry with the highest offset (a later equal offset never
+/// replaces it).
 #[derive(Debug, PartialEq)]
 struct Newest<'a> {
     symbol: &'a Symbol,
+    venue: &'a Venue,
     quote: Option<&'a Positioned>,
     trade: Option<&'a Positioned>,
 }
 
-/// [`Newest`] for every symbol of `batch`, in order of first appearance.
-fn newest_per_symbol(batch: &[Positioned]) -> Vec<Newest<'_>> {
+/// [`Newest`] for every instrument of `batch`, in order of first appearance.
+fn newest_per_instrument(batch: &[Positioned]) -> Vec<Newest<'_>> {
     let mut out: Vec<Newest<'_>> = Vec::new();
-    let mut index: HashMap<&Symbol, usize> = HashMap::new();
+    let mut index: HashMap<(&Symbol, &Venue), usize> = HashMap::new();
     for p in batch {
         if matches!(p.event, Event::Status(_)) {
             continue;
         }
-        let symbol = p.event.symbol();
-        let i = *index.entry(symbol).or_insert_with(|| {
+        let (symbol, venue) = (p.event.symbol(), p.event.venue());
+        let i = *index.entry((symbol, venue)).or_insert_with(|| {
             out.push(Newest {
                 symbol,
+                venue,
                 quote: None,
                 trade: None,
             });
@@ -420,74 +422,26 @@ fn newest_per_symbol(batch: &[Positioned]) -> Vec<Newest<'_>> {
     out
 }
 
-/// The latest state of `symbol` from its `HMGET key quote trade` reply.
-fn latest_from_reply(symbol: &Symbol, reply: &Value) -> Result<Option<Latest>> {
-    let corrupt = |reason: String| Error::Corrupt {
-        symbol: symbol.as_str().to_string(),
-        reason,
-    };
+/// The field/value pairs of `symbol`'s latest hash from its HGETALL reply.
+fn hash_pairs<'a>(symbol: &Symbol, reply: &'a Value) -> Result<Vec<(&'a [u8], &'a [u8])>> {
     match reply {
-        Value::Array(items) if items.len() == 2 => codec::decode_latest(
-            symbol,
-            bulk(&items[0]).map_err(corrupt)?,
-            bulk(&items[1]).map_err(corrupt)?,
-        ),
-        Value::ServerError(e) if e.code() == "WRONGTYPE" => {
-            Err(corrupt(format!("its latest key is not a hash: {e}")))
-        }
+        Value::ServerError(e) if e.code() == "WRONGTYPE" => Err(Error::Corrupt {
+            symbol: symbol.as_str().to_string(),
+            reason: format!("its latest key is not a hash: {e}"),
+        }),
         Value::ServerError(e) => Err(Error::Unavailable(format!(
             "redis get of {}: {e}",
             symbol.as_str()
         ))),
-        other => Err(corrupt(format!("unexpected HMGET reply {other:?}"))),
+        other => pairs(symbol.as_str(), other),
     }
 }
 
-fn offsets_from_reply(symbol: &Symbol, reply: &Value) -> Result<[Option<u64>; 2]> {
-    let corrupt = |reason: String| Error::Corrupt {
-        symbol: symbol.as_str().to_string(),
-        reason,
-    };
-    let offset = |v: &Value| -> Result<Option<u64>> {
-        match bulk(v).map_err(corrupt)? {
-            None => Ok(None),
-            Some(b) => std::str::from_utf8(b)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .map(Some)
-                .ok_or_else(|| {
-                    corrupt(format!(
-                        "offset {:?} is not a number",
-                        String::from_utf8_lossy(b)
-                    ))
-                }),
-        }
-    };
-    match reply {
-        Value::Array(items) if items.len() == 2 => Ok([offset(&items[0])?, offset(&items[1])?]),
-        Value::ServerError(e) if e.code() == "WRONGTYPE" => {
-            Err(corrupt(format!("its latest key is not a hash: {e}")))
-        }
-        Value::ServerError(e) => Err(Error::Unavailable(format!(
-            "redis offsets of {}: {e}",
-            symbol.as_str()
-        ))),
-        other => Err(corrupt(format!("unexpected HMGET reply {other:?}"))),
-    }
-}
-
-fn bulk(v: &Value) -> Result<Option<&[u8]>, String> {
-    match v {
-        Value::Nil => Ok(None),
-        Value::BulkString(b) => Ok(Some(b)),
-        other => Err(format!("unexpected field value {other:?}")),
-    }
-}
-
-/// Field/value pairs of an HGETALL reply (a flat array in RESP2, a map in RESP3).
-fn pairs(reply: &Value) -> Result<Vec<(&[u8], &[u8])>> {
+/// Field/value pairs of an HGETALL reply (a flat array in RESP2, a map in
+/// RESP3); `whose` names the key in errors.
+fn pairs<'a>(whose: &str, reply: &'a Value) -> Result<Vec<(&'a [u8], &'a [u8])>> {
     let bad = |what: String| Error::Corrupt {
-        symbol: "(directory)".into(),
+        symbol: whose.into(),
         reason: what,
     };
     let mut out = Vec::new();
@@ -509,7 +463,7 @@ fn pairs(reply: &Value) -> Result<Vec<(&[u8], &[u8])>> {
             }
         }
         Value::ServerError(e) if e.code() == "WRONGTYPE" => {
-            return Err(bad(format!("the directory key is not a hash: {e}")));
+            return Err(bad(format!("the key is not a hash: {e}")));
         }
         other => return Err(bad(format!("unexpected HGETALL reply {other:?}"))),
     }
@@ -619,7 +573,7 @@ mod tests {
     use crate::conformance::{quote, trade};
 
     #[test]
-    fn newest_per_symbol_is_what_in_order_application_leaves() {
+    fn newest_per_instrument_is_what_in_order_application_leaves() {
         let mut same = quote("AAPL", "v", 12, 99);
         same.position.offset = 12;
         let batch = vec![
@@ -630,25 +584,35 @@ mod tests {
             same,
             quote("AAPL", "v", 11, 5),
             trade("AAPL", "v", 2, 6),
+            quote("AAPL", "w", 1, 7),
         ];
-        let kept = newest_per_symbol(&batch);
+        let kept = newest_per_instrument(&batch);
         let aapl = Symbol::new("AAPL").unwrap();
         let msft = Symbol::new("MSFT").unwrap();
+        let (v, w) = (Venue::new("v").unwrap(), Venue::new("w").unwrap());
         assert_eq!(
             kept,
             vec![
                 Newest {
                     symbol: &aapl,
+                    venue: &v,
                     quote: Some(&batch[2]),
                     trade: Some(&batch[1]),
                 },
                 Newest {
                     symbol: &msft,
+                    venue: &v,
                     quote: Some(&batch[3]),
+                    trade: None,
+                },
+                Newest {
+                    symbol: &aapl,
+                    venue: &w,
+                    quote: Some(&batch[7]),
                     trade: None,
                 },
             ]
         );
-        assert!(newest_per_symbol(&[]).is_empty());
+        assert!(newest_per_instrument(&[]).is_empty());
     }
 }

@@ -52,6 +52,12 @@ async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
         .expect("raw redis connection")
 }
 
+/// The only venue's entry.
+fn only(mut got: Vec<mdhub_cache::Latest>) -> mdhub_cache::Latest {
+    assert_eq!(got.len(), 1, "one venue expected: {got:?}");
+    got.pop().expect("one")
+}
+
 fn sym(s: &str) -> Symbol {
     Symbol::new(s).expect("symbol")
 }
@@ -78,8 +84,8 @@ async fn prefixes_keep_caches_apart() {
         .await
         .expect("put b");
 
-    assert_eq!(b.get(&sym("AAPL")).await.expect("get"), None);
-    assert_eq!(a.get(&sym("MSFT")).await.expect("get"), None);
+    assert!(b.get(&sym("AAPL")).await.expect("get").is_empty());
+    assert!(a.get(&sym("MSFT")).await.expect("get").is_empty());
     let names = |d: Vec<mdhub_cache::SymbolInfo>| -> Vec<String> {
         d.into_iter()
             .map(|i| i.symbol.as_str().to_string())
@@ -90,7 +96,7 @@ async fn prefixes_keep_caches_apart() {
 
     a.clear().await.expect("clear a");
     assert!(
-        b.get(&sym("MSFT")).await.expect("get").is_some(),
+        !b.get(&sym("MSFT")).await.expect("get").is_empty(),
         "clearing one prefix must leave another's keys"
     );
     b.clear().await.expect("clear b");
@@ -111,19 +117,19 @@ async fn offsets_and_timestamps_compare_exactly_beyond_2_pow_53() {
     let newer = quote("AAPL", "v", big, 1);
     c.put(std::slice::from_ref(&newer)).await.expect("put");
     c.put(&[quote("AAPL", "v", big - 1, 2)]).await.expect("put");
-    let got = c.get(&sym("AAPL")).await.expect("get").expect("AAPL");
+    let got = only(c.get(&sym("AAPL")).await.expect("get"));
     assert_eq!(got.quote, Some(newer));
 
     let top = quote("AAPL", "v", u64::MAX, 3);
     c.put(&[quote("AAPL", "v", u64::MAX - 1, 4), top.clone()])
         .await
         .expect("put");
-    let got = c.get(&sym("AAPL")).await.expect("get").expect("AAPL");
+    let got = only(c.get(&sym("AAPL")).await.expect("get"));
     assert_eq!(got.quote, Some(top));
 
     // Directory: timestamps one nanosecond apart, ~2^60.
-    let mut t = trade("NVDA", "later", 1, 0);
-    let mut q = quote("NVDA", "earlier", 1, 0);
+    let mut t = trade("NVDA", "v", 1, 0);
+    let mut q = quote("NVDA", "v", 1, 0);
     if let (mdhub_types::Event::Trade(tr), mdhub_types::Event::Quote(qu)) =
         (&mut t.event, &mut q.event)
     {
@@ -136,7 +142,6 @@ async fn offsets_and_timestamps_compare_exactly_beyond_2_pow_53() {
         .iter()
         .find(|i| i.symbol.as_str() == "NVDA")
         .expect("NVDA");
-    assert_eq!(nvda.venue.as_str(), "later");
     assert_eq!(
         nvda.last_update,
         Timestamp::from_nanos(1_700_000_000_000_000_001)
@@ -150,10 +155,12 @@ async fn racing_writers_and_replays_converge_on_the_newest() {
     let events: Vec<Positioned> = (0..2000u64)
         .map(|i| {
             let s = format!("S{}", i % 50);
+            // Two venues interleaved in one partition, as the log keeps them.
+            let v = if i % 7 < 3 { "v" } else { "w" };
             if i % 3 == 0 {
-                trade(&s, "v", i, i as i64)
+                trade(&s, v, i, i as i64)
             } else {
-                quote(&s, "v", i, i as i64)
+                quote(&s, v, i, i as i64)
             }
         })
         .collect();
@@ -195,7 +202,7 @@ async fn a_batch_larger_than_one_script_call_is_applied_whole() {
         .collect();
     c.put(&batch).await.expect("put");
     assert_eq!(c.symbols().await.expect("symbols").len(), 5000);
-    let last = c.get(&sym("L04999")).await.expect("get").expect("present");
+    let last = only(c.get(&sym("L04999")).await.expect("get"));
     assert_eq!(last.quote.as_ref(), batch.last());
     c.clear().await.expect("clear");
     assert!(c.symbols().await.expect("symbols").is_empty());
@@ -265,16 +272,13 @@ async fn corrupt_entries_are_reported_not_panicked_on() {
     assert_eq!(corrupt_symbol(err), "NVDA");
 
     // A damaged offset is overwritten by the next put (the cache heals).
-    let _: () = hset(format!("{prefix}latest:AMD"), "quote_off", "zz")
+    let _: () = hset(format!("{prefix}latest:AMD"), "quote_off:v", "zz")
         .query_async(&mut r)
         .await
         .expect("raw HSET");
     let q = quote("AMD", "v", 3, 3);
     c.put(std::slice::from_ref(&q)).await.expect("put heals");
-    assert_eq!(
-        c.get(&sym("AMD")).await.expect("get").expect("AMD").quote,
-        Some(q)
-    );
+    assert_eq!(only(c.get(&sym("AMD")).await.expect("get")).quote, Some(q));
 
     // A bad directory entry.
     let _: () = hset(format!("{prefix}symbols"), "EUR-USD", "[1,2]")
@@ -382,7 +386,7 @@ async fn survives_a_server_outage_and_recovers_by_itself() {
     };
     let c = RedisCache::connect(&cfg).await.expect("connect");
     c.put(&[quote("AAPL", "v", 1, 1)]).await.expect("put");
-    assert!(c.get(&sym("AAPL")).await.expect("get").is_some());
+    assert!(!c.get(&sym("AAPL")).await.expect("get").is_empty());
 
     server.kill();
 
@@ -424,7 +428,7 @@ async fn survives_a_server_outage_and_recovers_by_itself() {
         }
         .await;
         match attempt {
-            Ok(Some(l)) if l.quote.as_ref() == Some(&q) => {
+            Ok(l) if l.first().and_then(|l| l.quote.as_ref()) == Some(&q) => {
                 eprintln!("recovered {:?} after the restart", restarted.elapsed());
                 break;
             }
@@ -440,7 +444,7 @@ async fn survives_a_server_outage_and_recovers_by_itself() {
         }
     }
     // The restarted server kept nothing (no persistence); the cache works on.
-    assert_eq!(c.get(&sym("AAPL")).await.expect("get"), None);
+    assert!(c.get(&sym("AAPL")).await.expect("get").is_empty());
     c.clear().await.expect("clear");
     conformance::run_all(&c).await;
 }
@@ -471,7 +475,7 @@ async fn a_read_only_replica_is_unavailable_until_writes_are_accepted_again() {
         other => panic!("put on a replica: expected Unavailable, got {other:?}"),
     }
     // Reads still work on a replica.
-    assert!(c.get(&sym("AAPL")).await.expect("get").is_some());
+    assert!(!c.get(&sym("AAPL")).await.expect("get").is_empty());
 
     let _: () = redis::cmd("REPLICAOF")
         .arg("NO")
@@ -483,10 +487,7 @@ async fn a_read_only_replica_is_unavailable_until_writes_are_accepted_again() {
     c.put(std::slice::from_ref(&q))
         .await
         .expect("put after promotion");
-    assert_eq!(
-        c.get(&sym("AAPL")).await.expect("get").expect("AAPL").quote,
-        Some(q)
-    );
+    assert_eq!(only(c.get(&sym("AAPL")).await.expect("get")).quote, Some(q));
 }
 
 async fn timed<F>(what: &'static str, f: F) -> (&'static str, Result<(), Error>, Duration)
@@ -561,4 +562,69 @@ async fn tls_verifies_certificates_unless_insecure_is_asked_for() {
         .await
         .expect("#insecure accepts the self-signed certificate");
     fragment.health().await.expect("health over TLS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_written_before_venues_were_keys_is_still_read() {
+    // The layout of an older mdhub: one `quote`/`trade` slot per symbol and a
+    // directory field per symbol.
+    let url = test_url();
+    let prefix = unique_prefix("legacy");
+    let c = RedisCache::connect(&config(&url, &prefix))
+        .await
+        .expect("connect");
+    let mut r = raw(&url).await;
+    let old = quote("BTC-USD", "kraken", 10, 1);
+    let json = serde_json::to_string(&old).expect("json");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}latest:BTC-USD"))
+        .arg("quote")
+        .arg(&json)
+        .arg("quote_off")
+        .arg("10")
+        .arg("quote_ts")
+        .arg("1700000000000000101")
+        .arg("quote_venue")
+        .arg("kraken")
+        .query_async(&mut r)
+        .await
+        .expect("raw HSET");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}symbols"))
+        .arg("BTC-USD")
+        .arg(r#"{"venue":"kraken","last_update":1700000000000000101}"#)
+        .query_async(&mut r)
+        .await
+        .expect("raw HSET");
+    assert_eq!(
+        only(c.get(&sym("BTC-USD")).await.expect("get")).quote,
+        Some(old)
+    );
+
+    // New events of another venue and of the same venue: each instrument
+    // keeps its own newest, the legacy slot loses to a newer offset.
+    let coinbase = quote("BTC-USD", "coinbase", 11, 2);
+    let kraken = quote("BTC-USD", "kraken", 12, 3);
+    c.put(&[coinbase.clone(), kraken.clone()])
+        .await
+        .expect("put");
+    let got = c.get(&sym("BTC-USD")).await.expect("get");
+    let quotes: Vec<_> = got.iter().map(|l| l.quote.clone()).collect();
+    assert_eq!(quotes, [Some(coinbase), Some(kraken)]);
+    let dir: Vec<(String, String)> = c
+        .symbols()
+        .await
+        .expect("symbols")
+        .into_iter()
+        .map(|i| (i.symbol.to_string(), i.venue.to_string()))
+        .collect();
+    assert_eq!(
+        dir,
+        [
+            ("BTC-USD".to_string(), "coinbase".to_string()),
+            ("BTC-USD".to_string(), "kraken".to_string())
+        ],
+        "a legacy directory line and a new one of the same instrument are one"
+    );
+    c.clear().await.expect("clear");
 }

@@ -137,11 +137,14 @@ impl Streams {
         channels: &BTreeSet<Topic>,
     ) -> ClientMessage {
         let mut positions: BTreeMap<String, BTreeMap<String, Position>> = BTreeMap::new();
-        for sym in &symbols {
+        for name in &symbols {
+            // Positions are per symbol and channel, also for a subscription
+            // narrowed to a venue (`BTC-USD@kraken`): frames name the symbol.
+            let sym = name.split_once('@').map_or(name.as_str(), |(s, _)| s);
             for (topic, pos) in self.positions.get(sym).into_iter().flatten() {
                 if channels.contains(topic) {
                     positions
-                        .entry(sym.clone())
+                        .entry(sym.to_string())
                         .or_default()
                         .insert(topic.channel().to_string(), *pos);
                 }
@@ -187,6 +190,21 @@ mod tests {
         assert!(
             s.accept("AAPL", Position::new(Topic::Quotes, 1, 2)),
             "after a reset"
+        );
+    }
+
+    #[test]
+    fn a_subscription_narrowed_to_a_venue_resumes_from_its_symbols_position() {
+        let mut s = Streams::default();
+        s.want(&["BTC-USD@kraken".into()], &[Topic::Quotes]);
+        s.set_epoch("e1");
+        assert!(s.accept("BTC-USD", Position::new(Topic::Quotes, 2, 40)));
+        let msgs = s.resubscribe();
+        let json = serde_json::to_value(&msgs[0]).unwrap();
+        assert_eq!(json["symbols"], serde_json::json!(["BTC-USD@kraken"]));
+        assert_eq!(
+            json["resume"]["positions"],
+            serde_json::json!({"BTC-USD": {"quotes": "quotes:2:40"}})
         );
     }
 

@@ -363,7 +363,7 @@ async fn feeds_run_at_roughly_the_configured_rate_and_stop_on_cancel() {
     };
     let feeds = sim_feeds(&cfg).unwrap();
     let venues: Vec<_> = feeds.iter().map(|f| f.venue().to_string()).collect();
-    assert_eq!(venues, ["sim-nasdaq", "sim-fx", "sim-crypto"]);
+    assert_eq!(venues, ["sim-nasdaq", "sim-fx", "sim-crypto", "sim-dex"]);
     assert_eq!(feeds[1].symbols().len(), 3);
 
     let (running, mut rx) = start(&cfg, 10_000);

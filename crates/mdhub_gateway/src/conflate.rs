@@ -2,7 +2,7 @@
 //!
 //! Normally the hub `try_send`s each frame into the connection's bounded
 //! queue. When that queue is full the connection switches to conflated
-//! delivery: the hub keeps only the latest frame per symbol and channel here,
+//! delivery: the hub keeps only the latest frame per venue, symbol and channel here,
 //! counting the ones it replaced, and wakes the connection task. The task,
 //! once it has written what was queued before, takes everything held (the
 //! map empties and the connection is back on its queue) and sends each frame
@@ -11,8 +11,9 @@
 //! is bounded by the connection's subscriptions, not by how far it is behind.
 //!
 //! Ordering: while conflated the hub never touches the queue, and the task
-//! only drains the map when the queue is empty, so per stream frames leave in
-//! log order. The `active` flag is read without the lock on the hot path and
+//! only drains the map when the queue is empty, and a drain leaves in log
+//! order per partition, so the frames of a symbol and channel (every venue's)
+//! leave in log order. The `active` flag is read without the lock on the hot path and
 //! checked again under it, so a frame offered just as the task drains goes to
 //! the queue, after the drained ones.
 
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
-use mdhub_types::{Symbol, Topic};
+use mdhub_types::{Symbol, Topic, Venue};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -30,7 +31,7 @@ use crate::hub::Frame;
 #[derive(Debug, Default)]
 pub(crate) struct Conflator {
     active: AtomicBool,
-    held: Mutex<HashMap<(Symbol, Topic), Frame>>,
+    held: Mutex<HashMap<(Symbol, Topic, Venue), Frame>>,
     wake: Notify,
 }
 
@@ -63,8 +64,8 @@ impl Conflator {
         switched
     }
 
-    fn hold(&self, held: &mut HashMap<(Symbol, Topic), Frame>, frame: Frame) {
-        let key = (frame.symbol.clone(), frame.pos.topic);
+    fn hold(&self, held: &mut HashMap<(Symbol, Topic, Venue), Frame>, frame: Frame) {
+        let key = (frame.symbol.clone(), frame.pos.topic, frame.venue.clone());
         match held.get_mut(&key) {
             Some(old) => old.replace(frame),
             None => {
@@ -79,8 +80,8 @@ impl Conflator {
         self.wake.notified().await;
     }
 
-    /// Take every held frame (oldest receipt first), each carrying its
-    /// `skipped` count, and go back to queued delivery.
+    /// Take every held frame (in log order per partition), each carrying
+    /// its `skipped` count, and go back to queued delivery.
     pub(crate) fn drain(&self) -> Vec<Frame> {
         let taken = {
             let mut held = self.held.lock();
@@ -88,7 +89,7 @@ impl Conflator {
             std::mem::take(&mut *held)
         };
         let mut out: Vec<Frame> = taken.into_values().collect();
-        out.sort_by_key(|f| f.ts_received);
+        out.sort_by_key(|f| f.pos);
         out
     }
 }
@@ -126,6 +127,10 @@ mod tests {
     use mdhub_types::{Position, Timestamp};
 
     fn frame(symbol: &str, offset: u64) -> Frame {
+        venue_frame(symbol, "v", offset)
+    }
+
+    fn venue_frame(symbol: &str, venue: &str, offset: u64) -> Frame {
         let pos = Position {
             topic: Topic::Quotes,
             partition: 0,
@@ -133,6 +138,7 @@ mod tests {
         };
         Frame {
             symbol: Symbol::new(symbol).unwrap(),
+            venue: Venue::new(venue).unwrap(),
             pos,
             ts_received: Timestamp::from_nanos(offset as i64),
             text: Utf8Bytes::from(format!(
@@ -164,6 +170,25 @@ mod tests {
         assert!(
             !c.offer(&frame("AAPL", 6)),
             "back on the queue after a drain"
+        );
+    }
+
+    #[test]
+    fn keeps_the_latest_of_each_venue_and_drains_in_log_order() {
+        let c = Conflator::default();
+        assert!(c.activate(venue_frame("BTC-USD", "b", 4)));
+        for (v, o) in [("a", 5), ("b", 6), ("a", 7), ("b", 8), ("a", 9)] {
+            assert!(c.offer(&venue_frame("BTC-USD", v, o)));
+        }
+        let out: Vec<(String, u64, u64)> = c
+            .drain()
+            .into_iter()
+            .map(|f| (f.venue.to_string(), f.pos.offset, f.skipped))
+            .collect();
+        assert_eq!(
+            out,
+            [("b".to_string(), 8, 2), ("a".to_string(), 9, 2)],
+            "one frame per venue, never one venue's in place of another's"
         );
     }
 }

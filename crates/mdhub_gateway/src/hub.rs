@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use mdhub_bus::{Bus, Delivery, Start, SubscribeSpec, partition_for_key};
 use mdhub_types::protocol::{DataKind, data_frame};
-use mdhub_types::{ChannelSet, Encoding, Position, Symbol, Timestamp, Topic, json};
+use mdhub_types::{ChannelSet, Encoding, Position, Symbol, Timestamp, Topic, Venue, json};
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,9 @@ use crate::metrics::GatewayMetrics;
 #[derive(Debug, Clone)]
 pub(crate) struct Frame {
     pub(crate) symbol: Symbol,
+    /// The event's venue: connections filter on it (`SYMBOL@venue`), and
+    /// conflation keeps the latest frame of each venue.
+    pub(crate) venue: Venue,
     pub(crate) pos: Position,
     pub(crate) ts_received: Timestamp,
     pub(crate) text: Utf8Bytes,
@@ -152,6 +155,7 @@ impl Hub {
     /// Follow the log until `shutdown`, dispatching every record.
     pub(crate) async fn run(self: Arc<Self>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        let mut venues = Venues::default();
         while !shutdown.is_cancelled() {
             let spec = SubscribeSpec::Direct {
                 topics: Topic::ALL.to_vec(),
@@ -182,7 +186,7 @@ impl Hub {
                     b = sub.next_batch(4096, Duration::from_millis(500)) => b,
                 };
                 match batch {
-                    Ok(batch) => self.dispatch(&batch),
+                    Ok(batch) => self.dispatch(&batch, &mut venues),
                     Err(e @ mdhub_bus::Error::Damaged { .. }) => {
                         // Live subscribers of that partition miss the
                         // records; one that resumes over them gets a
@@ -202,7 +206,7 @@ impl Hub {
         }
     }
 
-    fn dispatch(&self, batch: &[Delivery]) {
+    fn dispatch(&self, batch: &[Delivery], venues: &mut Venues) {
         let reg = self.registry.read();
         let mut buf = Vec::with_capacity(512);
         for d in batch {
@@ -210,10 +214,11 @@ impl Hub {
             if let Some(members) = reg
                 .get(&d.symbol)
                 .filter(|m| m.iter().any(|m| m.channels.contains(t)))
-                && let Some(text) = update_text(d, &mut buf)
+                && let Some((text, venue)) = update_text(d, &mut buf, venues)
             {
                 let frame = Frame {
                     symbol: d.symbol.clone(),
+                    venue,
                     pos: d.position,
                     ts_received: d.timestamp,
                     text,
@@ -241,15 +246,49 @@ impl Hub {
     }
 }
 
-/// The `update` frame of a record; `None` (logged) if its value cannot be read.
-pub(crate) fn update_text(d: &Delivery, buf: &mut Vec<u8>) -> Option<Utf8Bytes> {
-    frame_text(DataKind::Update, d, buf)
+/// The venues seen so far, so a frame shares its venue's name instead of
+/// allocating one per record (a hub sees a handful of venues).
+#[derive(Debug, Default)]
+pub(crate) struct Venues(Vec<Venue>);
+
+impl Venues {
+    pub(crate) fn get(&mut self, name: &str) -> Option<Venue> {
+        if let Some(v) = self.0.iter().find(|v| v.as_str() == name) {
+            return Some(v.clone());
+        }
+        let v = Venue::new(name).ok()?;
+        if self.0.len() < MAX_INTERNED_VENUES {
+            self.0.push(v.clone());
+        }
+        Some(v)
+    }
 }
 
-pub(crate) fn frame_text(kind: DataKind, d: &Delivery, buf: &mut Vec<u8>) -> Option<Utf8Bytes> {
+/// Bound of [`Venues`]: past it, names are allocated per record.
+const MAX_INTERNED_VENUES: usize = 1024;
+
+/// The `update` frame of a record and its venue; `None` (logged) if its
+/// value cannot be read.
+pub(crate) fn update_text(
+    d: &Delivery,
+    buf: &mut Vec<u8>,
+    venues: &mut Venues,
+) -> Option<(Utf8Bytes, Venue)> {
+    frame_text(DataKind::Update, d, buf, venues)
+}
+
+pub(crate) fn frame_text(
+    kind: DataKind,
+    d: &Delivery,
+    buf: &mut Vec<u8>,
+    venues: &mut Venues,
+) -> Option<(Utf8Bytes, Venue)> {
     buf.clear();
-    match d.encoding {
-        Encoding::Json => data_frame(kind, d.position, &d.value, buf),
+    let venue = match d.encoding {
+        Encoding::Json => {
+            data_frame(kind, d.position, &d.value, buf);
+            json::peek_venue(&d.value).and_then(|v| venues.get(v))
+        }
         Encoding::Avro => {
             let event = match d.decode() {
                 Ok(e) => e,
@@ -260,10 +299,15 @@ pub(crate) fn frame_text(kind: DataKind, d: &Delivery, buf: &mut Vec<u8>) -> Opt
             };
             let js = json::to_vec(&event);
             data_frame(kind, d.position, &js, buf);
+            venues.get(event.venue().as_str())
         }
-    }
+    };
+    let Some(venue) = venue else {
+        tracing::warn!(pos = %d.position, "skipping a record without a venue");
+        return None;
+    };
     match String::from_utf8(buf.clone()) {
-        Ok(s) => Some(Utf8Bytes::from(s)),
+        Ok(s) => Some((Utf8Bytes::from(s), venue)),
         Err(_) => {
             tracing::warn!(pos = %d.position, "skipping a record that is not UTF-8 JSON");
             None

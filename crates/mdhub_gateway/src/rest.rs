@@ -1,7 +1,7 @@
 //! REST endpoints on the gateway's listener.
 //!
-//! - `GET /v1/snapshot?symbols=AAPL,MSFT` — latest quote and trade per symbol, with positions
-//! - `GET /v1/symbols` — the symbol directory (venue, last update)
+//! - `GET /v1/snapshot?symbols=AAPL,BTC-USD@kraken` — latest quote and trade per symbol and venue, with positions
+//! - `GET /v1/symbols` — the instrument directory (symbol, venue, last update)
 //! - `GET /v1/status` — log epoch and watermarks, clients, and the sections
 //!   other parts add (feeds, ingest)
 //! - `GET /v1/history/trades|quotes|bars?symbol=&from=&to=` — history (see [`crate::history`])
@@ -24,7 +24,7 @@ use axum::extract::{Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use mdhub_types::{ChannelSet, Symbol, Topic};
+use mdhub_types::{ChannelSet, Instrument, Symbol, Topic};
 use serde_json::json;
 
 use crate::Shared;
@@ -95,8 +95,10 @@ async fn snapshot(
     let quotes = grant.channels(ChannelSet::of(Topic::Quotes)) == ChannelSet::of(Topic::Quotes);
     let trades = grant.channels(ChannelSet::of(Topic::Trades)) == ChannelSet::of(Topic::Trades);
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        match Symbol::new(name) {
-            Ok(sym) if (quotes || trades) && grant.allows(sym.as_str()) => wanted.push(sym),
+        match Instrument::parse(name) {
+            Ok(inst) if (quotes || trades) && grant.allows(inst.symbol.as_str()) => {
+                wanted.push((name, inst))
+            }
             Ok(_) => unentitled.push(name.to_string()),
             Err(_) => invalid.push(name.to_string()),
         }
@@ -108,7 +110,8 @@ async fn snapshot(
             format!("at most {} symbols", s.cfg.max_symbols),
         );
     }
-    let latest = match s.cache.get_many(&wanted).await {
+    let symbols: Vec<Symbol> = wanted.iter().map(|(_, i)| i.symbol.clone()).collect();
+    let latest = match s.cache.get_many(&symbols).await {
         Ok(l) => l,
         Err(e) => {
             return error(
@@ -120,25 +123,34 @@ async fn snapshot(
     };
     let mut data = serde_json::Map::new();
     let mut unknown = Vec::new();
-    for (sym, l) in wanted.iter().zip(latest) {
-        match l {
-            Some(l) => {
-                let entry = |p: Option<mdhub_types::Positioned>| {
-                    p.map(|p| json!({"pos": p.position, "data": p.event}))
-                        .unwrap_or(serde_json::Value::Null)
-                };
-                let mut one = serde_json::Map::new();
-                if quotes {
-                    one.insert("quote".into(), entry(l.quote));
-                }
-                if trades {
-                    one.insert("trade".into(), entry(l.trade));
-                }
-                data.insert(sym.to_string(), serde_json::Value::Object(one));
+    let entry = |p: Option<mdhub_types::Positioned>| {
+        p.map(|p| json!({"pos": p.position, "data": p.event}))
+            .unwrap_or(serde_json::Value::Null)
+    };
+    for ((name, inst), venues) in wanted.into_iter().zip(latest) {
+        let mut found = false;
+        let by_venue = data
+            .entry(inst.symbol.to_string())
+            .or_insert_with(|| json!({}));
+        for l in venues
+            .into_iter()
+            .filter(|l| inst.matches(l.venue.as_str()))
+        {
+            found = true;
+            let mut one = serde_json::Map::new();
+            if quotes {
+                one.insert("quote".into(), entry(l.quote));
             }
-            None => unknown.push(sym.to_string()),
+            if trades {
+                one.insert("trade".into(), entry(l.trade));
+            }
+            by_venue[l.venue.as_str()] = serde_json::Value::Object(one);
+        }
+        if !found {
+            unknown.push(name.to_string());
         }
     }
+    data.retain(|_, v| v.as_object().is_some_and(|m| !m.is_empty()));
     Json(json!({
         "epoch": s.epoch,
         "symbols": data,

@@ -615,7 +615,10 @@ export class MdhubClient extends EventTarget {
   #sendSubscribe(symbols, channels, epoch) {
     const message = { action: "subscribe", symbols, channels, id: this.#nextId++ };
     const positions = {};
-    for (const symbol of symbols) {
+    for (const name of symbols) {
+      // Positions are per symbol and channel, also for a subscription
+      // narrowed to a venue (`BTC-USD@kraken`): frames name the symbol.
+      const symbol = name.split("@")[0];
       for (const channel of channels) {
         const at = this.#last.get(streamKey(symbol, channel));
         if (at) (positions[symbol] ??= {})[channel] = at.pos;

@@ -135,6 +135,19 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, JsonError> {
     wire.into_event().map_err(JsonError::Invalid)
 }
 
+/// The venue of an event in this encoding without decoding it: the text of
+/// its `"venue":"…"` member (which [`encode_event`] writes second, and which
+/// never needs escapes: venue ids are `a-z 0-9 . _ -`). `None` when there is
+/// none, or it is not a venue id.
+pub fn peek_venue(bytes: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"venue\":\"";
+    let at = bytes.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = &bytes[at..];
+    let end = rest.iter().take(64).position(|&b| b == b'"')?;
+    let text = std::str::from_utf8(&rest[..end]).ok()?;
+    crate::symbol::is_venue(text).then_some(text)
+}
+
 fn push_int(out: &mut Vec<u8>, v: i64) {
     let mut b = itoa::Buffer::new();
     out.extend_from_slice(b.format(v).as_bytes());

@@ -25,7 +25,7 @@ pub use event::{
     ChannelSet, Event, FeedEvent, FeedStatusKind, Position, PositionError, Positioned, Quote, Side,
     Topic, Trade,
 };
-pub use symbol::{NameError, Symbol, Venue};
+pub use symbol::{Instrument, NameError, Symbol, Venue};
 pub use time::{Timestamp, TimestampError};
 
 /// How an event is encoded in a log record's value. The log stores it in the

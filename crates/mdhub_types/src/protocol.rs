@@ -207,6 +207,10 @@ pub enum ResetReason {
     /// The server would not replay this much now (`max_replays` busy, or the
     /// connection's `max_replay_bytes` spent); a fresh snapshot follows.
     ReplayLimit,
+    /// The subscription of a live stream was widened to more venues
+    /// (`SYMBOL@venue`, or the bare symbol): the stream starts over with a
+    /// snapshot of every venue it now holds.
+    VenuesChanged,
 }
 
 /// Control frames the server sends, tagged by `type`. Data frames (`update`,

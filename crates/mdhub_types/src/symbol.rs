@@ -69,6 +69,11 @@ fn check(text: &str, kind: &'static str, upper: bool) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Whether `text` is a venue id, without allocating.
+pub(crate) fn is_venue(text: &str) -> bool {
+    check(text, "venue", false).is_ok()
+}
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $upper:expr) => {
         $(#[$doc])*
@@ -159,9 +164,69 @@ impl Symbol {
     }
 }
 
+/// A subscription or query target: a symbol on every venue that lists it
+/// (`BTC-USD`), or on one venue (`BTC-USD@kraken`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Instrument {
+    /// The canonical symbol.
+    pub symbol: Symbol,
+    /// The venue, or `None` for every venue.
+    pub venue: Option<Venue>,
+}
+
+impl Instrument {
+    /// Parse `SYMBOL` or `SYMBOL@venue`.
+    pub fn parse(text: &str) -> Result<Self, NameError> {
+        match text.split_once('@') {
+            Some((s, v)) => Ok(Instrument {
+                symbol: Symbol::new(s)?,
+                venue: Some(Venue::new(v)?),
+            }),
+            None => Ok(Instrument {
+                symbol: Symbol::new(text)?,
+                venue: None,
+            }),
+        }
+    }
+
+    /// Whether an event of `venue` belongs to it.
+    pub fn matches(&self, venue: &str) -> bool {
+        self.venue.as_ref().is_none_or(|v| v.as_str() == venue)
+    }
+}
+
+impl fmt::Display for Instrument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.venue {
+            Some(v) => write!(f, "{}@{}", self.symbol, v),
+            None => write!(f, "{}", self.symbol),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instruments_are_a_symbol_and_maybe_a_venue() {
+        let all = Instrument::parse("BTC-USD").unwrap();
+        assert_eq!((all.symbol.as_str(), all.venue.as_ref()), ("BTC-USD", None));
+        assert!(all.matches("kraken") && all.matches("coinbase"));
+        let one = Instrument::parse("BTC-USD@kraken").unwrap();
+        assert_eq!(one.venue.as_ref().map(Venue::as_str), Some("kraken"));
+        assert!(one.matches("kraken") && !one.matches("coinbase"));
+        assert_eq!(one.to_string(), "BTC-USD@kraken");
+        for bad in [
+            "btc-usd@kraken",
+            "BTC-USD@Kraken",
+            "BTC-USD@",
+            "@kraken",
+            "A@b@c",
+        ] {
+            assert!(Instrument::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn canonical_symbols() {

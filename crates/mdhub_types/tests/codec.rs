@@ -355,3 +355,14 @@ fn json_events_validate_against_the_published_schema() {
         (sample_events().len() + status_events().len()).to_string()
     );
 }
+
+#[test]
+fn peek_venue_reads_the_venue_of_every_encoded_event() {
+    for e in sample_events().into_iter().chain(status_events()) {
+        let bytes = json::to_vec(&e);
+        assert_eq!(json::peek_venue(&bytes), Some(e.venue().as_str()));
+    }
+    assert_eq!(json::peek_venue(b"{}"), None);
+    assert_eq!(json::peek_venue(br#"{"venue":"Not A Venue"}"#), None);
+    assert_eq!(json::peek_venue(br#"{"venue":"unterminated"#), None);
+}

@@ -155,24 +155,30 @@ pub(crate) async fn report(
     }
 }
 
-/// One line of latest prices: `AAPL 189.52 x 189.53 | EUR-USD 1.08423 x 1.08425 | …`.
+/// One line of latest prices: `AAPL 189.52 x 189.53 | BTC-USDT@sim-a 67000 x 67001 | …`
+/// (a symbol on several venues gets a cell per venue, named `SYMBOL@venue`).
 async fn board(cache: &dyn Cache) -> String {
     let Ok(symbols) = cache.symbols().await else {
         return String::new();
     };
-    let names: Vec<_> = symbols.into_iter().map(|s| s.symbol).collect();
+    let mut names: Vec<_> = symbols.into_iter().map(|s| s.symbol).collect();
+    names.dedup();
     let Ok(latest) = cache.get_many(&names).await else {
         return String::new();
     };
-    let cells: Vec<String> = latest
-        .into_iter()
-        .flatten()
-        .filter_map(|l| match l.quote.map(|p| p.event) {
-            Some(mdhub_types::Event::Quote(q)) => {
-                Some(format!("{} {} x {}", q.symbol, q.bid_price, q.ask_price))
+    let mut cells = Vec::new();
+    for venues in latest {
+        let several = venues.len() > 1;
+        for l in venues {
+            if let Some(mdhub_types::Event::Quote(q)) = l.quote.map(|p| p.event) {
+                let name = if several {
+                    format!("{}@{}", q.symbol, q.venue)
+                } else {
+                    q.symbol.to_string()
+                };
+                cells.push(format!("{name} {} x {}", q.bid_price, q.ask_price));
             }
-            _ => None,
-        })
-        .collect();
+        }
+    }
     cells.join(" | ")
 }

@@ -52,3 +52,24 @@ pub fn assert_exactly(log: &BTreeMap<u64, Event>, got: &[(u64, &Event)], what: &
     );
     assert!(got == want, "{what}: deliveries differ from the log");
 }
+
+/// [`assert_exactly`] venue by venue: a symbol's records of every venue
+/// share its partition, and a venue's snapshot stands for that venue's older
+/// records only, so each venue's deliveries are checked against that venue's
+/// records over their own range.
+#[allow(dead_code)] // not every test binary checks venues
+pub fn assert_exactly_per_venue(log: &BTreeMap<u64, Event>, got: &[(u64, &Event)], what: &str) {
+    let mut venues: BTreeMap<&str, Vec<(u64, &Event)>> = BTreeMap::new();
+    for (o, e) in got {
+        venues.entry(e.venue().as_str()).or_default().push((*o, *e));
+    }
+    assert!(!venues.is_empty(), "{what}: nothing delivered");
+    for (venue, list) in venues {
+        let mine: BTreeMap<u64, Event> = log
+            .iter()
+            .filter(|(_, e)| e.venue().as_str() == venue)
+            .map(|(o, e)| (*o, e.clone()))
+            .collect();
+        assert_exactly(&mine, &list, &format!("{what} on {venue}"));
+    }
+}

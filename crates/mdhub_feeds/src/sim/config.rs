@@ -31,8 +31,9 @@ pub struct SimConfig {
     /// steady rate, e.g. when measuring throughput. Default true.
     pub regimes: bool,
     /// The simulated venues and their symbols. Default: `sim-nasdaq` (AAPL,
-    /// MSFT, NVDA, AMZN, TSLA), `sim-fx` (EUR-USD, GBP-USD, USD-JPY) and
-    /// `sim-crypto` (BTC-USDT, ETH-USDT, SOL-USDT).
+    /// MSFT, NVDA, AMZN, TSLA), `sim-fx` (EUR-USD, GBP-USD, USD-JPY),
+    /// `sim-crypto` (BTC-USDT, ETH-USDT, SOL-USDT) and `sim-dex` (BTC-USDT,
+    /// ETH-USDT: the same pairs on a second venue).
     pub venues: Vec<SimVenueConfig>,
 }
 
@@ -186,6 +187,12 @@ fn default_venues() -> Vec<SimVenueConfig> {
             ("BTC-USDT", "67250.00", "0.01", "0.00001", None, "0.5", 0.00020, 1),
             ("ETH-USDT", "3450.00", "0.01", "0.0001", None, "5", 0.00025, 1),
             ("SOL-USDT", "145.00", "0.01", "0.001", None, "60", 0.00035, 2),
+        ]),
+        // The same pairs on a second venue, a little apart in price: the
+        // default shows one symbol on two venues (a stream each).
+        venue("sim-dex", 5000, &[
+            ("BTC-USDT", "67262.50", "0.01", "0.00001", None, "0.2", 0.00020, 2),
+            ("ETH-USDT", "3451.20", "0.01", "0.0001", None, "2", 0.00025, 2),
         ]),
     ];
     v

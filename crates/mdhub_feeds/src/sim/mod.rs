@@ -1,8 +1,9 @@
 //! The simulated exchanges: the default feed when no real venue is configured.
 //!
-//! `mdhub run` with no configuration streams prices from three simulated
-//! venues — `sim-nasdaq` (US equities), `sim-fx` (currency pairs) and
-//! `sim-crypto` (crypto pairs) — through the same pipeline a real connector
+//! `mdhub run` with no configuration streams prices from four simulated
+//! venues — `sim-nasdaq` (US equities), `sim-fx` (currency pairs),
+//! `sim-crypto` (crypto pairs) and `sim-dex` (two of the same pairs, a little
+//! apart in price) — through the same pipeline a real connector
 //! feeds. They are built to look like real markets on a quote board and to
 //! tests:
 //!

@@ -114,7 +114,10 @@ fn trades_print_at_the_touch_and_ids_increase_per_venue() {
     for e in events(&cfg, 9, 50_000, 1000) {
         match e {
             Event::Quote(q) => {
-                touch.insert(q.symbol.to_string(), (q.bid_price, q.ask_price));
+                touch.insert(
+                    format!("{}@{}", q.symbol, q.venue),
+                    (q.bid_price, q.ask_price),
+                );
             }
             Event::Status(f) => panic!("the simulator emits no feed status: {f:?}"),
             Event::Trade(t) => {
@@ -125,7 +128,7 @@ fn trades_print_at_the_touch_and_ids_increase_per_venue() {
                     assert_eq!(id, prev + 1, "{t:?}");
                 }
                 // The book's touch is the last quote, unless a trade took it.
-                if let Some((bid, ask)) = touch.remove(t.symbol.as_str()) {
+                if let Some((bid, ask)) = touch.remove(&format!("{}@{}", t.symbol, t.venue)) {
                     checked += 1;
                     assert!(
                         bid <= t.price && t.price <= ask,

@@ -7,7 +7,7 @@
 //! Live frames queued meanwhile are filtered by the last offset sent for their
 //! symbol and channel, so nothing is sent twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use mdhub_types::protocol::{
-    ClientMessage, ErrorCode, Resume, ServerMessage, parse_client_message,
+    ClientMessage, ErrorCode, ResetReason, Resume, ServerMessage, parse_client_message,
 };
-use mdhub_types::{ChannelSet, Symbol, Timestamp, Topic};
+use mdhub_types::{ChannelSet, Instrument, Symbol, Timestamp, Topic, Venue};
 use tokio::sync::mpsc;
 
 pub(crate) mod close;
@@ -134,6 +134,17 @@ struct Subscribe {
     channels: Option<Vec<String>>,
     resume: Option<Resume>,
     max_rate_ms: Option<u64>,
+}
+
+/// One symbol of a subscribe request: which venues, and the cache's latest
+/// state of each (`None`: the cache could not answer).
+struct Wanted {
+    symbol: Symbol,
+    /// `None`: every venue.
+    venues: Option<BTreeSet<Venue>>,
+    latest: Option<Vec<mdhub_cache::Latest>>,
+    /// The names the request used for it (for errors).
+    names: Vec<String>,
 }
 
 /// Largest `max_rate_ms` a subscription may ask for.
@@ -267,19 +278,18 @@ impl Conn {
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
         for ch in self.subs.values_mut().flatten() {
-            match ch.due(now) {
-                Some(f) => due.push(f),
-                None if ch.held.is_some() => {
-                    next = match (next, ch.next_at) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    }
+            let frames = ch.due(now);
+            if frames.is_empty() && !ch.held.is_empty() {
+                next = match (next, ch.next_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 }
-                None => {}
             }
+            due.extend(frames);
         }
         self.flush_at = next;
-        due.sort_by_key(|f| f.ts_received);
+        // Log order within each partition, so within each symbol and channel.
+        due.sort_by_key(|f| f.pos);
         due
     }
 
@@ -298,25 +308,29 @@ impl Conn {
                 continue;
             };
             let ch = &mut state[idx(f.pos.topic)];
-            if !ch.on || ch.last.is_some_and(|l| f.pos.offset <= l) {
+            if !ch.on || !ch.wants(&f.venue) || ch.last.is_some_and(|l| f.pos.offset <= l) {
                 continue;
             }
-            let f = if throttle {
+            // One frame, or several (held ones) — no allocation for one.
+            let (one, several) = if throttle {
                 match ch.throttle(f, now) {
-                    Throttled::Send(f) => f,
+                    Throttled::Send(f) => (Some(f), Vec::new()),
+                    Throttled::SendAll(all) => (None, all),
                     Throttled::Held(due) => {
                         self.flush_at = Some(self.flush_at.map_or(due, |t| t.min(due)));
                         continue;
                     }
                 }
             } else {
-                f
+                (Some(f), Vec::new())
             };
-            ch.last = Some(f.pos.offset);
-            skipped += f.skipped;
-            ws.feed(Message::Text(f.wire_text())).await?;
-            self.sent_ts.push(f.ts_received);
-            sent += 1;
+            for f in one.into_iter().chain(several) {
+                ch.last = Some(f.pos.offset);
+                skipped += f.skipped;
+                ws.feed(Message::Text(f.wire_text())).await?;
+                self.sent_ts.push(f.ts_received);
+                sent += 1;
+            }
         }
         ws.flush().await?;
         let now = Timestamp::now();
@@ -573,14 +587,27 @@ impl Conn {
         }
     }
 
+    /// The subscription set as the client names it: `SYMBOL` for channels
+    /// on every venue, `SYMBOL@venue` for channels narrowed to venues.
     fn subscriptions(&self) -> BTreeMap<String, Vec<Topic>> {
-        self.subs
-            .iter()
-            .map(|(s, st)| {
-                let chans = Topic::ALL.into_iter().filter(|t| st[idx(*t)].on).collect();
-                (s.to_string(), chans)
-            })
-            .collect()
+        let mut out: BTreeMap<String, Vec<Topic>> = BTreeMap::new();
+        for (s, st) in &self.subs {
+            for t in Topic::ALL {
+                let ch = &st[idx(t)];
+                if !ch.on {
+                    continue;
+                }
+                match &ch.venues {
+                    None => out.entry(s.to_string()).or_default().push(t),
+                    Some(vs) => {
+                        for v in vs {
+                            out.entry(format!("{s}@{v}")).or_default().push(t);
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     async fn unsubscribe(
@@ -593,25 +620,53 @@ impl Conn {
         let Some(mask) = self.mask_or_error(ws, channels, &id).await? else {
             return Ok(());
         };
+        let mut refused = Vec::new();
         for s in symbols {
-            let Ok(sym) = Symbol::new(&s) else { continue };
-            let Some(state) = self.subs.get_mut(&sym) else {
+            let Ok(inst) = Instrument::parse(&s) else {
                 continue;
             };
+            let Some(state) = self.subs.get_mut(&inst.symbol) else {
+                continue;
+            };
+            let mut off = ChannelSet::EMPTY;
             for t in mask.topics() {
+                let ch = &mut state[idx(t)];
+                match (&inst.venue, &mut ch.venues) {
+                    (None, _) => off = off.union(ChannelSet::of(t)),
+                    (Some(v), Some(vs)) => {
+                        vs.remove(v);
+                        if vs.is_empty() {
+                            off = off.union(ChannelSet::of(t));
+                        }
+                    }
+                    // Every venue minus one is not a set this server keeps.
+                    (Some(_), None) if ch.on => refused.push(s.clone()),
+                    (Some(_), None) => {}
+                }
+            }
+            for t in off.topics() {
                 state[idx(t)] = ChannelState::default();
             }
-            self.shared.hub.unregister(self.handle.id, &sym, mask);
+            self.shared
+                .hub
+                .unregister(self.handle.id, &inst.symbol, off);
             if state.iter().all(|c| !c.on) {
-                self.subs.remove(&sym);
+                self.subs.remove(&inst.symbol);
             }
         }
         let ack = ServerMessage::Ack {
             action: "unsubscribe".into(),
-            id,
+            id: id.clone(),
             subscriptions: self.subscriptions(),
         };
-        self.send(ws, ack).await
+        self.send(ws, ack).await?;
+        if !refused.is_empty() {
+            refused.dedup();
+            let m = "subscribed on every venue: unsubscribe the symbol, then subscribe SYMBOL@venue for the venues you want".to_string();
+            self.error(ws, ErrorCode::BadRequest, m, refused, id)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn subscribe(
@@ -650,43 +705,69 @@ impl Conn {
         }
         let mut invalid = Vec::new();
         let mut unknown = Vec::new();
-        let mut accepted: Vec<(Symbol, Option<mdhub_cache::Latest>)> = Vec::new();
+        let mut accepted: Vec<Wanted> = Vec::new();
         for s in symbols {
-            let sym = match Symbol::new(&s) {
-                Ok(sym) => sym,
-                Err(_) => {
-                    invalid.push(s);
-                    continue;
+            let Ok(inst) = Instrument::parse(&s) else {
+                invalid.push(s);
+                continue;
+            };
+            let at = match accepted.iter().position(|w| w.symbol == inst.symbol) {
+                Some(at) => at,
+                None => {
+                    let latest = match self.shared.cache.get(&inst.symbol).await {
+                        Ok(l) => Some(l),
+                        // Cache down: accept and stream; no snapshot for now.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cache unavailable for a snapshot");
+                            None
+                        }
+                    };
+                    accepted.push(Wanted {
+                        symbol: inst.symbol.clone(),
+                        venues: Some(BTreeSet::new()),
+                        latest,
+                        names: Vec::new(),
+                    });
+                    accepted.len() - 1
                 }
             };
-            if accepted.iter().any(|(a, _)| *a == sym) {
+            let w = &mut accepted[at];
+            let held = self.subs.get(&w.symbol).is_some_and(|st| {
+                st.iter()
+                    .any(|c| c.on && inst.venue.as_ref().is_none_or(|v| c.wants(v)))
+            });
+            let known = match &w.latest {
+                None => true,
+                Some(l) => l.iter().any(|l| inst.matches(l.venue.as_str())),
+            };
+            if !known && !held {
+                unknown.push(s);
                 continue;
             }
-            match self.shared.cache.get(&sym).await {
-                Ok(Some(latest)) => accepted.push((sym, Some(latest))),
-                Ok(None) if self.subs.contains_key(&sym) => accepted.push((sym, None)),
-                Ok(None) => unknown.push(s),
-                // Cache down: accept and stream; no snapshot for now.
-                Err(e) => {
-                    tracing::warn!(error = %e, "cache unavailable for a snapshot");
-                    accepted.push((sym, None));
+            w.names.push(s);
+            match (inst.venue, &mut w.venues) {
+                (None, all) => *all = None,
+                (Some(v), Some(set)) => {
+                    set.insert(v);
                 }
+                (Some(_), None) => {}
             }
         }
+        accepted.retain(|w| !w.names.is_empty());
         // Entitlements: the grant's channels, and its symbols.
         let mut not_entitled = Vec::new();
         let grant = self.grant.clone().unwrap_or_else(Grant::open);
         let mask = grant.channels(mask);
-        accepted.retain(|(s, _)| {
-            let ok = !mask.is_empty() && grant.allows(s.as_str());
+        accepted.retain(|w| {
+            let ok = !mask.is_empty() && grant.allows(w.symbol.as_str());
             if !ok {
-                not_entitled.push(s.to_string());
+                not_entitled.extend(w.names.iter().cloned());
             }
             ok
         });
         let new = accepted
             .iter()
-            .filter(|(s, _)| !self.subs.contains_key(s))
+            .filter(|w| !self.subs.contains_key(&w.symbol))
             .count();
         if self.subs.len() + new > self.shared.cfg.max_symbols {
             let m = format!(
@@ -695,29 +776,46 @@ impl Conn {
                 self.subs.len(),
                 new
             );
-            let names = accepted.into_iter().map(|(s, _)| s.to_string()).collect();
+            let names = accepted.into_iter().flat_map(|w| w.names).collect();
             return self
                 .error(ws, ErrorCode::TooManySymbols, m, names, id)
                 .await;
         }
         let mut todo = Vec::new();
-        for (sym, latest) in accepted {
-            let h = self.shared.hub.register(&self.handle, &sym, mask);
-            let state = self.subs.entry(sym.clone()).or_default();
-            for t in Topic::ALL {
+        for w in accepted {
+            let h = self.shared.hub.register(&self.handle, &w.symbol, mask);
+            let state = self.subs.entry(w.symbol.clone()).or_default();
+            let latest = Arc::new(w.latest.unwrap_or_default());
+            for t in mask.topics() {
                 let ch = &mut state[idx(t)];
-                if !mask.contains(t) {
-                    continue;
-                }
                 ch.rate = rate;
-                if !ch.on {
+                let widened = if !ch.on {
                     *ch = ChannelState {
                         on: true,
                         rate,
+                        venues: w.venues.clone(),
                         ..ChannelState::default()
                     };
-                    todo.push((sym.clone(), t, h[idx(t)], latest.clone()));
-                }
+                    false
+                } else {
+                    let wider = match (&ch.venues, &w.venues) {
+                        (None, _) => None,
+                        (Some(_), None) => Some(None),
+                        (Some(have), Some(add)) if !add.is_subset(have) => {
+                            Some(Some(have.union(add).cloned().collect()))
+                        }
+                        (Some(_), Some(_)) => None,
+                    };
+                    let Some(venues) = wider else {
+                        continue;
+                    };
+                    // More venues on a live stream: it starts over, so the
+                    // new venues' snapshots keep positions in log order.
+                    ch.venues = venues;
+                    ch.restart();
+                    true
+                };
+                todo.push((w.symbol.clone(), t, h[idx(t)], latest.clone(), widened));
             }
         }
         let ack = ServerMessage::Ack {
@@ -727,12 +825,13 @@ impl Conn {
         };
         self.send(ws, ack).await?;
         if !invalid.is_empty() {
-            let m = "not canonical symbols (use e.g. AAPL, BTC-USDT, EUR-USD)".to_string();
+            let m = "not canonical symbols (use e.g. AAPL, BTC-USDT, EUR-USD, or BTC-USDT@binance for one venue)".to_string();
             self.error(ws, ErrorCode::InvalidSymbol, m, invalid, id.clone())
                 .await?;
         }
         if !unknown.is_empty() {
-            let m = "symbols this hub has no data for (GET /v1/symbols lists them)".to_string();
+            let m = "symbols (or venues) this hub has no data for (GET /v1/symbols lists them)"
+                .to_string();
             self.error(ws, ErrorCode::UnknownSymbol, m, unknown, id.clone())
                 .await?;
         }
@@ -741,7 +840,14 @@ impl Conn {
             self.error(ws, ErrorCode::NotEntitled, m, not_entitled, id.clone())
                 .await?;
         }
-        for (sym, topic, h, latest) in todo {
+        for (sym, topic, h, latest, widened) in todo {
+            if widened {
+                self.replay_reset(ws, &sym, topic, ResetReason::VenuesChanged)
+                    .await?;
+                self.catch_up(ws, &sym, topic, h, None, None, &latest, &id)
+                    .await?;
+                continue;
+            }
             let pos = resume
                 .as_ref()
                 .and_then(|r| r.positions.get(sym.as_str()))
@@ -753,7 +859,7 @@ impl Conn {
                 h,
                 pos.copied(),
                 resume.as_ref().map(|r| r.epoch.as_str()),
-                latest,
+                &latest,
                 &id,
             )
             .await?;

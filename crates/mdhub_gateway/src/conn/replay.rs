@@ -8,16 +8,18 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use mdhub_bus::{Delivery, SubscribeSpec};
 use mdhub_types::protocol::{DataKind, ErrorCode, ResetReason, ServerMessage, data_frame};
-use mdhub_types::{Position, Positioned, Symbol, Topic, json};
+use mdhub_types::{Position, Positioned, Symbol, Topic, Venue, json};
 
 use super::Conn;
 use super::stream::idx;
-use crate::hub::frame_text;
+use crate::hub::{Venues, frame_text};
 
 impl Conn {
     /// Bring one symbol and channel up to the live stream: resume from a
-    /// position, or snapshot then replay, so that the next live frame follows
-    /// without a gap.
+    /// position, or snapshot (every venue the subscription holds) then
+    /// replay, so that the next live frame follows without a gap. Frames
+    /// leave in log order: a venue's snapshot waits for the replayed
+    /// updates of other venues that are older than it.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn catch_up(
         &mut self,
@@ -27,7 +29,7 @@ impl Conn {
         h: u64,
         pos: Option<Position>,
         epoch: Option<&str>,
-        latest: Option<mdhub_cache::Latest>,
+        latest: &[mdhub_cache::Latest],
         id: &Option<serde_json::Value>,
     ) -> Result<(), axum::Error> {
         let partition = self.shared.hub.partition(topic, sym);
@@ -81,13 +83,11 @@ impl Conn {
                 .await?;
             }
         }
-        let start = match start {
-            Some(s) => s,
-            None => self
-                .snapshot(ws, sym, topic, latest.as_ref())
-                .await?
-                .unwrap_or(h),
+        let mut snaps = match start {
+            Some(_) => Vec::new(),
+            None => self.snapshots_of(sym, topic, latest),
         };
+        let start = start.unwrap_or_else(|| snaps.first().map_or(h, |p| p.position.offset + 1));
         if start < h {
             let from = Position {
                 topic,
@@ -96,31 +96,49 @@ impl Conn {
             };
             let replays = self.shared.replays.clone();
             let ended = match tokio::time::timeout(REPLAY_WAIT, replays.acquire_owned()).await {
-                Ok(Ok(_running)) => self.replay(ws, sym, from, h).await?,
+                Ok(Ok(_running)) => self.replay(ws, sym, from, h, &mut snaps).await?,
                 _ => ReplayEnd::Limit,
             };
             if ended == ReplayEnd::Limit {
                 // A fresh state instead of the rest; live updates follow.
                 self.replay_reset(ws, sym, topic, ResetReason::ReplayLimit)
                     .await?;
-                self.snapshot(ws, sym, topic, latest.as_ref()).await?;
+                snaps = self.snapshots_of(sym, topic, latest);
             }
+        }
+        for p in snaps {
+            self.snapshot(ws, sym, &p).await?;
         }
         Ok(())
     }
 
-    /// Sends the latest state of `sym` on `topic` as a `snapshot` frame (when
-    /// there is one) and returns the offset after it.
+    /// The latest event of every venue the subscription holds on `topic`,
+    /// in log order.
+    fn snapshots_of(
+        &self,
+        sym: &Symbol,
+        topic: Topic,
+        latest: &[mdhub_cache::Latest],
+    ) -> Vec<Positioned> {
+        let Some(ch) = self.subs.get(sym).map(|st| &st[idx(topic)]) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Positioned> = latest
+            .iter()
+            .filter(|l| ch.wants(&l.venue))
+            .filter_map(|l| snapshot_of(l, topic).cloned())
+            .collect();
+        out.sort_by_key(|p| p.position.offset);
+        out
+    }
+
+    /// Send one `snapshot` frame.
     async fn snapshot(
         &mut self,
         ws: &mut WebSocket,
         sym: &Symbol,
-        topic: Topic,
-        latest: Option<&mdhub_cache::Latest>,
-    ) -> Result<Option<u64>, axum::Error> {
-        let Some(p) = snapshot_of(latest, topic) else {
-            return Ok(None);
-        };
+        p: &Positioned,
+    ) -> Result<(), axum::Error> {
         let mut buf = Vec::with_capacity(512);
         data_frame(
             DataKind::Snapshot,
@@ -128,16 +146,15 @@ impl Conn {
             &json::to_vec(&p.event),
             &mut buf,
         );
-        ws.feed(Message::Text(Utf8Bytes::from(
-            String::from_utf8_lossy(&buf).into_owned(),
-        )))
-        .await?;
+        let text = Utf8Bytes::from(String::from_utf8_lossy(&buf).into_owned());
+        self.write_or_lag(ws, WsOp::Feed(Message::Text(text)))
+            .await?;
         self.shared
             .metrics
             .deliveries_total
             .fetch_add(1, Ordering::Relaxed);
-        self.set_last(sym, topic, p.position.offset);
-        Ok(Some(p.position.offset + 1))
+        self.set_last(sym, p.position.topic, p.position.offset);
+        Ok(())
     }
 
     fn set_last(&mut self, sym: &Symbol, topic: Topic, offset: u64) {
@@ -146,15 +163,28 @@ impl Conn {
         }
     }
 
-    /// Send every record of `sym` in `[from.offset, h)` of its partition,
-    /// within the connection's replay budget.
+    /// Send every record of `sym` (of the venues the subscription holds)
+    /// in `[from.offset, h)` of its partition, within the connection's
+    /// replay budget. `snaps` are snapshots still to send (log order): each
+    /// goes out when the replay passes its position, and a venue's records
+    /// up to its snapshot are not sent (the snapshot stands for them).
     async fn replay(
         &mut self,
         ws: &mut WebSocket,
         sym: &Symbol,
         from: Position,
         h: u64,
+        snaps: &mut Vec<Positioned>,
     ) -> Result<ReplayEnd, axum::Error> {
+        let wants = self
+            .subs
+            .get(sym)
+            .and_then(|st| st[idx(from.topic)].venues.clone());
+        let covered: Vec<(Venue, u64)> = snaps
+            .iter()
+            .map(|p| (p.event.venue().clone(), p.position.offset))
+            .collect();
+        let mut venues = Venues::default();
         let mut sub = match self
             .shared
             .bus
@@ -214,7 +244,21 @@ impl Conn {
                 if d.symbol != *sym {
                     continue;
                 }
-                if let Some(t) = frame_text(DataKind::Update, d, &mut buf) {
+                if let Some((t, venue)) = frame_text(DataKind::Update, d, &mut buf, &mut venues) {
+                    if wants.as_ref().is_some_and(|w| !w.contains(&venue))
+                        || covered
+                            .iter()
+                            .any(|(v, at)| *v == venue && d.position.offset <= *at)
+                    {
+                        continue;
+                    }
+                    while snaps
+                        .first()
+                        .is_some_and(|p| p.position.offset < d.position.offset)
+                    {
+                        let p = snaps.remove(0);
+                        self.snapshot(ws, sym, &p).await?;
+                    }
                     let Some(left) = self.replay_budget.checked_sub(t.len() as u64) else {
                         self.replay_budget = 0;
                         self.write_or_lag(ws, WsOp::Flush).await?;
@@ -239,7 +283,7 @@ impl Conn {
     }
 
     /// A `reset` in the middle of a replay, written under the replay's rule.
-    async fn replay_reset(
+    pub(super) async fn replay_reset(
         &mut self,
         ws: &mut WebSocket,
         sym: &Symbol,
@@ -309,8 +353,7 @@ enum WsOp {
     Flush,
 }
 
-fn snapshot_of(latest: Option<&mdhub_cache::Latest>, topic: Topic) -> Option<&Positioned> {
-    let l = latest?;
+fn snapshot_of(l: &mdhub_cache::Latest, topic: Topic) -> Option<&Positioned> {
     match topic {
         Topic::Quotes => l.quote.as_ref(),
         Topic::Trades => l.trade.as_ref(),

@@ -1,66 +1,90 @@
 //! Per-stream delivery state of a connection (what was sent, `max_rate_ms`
 //! throttling) and the client's frame allowance.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use mdhub_types::Topic;
+use mdhub_types::{Topic, Venue};
 
 use crate::hub::Frame;
 
 #[derive(Debug, Default)]
 pub(super) struct ChannelState {
     pub(super) on: bool,
-    /// Offset of the last data frame sent for this symbol and channel.
+    /// The venues asked for (`SYMBOL@venue`); `None`: every venue.
+    pub(super) venues: Option<BTreeSet<Venue>>,
+    /// Offset of the last data frame sent for this symbol and channel (any
+    /// venue: one symbol's records of all venues share a partition, and
+    /// frames leave in log order).
     pub(super) last: Option<u64>,
-    /// `max_rate_ms`: at most one frame per this interval.
+    /// `max_rate_ms`: at most one frame per venue per this interval.
     pub(super) rate: Option<Duration>,
-    /// With a rate: when the next frame may go out.
+    /// With a rate: when the next frames may go out.
     pub(super) next_at: Option<Instant>,
-    /// With a rate: the latest frame, waiting for `next_at`.
-    pub(super) held: Option<Frame>,
+    /// With a rate: the latest frame of each venue, waiting for `next_at`.
+    pub(super) held: Vec<Frame>,
 }
 
 /// What [`ChannelState::throttle`] decided.
 pub(super) enum Throttled {
+    /// Send this frame.
     Send(Frame),
+    /// Send these (held ones with the new one), in log order.
+    SendAll(Vec<Frame>),
     /// Held until this instant.
     Held(Instant),
 }
 
 impl ChannelState {
-    /// Apply `max_rate_ms`: send now, or hold as the stream's latest.
+    /// Whether frames of `venue` belong to this subscription.
+    pub(super) fn wants(&self, venue: &Venue) -> bool {
+        self.venues.as_ref().is_none_or(|s| s.contains(venue))
+    }
+
+    /// Apply `max_rate_ms`: send now, or hold as its venue's latest.
     pub(super) fn throttle(&mut self, f: Frame, now: Instant) -> Throttled {
-        let f = match self.held.take() {
-            Some(mut older) => {
-                older.replace(f);
-                older
-            }
-            None => f,
-        };
-        let Some(rate) = self.rate else {
+        if self.held.is_empty() && self.rate.is_none() {
             return Throttled::Send(f);
+        }
+        match self.held.iter_mut().find(|h| h.venue == f.venue) {
+            Some(older) => older.replace(f),
+            None => self.held.push(f),
+        }
+        let Some(rate) = self.rate else {
+            return Throttled::SendAll(self.take_held());
         };
         match self.next_at {
-            Some(due) if now < due => {
-                self.held = Some(f);
-                Throttled::Held(due)
-            }
+            Some(due) if now < due => Throttled::Held(due),
             _ => {
                 self.next_at = Some(now + rate);
-                Throttled::Send(f)
+                Throttled::SendAll(self.take_held())
             }
         }
     }
 
-    /// The held frame, if its time has come.
-    pub(super) fn due(&mut self, now: Instant) -> Option<Frame> {
-        let rate = self.rate?;
-        if self.next_at.is_some_and(|d| d > now) {
-            return None;
+    fn take_held(&mut self) -> Vec<Frame> {
+        let mut out = std::mem::take(&mut self.held);
+        out.sort_by_key(|f| f.pos.offset);
+        out
+    }
+
+    /// The held frames (log order), if their time has come.
+    pub(super) fn due(&mut self, now: Instant) -> Vec<Frame> {
+        let Some(rate) = self.rate else {
+            return Vec::new();
+        };
+        if self.held.is_empty() || self.next_at.is_some_and(|d| d > now) {
+            return Vec::new();
         }
-        let f = self.held.take()?;
         self.next_at = Some(now + rate);
-        Some(f)
+        self.take_held()
+    }
+
+    /// Forget what was sent and held: the stream starts over (a reset).
+    pub(super) fn restart(&mut self) {
+        self.last = None;
+        self.next_at = None;
+        self.held.clear();
     }
 }
 
