@@ -288,8 +288,12 @@ class Client:
         channel, pos = frame["channel"], frame["pos"]
         offset = int(pos.rsplit(":", 1)[1])
         key = (event.symbol, channel)
-        if channel not in self._wanted.get(event.symbol, ()):
-            return  # in flight when it was unsubscribed
+        # Wanted as the symbol (every venue) or as SYMBOL@venue; else it
+        # was in flight when it was unsubscribed.
+        if channel not in self._wanted.get(event.symbol, ()) and channel not in self._wanted.get(
+            f"{event.symbol}@{event.venue}", ()
+        ):
+            return
         last = self._last.get(key)
         if last is not None and offset <= last[0]:
             self.stats["duplicates"] += 1

@@ -202,6 +202,36 @@ async fn a_frozen_gateway_is_detected_by_heartbeats() {
     seen.assert_exactly_the_log(dir.path(), 1);
 }
 
+/// `SYMBOL@venue`: the SDK delivers that venue's frames (they name the
+/// symbol), and resumes them across a restart from the symbol's position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_to_one_venue_streams_and_resumes_that_venue() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut hub = run_on(dir.path(), &addr);
+    let mut client = Client::connect(config(format!("ws://{addr}/v1/ws"))).unwrap();
+    client.subscribe(["BTC-USDT@sim-dex"], &[]).await.unwrap();
+    let mut seen = Seen::default();
+    seen.take(&mut client, Duration::from_millis(1000)).await;
+    let before = seen.data.len();
+    hub.child.kill().unwrap();
+    hub.child.wait().unwrap();
+    let hub = run_on(dir.path(), &addr);
+    seen.take(&mut client, Duration::from_millis(1500)).await;
+    client.close().await;
+    assert!(hub.stop().success());
+    assert!(before > 5, "frames of sim-dex before the restart: {before}");
+    assert!(seen.updates_since(before) > 5, "and after it");
+    assert!(
+        seen.data
+            .iter()
+            .all(|d| d.event.venue().as_str() == "sim-dex"),
+        "one venue only"
+    );
+    assert!(seen.resets.is_empty(), "{:?}", seen.resets);
+    seen.assert_exactly_the_log(dir.path(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_log_resets_every_stream_and_refusals_are_reported() {
     let dir = tempfile::tempdir().unwrap();

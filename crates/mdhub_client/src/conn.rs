@@ -317,13 +317,11 @@ impl Task {
         let ev = match decode(text) {
             Ok(Frame::Data(d)) => {
                 let sym = d.event.symbol().as_str();
-                let wanted = self
-                    .streams
-                    .wanted()
-                    .get(sym)
-                    .is_some_and(|c| c.contains(&d.pos.topic));
+                let all = self.streams.wanted();
+                let has = |name: &str| all.get(name).is_some_and(|c| c.contains(&d.pos.topic));
+                // Wanted as the symbol (every venue) or as SYMBOL@venue.
                 // Frames of a stream just unsubscribed can still be in flight.
-                if !wanted {
+                if !has(sym) && !has(&format!("{sym}@{}", d.event.venue())) {
                     return Ok(false);
                 }
                 if !self.streams.accept(sym, d.pos) {
