@@ -1,4 +1,4 @@
-// What the browser tests (ui.mjs, auth.mjs) share: headless Chromium with a
+// What the browser tests (ui.mjs, auth.mjs, mobile.mjs) share: headless Chromium with a
 // throwaway profile, polling a hub's REST API, the candle check on the chart,
 // and a script's exit code.
 //
@@ -18,7 +18,8 @@ const CHROMIUM_ARGS = [
 /**
  * Run `fn(context)` in a fresh headless Chromium; closed and removed
  * afterwards. `options.ignoreHTTPSErrors`: accept a certificate no authority
- * in the browser vouches for (a test CA).
+ * in the browser vouches for (a test CA); `options.device`: viewport, touch
+ * and scale of a device (`{ viewport, hasTouch, isMobile, deviceScaleFactor }`).
  */
 export async function withBrowser(fn, options = {}) {
   const profile = await mkdtemp(join(tmpdir(), "mdhub-ui-"));
@@ -28,6 +29,7 @@ export async function withBrowser(fn, options = {}) {
     headless: true,
     viewport: { width: 1360, height: 760 },
     ignoreHTTPSErrors: Boolean(options.ignoreHTTPSErrors),
+    ...options.device,
   });
   try {
     return await fn(context);

@@ -42,7 +42,7 @@ class ScriptedSocket {
   }
   data(type, pos, symbol = "AAPL") {
     const channel = pos.split(":")[0];
-    this.text(JSON.stringify({ type, channel, pos, data: { type: "trade", symbol, price: "1.5", size: "2" } }));
+    this.text(JSON.stringify({ type, channel, pos, data: { type: "trade", venue: "kraken", symbol, price: "1.5", size: "2" } }));
   }
   serverClose(code) { this.readyState = 3; this.onclose?.({ code, reason: "" }); }
 }
@@ -98,6 +98,36 @@ test("subscriptions made before the welcome are sent with it; data becomes event
   assert.deepEqual(of("snapshot").map((e) => e.pos), ["trades:1:5"]);
   assert.deepEqual(of("update").map((e) => [e.symbol, e.channel, e.data.price]), [["AAPL", "trades", "1.5"]]);
   assert.deepEqual(c.positions(), { AAPL: { trades: "trades:1:6" } });
+});
+
+test("max_rate_ms goes with every subscribe; setMaxRate resends the set, also after reconnects", () => {
+  const { c } = client({ maxRateMs: 250 });
+  c.subscribe(["AAPL"]);
+  latest().welcome();
+  assert.equal(latest().sent[0].max_rate_ms, 250);
+  latest().data("update", "trades:1:6");
+  c.setMaxRate(10_000);
+  assert.deepEqual(latest().sent.at(-1).max_rate_ms, 10_000);
+  assert.deepEqual(latest().sent.at(-1).symbols, ["AAPL"]);
+  c.setMaxRate(10_000); // unchanged: nothing sent
+  assert.equal(latest().sent.length, 2);
+  c.setMaxRate(null);
+  assert.equal("max_rate_ms" in latest().sent.at(-1), false, "no rate: every update");
+  latest().serverClose(1006);
+  reconnect();
+  assert.equal("max_rate_ms" in latest().sent[0], false);
+  assert.deepEqual(latest().sent[0].resume.positions, { AAPL: { trades: "trades:1:6" } });
+});
+
+test("a subscription narrowed to a venue resumes from its symbol's position", () => {
+  const { c } = client();
+  c.subscribe(["BTC-USD@kraken"], ["trades"]);
+  latest().welcome();
+  latest().data("update", "trades:2:9", "BTC-USD");
+  latest().serverClose(1006);
+  reconnect();
+  assert.deepEqual(latest().sent[0].symbols, ["BTC-USD@kraken"]);
+  assert.deepEqual(latest().sent[0].resume.positions, { "BTC-USD": { trades: "trades:2:9" } });
 });
 
 test("a frame at or before the last position of its stream is dropped", () => {

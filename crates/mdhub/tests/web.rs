@@ -92,6 +92,8 @@ fn the_ui_and_mdhub_js_are_served_from_the_binary() {
     for path in [
         "/web/app.js",
         "/web/app.css",
+        "/web/manifest.webmanifest",
+        "/web/icon.svg",
         "/web/vendor/lightweight-charts.standalone.production.mjs",
         "/web/vendor/lightweight-charts.LICENSE",
     ] {
@@ -265,6 +267,32 @@ fn the_ui_over_https_and_wss() {
     assert!(
         status.success(),
         "tests/web/tls.mjs failed ({status}); its output is above"
+    );
+    assert!(hub.stop().success());
+}
+
+/// The phone and tablet views (tests/web/mobile.mjs): no sideways
+/// scrolling, bid and ask on every row, tap → chart and trades → back, the
+/// manifest and icons, a hidden page slowed down at the gateway. The
+/// screenshots land in target/web-screenshots (docs/web.md shows them).
+#[test]
+fn the_ui_on_a_phone_and_a_tablet() {
+    let chromium = browser();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &["--sim-rate", "1000"], &[]);
+    let shots = repo().join("target/web-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let status = node()
+        .arg("tests/web/mobile.mjs")
+        .args(["--url", &format!("http://{}", hub.addr)])
+        .arg("--screenshots")
+        .arg(&shots)
+        .env("MDHUB_TEST_CHROMIUM", chromium)
+        .status()
+        .expect("start node tests/web/mobile.mjs");
+    assert!(
+        status.success(),
+        "tests/web/mobile.mjs failed ({status}); its output is above"
     );
     assert!(hub.stop().success());
 }

@@ -2,7 +2,8 @@
 //!
 //! - `GET /` — the trading UI (`web/index.html`)
 //! - `GET /mdhub.js` — the client module third-party pages import
-//! - `GET /web/{file}` — the UI's scripts, styles and vendored libraries
+//! - `GET /web/{file}` — the UI's scripts, styles and vendored libraries,
+//!   and its web app manifest and icons (so a phone can install it)
 //!
 //! Every answer carries a strong `ETag` (a hash of the content) and
 //! `Cache-Control: no-cache`, so browsers revalidate and get a 304 until the
@@ -42,6 +43,10 @@ static ASSETS: &[Asset] = &[
     asset!("chart.js"),
     asset!("mdhub.js"),
     asset!("tape.js"),
+    asset!("manifest.webmanifest"),
+    asset!("icon.svg"),
+    asset!("icon-192.png"),
+    asset!("icon-512.png"),
     asset!("vendor/lightweight-charts.standalone.production.mjs"),
     asset!("vendor/lightweight-charts.LICENSE"),
 ];
@@ -97,6 +102,9 @@ fn content_type(path: &str) -> &'static str {
         "html" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
+        "webmanifest" => "application/manifest+json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
         _ => "text/plain; charset=utf-8",
     }
 }
@@ -126,6 +134,11 @@ mod tests {
     #[test]
     fn every_asset_has_a_type_and_distinct_tags() {
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(
+            content_type("manifest.webmanifest"),
+            "application/manifest+json"
+        );
+        assert_eq!(content_type("icon-192.png"), "image/png");
         assert_eq!(
             content_type("vendor/lightweight-charts.standalone.production.mjs"),
             "text/javascript; charset=utf-8"

@@ -1,6 +1,9 @@
 // The trading UI served at `/`: a live quote board, a candlestick chart and
 // the trade tape of the selected symbol, the connection's state and the
-// feeds' state. Live data comes only through mdhub.js; events update the
+// feeds' state. On a phone (up to 700 px wide) the board fills the screen
+// and a tap opens the symbol's chart and trades as a view of its own; the
+// page then asks for at most four updates a second, and a hidden page for
+// one every ten seconds. Live data comes only through mdhub.js; events update the
 // models, and the DOM follows once per animation frame. A hub that requires
 // a credential gets a sign-in panel; the key is kept in localStorage and
 // sent with every REST request too.
@@ -16,11 +19,22 @@ const STATUS_POLL_MS = 5000;
 const NOTE_MS = 6000;
 const STORAGE_KEY = "mdhub.symbols";
 const TOKEN_KEY = "mdhub.token";
+/** A phone repaints its board four times a second: more would spend the battery and the data plan on updates nobody sees. */
+const PHONE_RATE_MS = 250;
+/** A hidden page keeps its streams (so it comes back without a gap) at a trickle. */
+const HIDDEN_RATE_MS = 10_000;
 
 const $ = (id) => document.getElementById(id);
+const phone = window.matchMedia("(max-width: 700px)");
 
-const client = new MdhubClient({ token: localStorage.getItem(TOKEN_KEY) });
-const board = new QuoteBoard($("board"), { onSelect: select, onRemove: removeSymbol });
+/** The `max_rate_ms` this page should ask for now; null: every update. */
+function wantedRate() {
+  if (document.visibilityState === "hidden") return HIDDEN_RATE_MS;
+  return phone.matches ? PHONE_RATE_MS : null;
+}
+
+const client = new MdhubClient({ token: localStorage.getItem(TOKEN_KEY), maxRateMs: wantedRate() });
+const board = new QuoteBoard($("board"), { onSelect: openDetail, onRemove: removeSymbol });
 const chart = new CandleChart($("chart"), $("chart-ohlc"), api);
 const tape = new TradeTape($("tape"));
 let updates = 0;
@@ -96,6 +110,19 @@ function removeSymbol(symbol) {
   board.remove(symbol);
   save();
   if (chart.symbol === symbol && board.symbols.length > 0) select(board.symbols[0]);
+}
+
+/** A tap on a row: its chart and trades; on a phone, as a full-width view. */
+function openDetail(symbol) {
+  select(symbol);
+  if (!phone.matches || document.body.dataset.view === "detail") return;
+  document.body.dataset.view = "detail";
+  // The phone's own back gesture returns to the board too.
+  history.pushState({ view: "detail" }, "");
+}
+
+function closeDetail() {
+  delete document.body.dataset.view;
 }
 
 function select(symbol) {
@@ -253,6 +280,19 @@ async function start() {
   $("add-symbol").addEventListener("focus", loadDirectory);
   $("signin-form").addEventListener("submit", onSignIn);
   $("sign-out").addEventListener("click", onSignOut);
+  $("back").addEventListener("click", () => (history.state?.view === "detail" ? history.back() : closeDetail()));
+  window.addEventListener("popstate", closeDetail);
+  $("remove-selected").addEventListener("click", () => {
+    if (chart.symbol) removeSymbol(chart.symbol);
+    if (history.state?.view === "detail") history.back();
+    else closeDetail();
+  });
+  // Hidden, or resized between phone and desktop: ask for the rate that fits.
+  document.addEventListener("visibilitychange", () => client.setMaxRate(wantedRate()));
+  phone.addEventListener("change", () => {
+    client.setMaxRate(wantedRate());
+    if (!phone.matches) closeDetail();
+  });
   await showStartingSymbols();
   pollFeeds();
   setInterval(pollFeeds, STATUS_POLL_MS);

@@ -199,6 +199,8 @@ export class MdhubClient extends EventTarget {
   #nextId = 1;
   /** The credential: a string, a function giving one (or a promise), or null. */
   #token;
+  /** `max_rate_ms` of every subscribe; null: every update. */
+  #maxRateMs = null;
   /** The last welcome's `auth_required`. */
   #authRequired = false;
   /** Subscribes may be sent: welcomed, and the credential (if needed) presented. */
@@ -226,9 +228,10 @@ export class MdhubClient extends EventTarget {
    * @param {string|(() => string|null|Promise<string|null>)} [options.token] API key or JWT
    *   presented when the server requires one; a function is asked on each connect (fresh JWTs).
    */
-  constructor({ url, timestamps = "string", decimals = "string", WebSocket, random, token } = {}) {
+  constructor({ url, timestamps = "string", decimals = "string", WebSocket, random, token, maxRateMs = null } = {}) {
     super();
     this.#token = token || null;
+    this.#maxRateMs = maxRateMs || null;
     this.#url = url ?? defaultUrl();
     this.#parseOptions = { timestamps, decimals };
     this.#WebSocket = WebSocket ?? globalThis.WebSocket;
@@ -261,6 +264,22 @@ export class MdhubClient extends EventTarget {
       this.#wanted.set(symbol, set);
     }
     if (this.#ready) this.#sendSubscribe(symbols, [...channels], this.#epoch);
+  }
+
+  /**
+   * At most one update per symbol, venue and channel every `ms` milliseconds
+   * (the latest, with the count of those skipped; the server's
+   * `max_rate_ms`), or every update with `null`. Applies to the whole
+   * subscription set at once, now and after reconnects: a phone asks for 250,
+   * a hidden page for much more.
+   * @param {number|null} ms 1 to 60000, or null
+   */
+  setMaxRate(ms) {
+    const rate = ms || null;
+    if (rate === this.#maxRateMs) return;
+    this.#maxRateMs = rate;
+    if (!this.#ready) return;
+    for (const [channels, symbols] of this.#symbolsByChannels()) this.#sendSubscribe(symbols, channels, this.#epoch);
   }
 
   /**
@@ -524,7 +543,10 @@ export class MdhubClient extends EventTarget {
   #onData(frame) {
     const symbol = frame.data.symbol;
     const key = streamKey(symbol, frame.channel);
-    if (!this.#wanted.get(symbol)?.has(frame.channel)) return; // sent before an unsubscribe's ack
+    // Wanted as the symbol (every venue) or as SYMBOL@venue; else it was
+    // sent before an unsubscribe's ack.
+    const wanted = (name) => this.#wanted.get(name)?.has(frame.channel);
+    if (!wanted(symbol) && !wanted(`${symbol}@${frame.data.venue}`)) return;
     const at = parsePosition(frame.pos);
     const last = this.#last.get(key);
     if (last && last.partition === at.partition && at.offset <= last.offset) {
@@ -614,6 +636,7 @@ export class MdhubClient extends EventTarget {
 
   #sendSubscribe(symbols, channels, epoch) {
     const message = { action: "subscribe", symbols, channels, id: this.#nextId++ };
+    if (this.#maxRateMs) message.max_rate_ms = this.#maxRateMs;
     const positions = {};
     for (const name of symbols) {
       // Positions are per symbol and channel, also for a subscription

@@ -782,13 +782,17 @@ impl Conn {
                 .await;
         }
         let mut todo = Vec::new();
+        // Frames held under an old max_rate_ms that a new one makes due.
+        let mut flush: Option<Instant> = None;
         for w in accepted {
             let h = self.shared.hub.register(&self.handle, &w.symbol, mask);
             let state = self.subs.entry(w.symbol.clone()).or_default();
             let latest = Arc::new(w.latest.unwrap_or_default());
             for t in mask.topics() {
                 let ch = &mut state[idx(t)];
-                ch.rate = rate;
+                if let Some(due) = ch.set_rate(rate, Instant::now()) {
+                    flush = Some(flush.map_or(due, |f: Instant| f.min(due)));
+                }
                 let widened = if !ch.on {
                     *ch = ChannelState {
                         on: true,
@@ -817,6 +821,9 @@ impl Conn {
                 };
                 todo.push((w.symbol.clone(), t, h[idx(t)], latest.clone(), widened));
             }
+        }
+        if let Some(due) = flush {
+            self.flush_at = Some(self.flush_at.map_or(due, |f| f.min(due)));
         }
         let ack = ServerMessage::Ack {
             action: "subscribe".into(),

@@ -68,16 +68,26 @@ impl ChannelState {
         out
     }
 
-    /// The held frames (log order), if their time has come.
+    /// The held frames (log order), if their time has come (at once when
+    /// the rate was lifted).
     pub(super) fn due(&mut self, now: Instant) -> Vec<Frame> {
-        let Some(rate) = self.rate else {
-            return Vec::new();
-        };
         if self.held.is_empty() || self.next_at.is_some_and(|d| d > now) {
             return Vec::new();
         }
-        self.next_at = Some(now + rate);
+        self.next_at = self.rate.map(|rate| now + rate);
         self.take_held()
+    }
+
+    /// A subscribe changed `max_rate_ms`: a faster (or no) rate takes effect
+    /// now, so a page that comes back from a slow rate is not kept waiting
+    /// for the old interval. Returns when the held frames are due.
+    pub(super) fn set_rate(&mut self, rate: Option<Duration>, now: Instant) -> Option<Instant> {
+        self.rate = rate;
+        self.next_at = match (rate, self.next_at) {
+            (Some(r), Some(at)) => Some(at.min(now + r)),
+            _ => None,
+        };
+        (!self.held.is_empty()).then(|| self.next_at.unwrap_or(now))
     }
 
     /// Forget what was sent and held: the stream starts over (a reset).
