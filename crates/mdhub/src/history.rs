@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mdhub_gateway::{HistoryFailure, HistoryKind, HistoryRequest, HistorySource};
+use mdhub_gateway::{Cursor, HistoryFailure, HistoryKind, HistoryRequest, HistorySource};
 use mdhub_history::archive::{ArchiveConfig, ArchiveStats, Archiver, HotTier};
-use mdhub_history::query::{History, QueryError};
+use mdhub_history::query::{History, QueryError, RowKey};
 use mdhub_history::{Lake, TableKind};
 use serde_json::json;
 
@@ -94,6 +94,55 @@ fn failure(e: QueryError) -> HistoryFailure {
     }
 }
 
+impl HistoryApi {
+    /// One page of a trades or quotes request: its rows in order, and the
+    /// cursor of the next page when rows are left after them.
+    async fn page(
+        &self,
+        table: TableKind,
+        req: &HistoryRequest,
+    ) -> Result<(Vec<mdhub_types::Positioned>, Option<Cursor>), HistoryFailure> {
+        let after = req.cursor.map(|c| RowKey {
+            ts: c.ts,
+            partition: c.partition,
+            offset: c.offset,
+        });
+        // One row more than asked: whether there is a next page.
+        let batches = self
+            .0
+            .range(
+                table,
+                &req.symbol,
+                req.venue.as_ref(),
+                req.from,
+                req.to,
+                after,
+                req.limit.saturating_add(1),
+            )
+            .await
+            .map_err(failure)?;
+        let mut events = Vec::new();
+        for b in &batches {
+            events.extend(
+                mdhub_history::events(table, b)
+                    .map_err(|e| HistoryFailure::Failed(e.to_string()))?,
+            );
+        }
+        if events.len() <= req.limit {
+            return Ok((events, None));
+        }
+        events.truncate(req.limit);
+        let next = events.last().map(|p| {
+            Cursor::after(
+                p.event.ts_exchange(),
+                p.position.partition,
+                p.position.offset,
+            )
+        });
+        Ok((events, next))
+    }
+}
+
 #[async_trait::async_trait]
 impl HistorySource for HistoryApi {
     async fn query(&self, req: HistoryRequest) -> Result<serde_json::Value, HistoryFailure> {
@@ -153,27 +202,12 @@ impl HistorySource for HistoryApi {
                 } else {
                     TableKind::Quotes
                 };
-                let batches = self
-                    .0
-                    .range(
-                        table,
-                        &req.symbol,
-                        req.venue.as_ref(),
-                        req.from,
-                        req.to,
-                        req.limit,
-                    )
-                    .await
-                    .map_err(failure)?;
-                let mut rows = Vec::new();
-                for b in &batches {
-                    for p in mdhub_history::events(table, b)
-                        .map_err(|e| HistoryFailure::Failed(e.to_string()))?
-                    {
-                        rows.push(row(&p)?);
-                    }
+                let (events, next) = self.page(table, &req).await?;
+                let rows = events.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+                doc["truncated"] = json!(next.is_some());
+                if let Some(next) = next {
+                    doc["next"] = json!(next.token());
                 }
-                doc["truncated"] = json!(rows.len() >= req.limit);
                 doc[table.as_str()] = json!(rows);
             }
         }

@@ -13,7 +13,10 @@
 //!   nanoseconds; the range is `[from, to)` of `ts_exchange`. Default: the
 //!   last hour up to now;
 //! - `interval` (bars): `250ms`, `5s`, `1m`, `15m`, `1h`, `1d`; default `1m`;
-//! - `limit` (trades, quotes): most rows, default 1000, at most 100000;
+//! - `limit` (trades, quotes): most rows, default 1000, at most 100000. A
+//!   cut answer carries `"next"`, a token for the following page;
+//! - `cursor` (trades, quotes): the `next` of the previous page (the same
+//!   request otherwise): the rows after that page's last one;
 //! - `at` (quotes): instead of a range, the last quote at or before it
 //!   (`quote`), and the last of each venue (`quotes`).
 //!
@@ -33,6 +36,10 @@ use mdhub_types::{ChannelSet, Symbol, Timestamp, Topic, Venue};
 use serde_json::json;
 
 use crate::Shared;
+
+mod cursor;
+
+pub use cursor::{Cursor, CursorError};
 
 /// What is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +71,8 @@ pub struct HistoryRequest {
     pub interval: Duration,
     /// Most rows (trades, quotes).
     pub limit: usize,
+    /// Only the rows after this one (trades, quotes: `cursor=`).
+    pub cursor: Option<Cursor>,
     /// The time of a [`HistoryKind::LastQuote`].
     pub at: Option<Timestamp>,
 }
@@ -250,9 +259,15 @@ pub(crate) async fn handler(
             "this process serves no history (run the archiver, or set history.lake_url)".into(),
         );
     };
-    let req = match parse(kind, &q, Timestamp::now()) {
+    let mut req = match parse(kind, &q, Timestamp::now()) {
         Ok(r) => r,
         Err(message) => return bad(message),
+    };
+    req.cursor = match parse_cursor(&req, &q) {
+        Ok(c) => c,
+        Err(e) => {
+            return crate::rest::error(StatusCode::BAD_REQUEST, "bad_cursor", e.to_string());
+        }
     };
     match source.query(req).await {
         Ok(doc) => Json(doc).into_response(),
@@ -288,6 +303,7 @@ pub fn parse(
             to: at,
             interval: Duration::from_secs(60),
             limit: 1,
+            cursor: None,
             at: Some(at),
         });
     }
@@ -317,8 +333,23 @@ pub fn parse(
         to,
         interval,
         limit,
+        cursor: None,
         at: None,
     })
+}
+
+/// The `cursor=` of `q`, checked against the request it pages.
+pub fn parse_cursor(
+    req: &HistoryRequest,
+    q: &HashMap<String, String>,
+) -> Result<Option<Cursor>, CursorError> {
+    let Some(token) = q.get("cursor") else {
+        return Ok(None);
+    };
+    if !matches!(req.kind, HistoryKind::Trades | HistoryKind::Quotes) {
+        return Err(CursorError::NotPaged);
+    }
+    Cursor::decode(token)?.within(req.from, req.to).map(Some)
 }
 
 /// `GET /v1/history/sql?q=SELECT…[&limit=N][&format=json|arrow]` (or
@@ -497,5 +528,42 @@ mod tests {
         }
         assert_eq!(parse_interval("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_interval("1d"), Some(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn cursors_page_ranges_of_trades_and_quotes_only() {
+        let now = Timestamp::from_secs(1_714_600_000);
+        let range = [("symbol", "AAPL"), ("from", "100"), ("to", "200")];
+        let with = |kind, cursor: &str| {
+            let mut pairs = range.to_vec();
+            pairs.push(("cursor", cursor));
+            let q = q(&pairs);
+            parse_cursor(&parse(kind, &q, now).unwrap(), &q)
+        };
+        let c = Cursor::after(Timestamp::from_nanos(150), 3, 7);
+        assert_eq!(with(HistoryKind::Trades, &c.token()), Ok(Some(c)));
+        assert_eq!(with(HistoryKind::Quotes, &c.token()), Ok(Some(c)));
+        let q0 = q(&range);
+        assert_eq!(
+            parse_cursor(&parse(HistoryKind::Trades, &q0, now).unwrap(), &q0),
+            Ok(None)
+        );
+        assert_eq!(
+            with(HistoryKind::Bars, &c.token()),
+            Err(CursorError::NotPaged)
+        );
+        assert!(matches!(
+            with(HistoryKind::Trades, "150.3"),
+            Err(CursorError::Malformed(_))
+        ));
+        assert!(matches!(
+            with(HistoryKind::Trades, "250.3.7"),
+            Err(CursorError::OutOfRange(_))
+        ));
+        let mut at = vec![("symbol", "AAPL"), ("at", "150")];
+        at.push(("cursor", "150.3.7"));
+        let at = q(&at);
+        let req = parse(HistoryKind::Quotes, &at, now).unwrap();
+        assert_eq!(parse_cursor(&req, &at), Err(CursorError::NotPaged));
     }
 }

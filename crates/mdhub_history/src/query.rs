@@ -452,8 +452,11 @@ impl History {
     }
 
     /// `symbol`'s rows of `table` — `venue`'s only, when given — with
-    /// `ts_exchange` in `[from, to)`, in time order (then log order), at
-    /// most `limit`.
+    /// `ts_exchange` in `[from, to)`, in time order (then log partition,
+    /// then log offset: a total order), at most `limit`; with `after`, only
+    /// the rows after that one in this order (the next page of a range
+    /// whose last page ended there).
+    #[allow(clippy::too_many_arguments)]
     pub async fn range(
         &self,
         table: TableKind,
@@ -461,14 +464,43 @@ impl History {
         venue: Option<&Venue>,
         from: Timestamp,
         to: Timestamp,
+        after: Option<RowKey>,
         limit: usize,
     ) -> Result<Vec<RecordBatch>, QueryError> {
+        // The cursor's time is the range's start (it keeps date pruning);
+        // among rows of that very time, only those after its position.
+        let (from, tie) = match after {
+            Some(k) if k.ts >= from => (
+                k.ts,
+                format!(
+                    " AND (ts_exchange > to_timestamp_nanos({}) OR log_partition > {} \
+                     OR (log_partition = {} AND log_offset > {}))",
+                    k.ts.as_nanos(),
+                    k.partition,
+                    k.partition,
+                    k.offset
+                ),
+            ),
+            _ => (from, String::new()),
+        };
         let sql = format!(
-            "SELECT * FROM {table} WHERE {} ORDER BY ts_exchange, log_partition, log_offset LIMIT {limit}",
+            "SELECT * FROM {table} WHERE {}{tie} ORDER BY ts_exchange, log_partition, log_offset LIMIT {limit}",
             range_predicate(symbol, venue, from, to)
         );
         Ok(self.sql(&sql).await?.1)
     }
+}
+
+/// Where a row sits in the order of [`History::range`]: its `ts_exchange`,
+/// then its log position (which identifies it within a table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RowKey {
+    /// `ts_exchange`.
+    pub ts: Timestamp,
+    /// `log_partition`.
+    pub partition: u32,
+    /// `log_offset`.
+    pub offset: u64,
 }
 
 /// The SQL of [`History::bars`]: columns `ts`, `venue`, `open`, `high`,
