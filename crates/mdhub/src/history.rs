@@ -4,7 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mdhub_gateway::{Cursor, HistoryFailure, HistoryKind, HistoryRequest, HistorySource};
+use datafusion::arrow::array::RecordBatch;
+use mdhub_gateway::history::csv;
+use mdhub_gateway::{
+    Cursor, HistoryFailure, HistoryKind, HistoryRequest, HistorySource, RowFormat,
+};
 use mdhub_history::archive::{ArchiveConfig, ArchiveStats, Archiver, HotTier};
 use mdhub_history::query::{History, QueryError, RowKey};
 use mdhub_history::{Lake, TableKind};
@@ -94,21 +98,67 @@ fn failure(e: QueryError) -> HistoryFailure {
     }
 }
 
+/// One page of a trades or quotes answer.
+struct Page {
+    table: TableKind,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    /// The page's rows, at most `limit`.
+    batches: Vec<RecordBatch>,
+    /// The same rows as events.
+    events: Vec<mdhub_types::Positioned>,
+    /// Where the next page starts, when rows are left after this one.
+    next: Option<Cursor>,
+}
+
+/// The first `limit` rows of `batches`, and whether rows were left out.
+fn take_rows(batches: &[RecordBatch], limit: usize) -> (Vec<RecordBatch>, bool) {
+    let mut out = Vec::new();
+    let mut left = limit;
+    for b in batches {
+        if b.num_rows() > left {
+            if left > 0 {
+                out.push(b.slice(0, left));
+            }
+            return (out, true);
+        }
+        out.push(b.clone());
+        left -= b.num_rows();
+    }
+    (out, false)
+}
+
+/// `batches` as an Arrow IPC stream of `schema`.
+fn ipc_stream(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>, HistoryFailure> {
+    let ipc = |e: datafusion::arrow::error::ArrowError| HistoryFailure::Failed(e.to_string());
+    let mut out = Vec::new();
+    let mut writer =
+        datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, schema).map_err(ipc)?;
+    for b in batches {
+        writer.write(b).map_err(ipc)?;
+    }
+    writer.finish().map_err(ipc)?;
+    drop(writer);
+    Ok(out)
+}
+
 impl HistoryApi {
-    /// One page of a trades or quotes request: its rows in order, and the
-    /// cursor of the next page when rows are left after them.
-    async fn page(
-        &self,
-        table: TableKind,
-        req: &HistoryRequest,
-    ) -> Result<(Vec<mdhub_types::Positioned>, Option<Cursor>), HistoryFailure> {
+    /// One page of a trades or quotes request.
+    async fn page(&self, req: &HistoryRequest) -> Result<Page, HistoryFailure> {
+        let table = if req.kind == HistoryKind::Trades {
+            TableKind::Trades
+        } else {
+            TableKind::Quotes
+        };
         let after = req.cursor.map(|c| RowKey {
             ts: c.ts,
             partition: c.partition,
             offset: c.offset,
         });
         // One row more than asked: whether there is a next page.
-        let batches = self
+        let (schema, batches) = self
             .0
             .range(
                 table,
@@ -121,6 +171,7 @@ impl HistoryApi {
             )
             .await
             .map_err(failure)?;
+        let (batches, cut) = take_rows(&batches, req.limit);
         let mut events = Vec::new();
         for b in &batches {
             events.extend(
@@ -128,18 +179,20 @@ impl HistoryApi {
                     .map_err(|e| HistoryFailure::Failed(e.to_string()))?,
             );
         }
-        if events.len() <= req.limit {
-            return Ok((events, None));
-        }
-        events.truncate(req.limit);
-        let next = events.last().map(|p| {
+        let next = events.last().filter(|_| cut).map(|p| {
             Cursor::after(
                 p.event.ts_exchange(),
                 p.position.partition,
                 p.position.offset,
             )
         });
-        Ok((events, next))
+        Ok(Page {
+            table,
+            schema,
+            batches,
+            events,
+            next,
+        })
     }
 }
 
@@ -197,18 +250,13 @@ impl HistorySource for HistoryApi {
                 doc["quotes"] = quotes.iter().map(row).collect::<Result<_, _>>()?;
             }
             HistoryKind::Trades | HistoryKind::Quotes => {
-                let table = if req.kind == HistoryKind::Trades {
-                    TableKind::Trades
-                } else {
-                    TableKind::Quotes
-                };
-                let (events, next) = self.page(table, &req).await?;
-                let rows = events.iter().map(row).collect::<Result<Vec<_>, _>>()?;
-                doc["truncated"] = json!(next.is_some());
-                if let Some(next) = next {
+                let page = self.page(&req).await?;
+                let rows = page.events.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+                doc["truncated"] = json!(page.next.is_some());
+                if let Some(next) = page.next {
                     doc["next"] = json!(next.token());
                 }
-                doc[table.as_str()] = json!(rows);
+                doc[page.table.as_str()] = json!(rows);
             }
         }
         Ok(doc)
@@ -238,25 +286,38 @@ impl HistorySource for HistoryApi {
             .sql_read_only(sql, Some(limit.saturating_add(1)))
             .await
             .map_err(failure)?;
-        let ipc = |e: datafusion::arrow::error::ArrowError| HistoryFailure::Failed(e.to_string());
-        let mut out = Vec::new();
-        let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &schema)
-            .map_err(ipc)?;
-        let mut left = limit;
-        let mut truncated = false;
-        for b in &batches {
-            if b.num_rows() > left {
-                truncated = true;
-                if left > 0 {
-                    writer.write(&b.slice(0, left)).map_err(ipc)?;
-                }
-                break;
-            }
-            writer.write(b).map_err(ipc)?;
-            left -= b.num_rows();
+        let (batches, truncated) = take_rows(&batches, limit);
+        Ok((ipc_stream(&schema, &batches)?, truncated))
+    }
+
+    async fn rows(
+        &self,
+        req: HistoryRequest,
+        format: RowFormat,
+    ) -> Result<(Vec<u8>, Option<Cursor>), HistoryFailure> {
+        if !matches!(req.kind, HistoryKind::Trades | HistoryKind::Quotes) {
+            return Err(HistoryFailure::Invalid(
+                "CSV and Arrow answer trades and quotes over a range".into(),
+            ));
         }
-        writer.finish().map_err(ipc)?;
-        drop(writer);
-        Ok((out, truncated))
+        let page = self.page(&req).await?;
+        let bytes = match format {
+            RowFormat::Arrow => ipc_stream(&page.schema, &page.batches)?,
+            RowFormat::Csv => {
+                let rows = page.events.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+                let columns = if page.table == TableKind::Trades {
+                    csv::TRADE_COLUMNS
+                } else {
+                    csv::QUOTE_COLUMNS
+                };
+                csv::encode(columns, &rows).into_bytes()
+            }
+            RowFormat::Json => {
+                return Err(HistoryFailure::Invalid(
+                    "JSON answers come from query".into(),
+                ));
+            }
+        };
+        Ok((bytes, page.next))
     }
 }

@@ -1103,6 +1103,26 @@ fn paging_with_cursors_returns_every_row_once_in_order() {
     let hub = Hub::start(dir.path(), &["--sim-rate", "1"], HOT_ENV);
     let cold = check(&hub.addr, "cold");
     assert_eq!(cold, hot);
+    // CSV and Arrow (read by pyarrow) hold the JSON answer's rows, paged
+    // the same way through `x-mdhub-next`.
+    for table in ["trades", "quotes"] {
+        let out = Command::new(python())
+            .args([
+                "-c",
+                FORMATS_CHECK,
+                &format!("http://{}", hub.addr),
+                &format!("/v1/history/{table}?{range}"),
+                table,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.starts_with("ok "),
+            "{table}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     drop(hub);
     let lake = dir.path().join("lake");
     let duck = lake_check(&[
@@ -1125,3 +1145,69 @@ fn paging_with_cursors_returns_every_row_once_in_order() {
         .collect();
     assert_eq!(duck, Value::Array(ours));
 }
+
+/// `FORMATS_CHECK BASE PATH TABLE`: the CSV and Arrow answers of `PATH`
+/// (a trades or quotes range) hold the rows of its JSON answer — CSV the
+/// same text, Arrow exact decimals and integer nanoseconds — whole, and
+/// paged by 7 through `x-mdhub-next` as JSON pages through `next`.
+const FORMATS_CHECK: &str = r#"
+import csv, io, json, sys, urllib.request
+from decimal import Decimal
+import pyarrow as pa
+base, path, table = sys.argv[1:4]
+ARROW = "application/vnd.apache.arrow.stream"
+def get(url, accept=None):
+    req = urllib.request.Request(base + url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(req) as r:
+        return r.read(), r.headers
+rows = json.loads(get(path + "&limit=100000")[0])[table]
+assert rows, "rows to compare"
+dec = ["price", "size"] if table == "trades" else ["bid_price", "bid_size", "ask_price", "ask_size"]
+cols = ["ts_exchange", "ts_received", "venue", "symbol"] + dec
+cols += ["side", "trade_id"] if table == "trades" else []
+
+body, h = get(path + "&limit=100000&format=csv")
+assert h["content-type"].startswith("text/csv") and h["x-mdhub-truncated"] == "false", dict(h)
+assert "x-mdhub-next" not in h
+lines = list(csv.DictReader(io.StringIO(body.decode())))
+assert list(lines[0].keys()) == cols + ["position"], list(lines[0].keys())
+text = lambda v: "" if v is None else str(v)
+assert lines == [{k: text(r.get(k)) for k in cols + ["position"]} for r in rows]
+body, h = get(path + "&limit=7", accept="text/csv")
+first = json.loads(get(path + "&limit=7")[0])
+assert h["x-mdhub-next"] == first["next"] and h["x-mdhub-truncated"] == "true", dict(h)
+assert len(list(csv.DictReader(io.StringIO(body.decode())))) == 7
+
+def table_rows(body):
+    t = pa.ipc.open_stream(body).read_all()
+    for c in dec:
+        assert t.schema.field(c).type == pa.decimal128(38, 18), t.schema
+    for c in ["ts_exchange", "ts_received"]:
+        assert pa.types.is_timestamp(t.schema.field(c).type), t.schema
+        t = t.set_column(t.schema.get_field_index(c), c, t.column(c).cast(pa.int64()))
+    return t.to_pylist()
+whole_body, h = get(path + "&limit=100000&format=arrow")
+assert h["content-type"] == ARROW and h["x-mdhub-truncated"] == "false", dict(h)
+whole = table_rows(whole_body)
+paged, cursor, pages = [], "", 0
+while True:
+    body, h = get(path + "&limit=7" + cursor, accept=ARROW)
+    assert h["content-type"] == ARROW
+    page = table_rows(body)
+    paged += page
+    pages += 1
+    nxt = h.get("x-mdhub-next")
+    assert h["x-mdhub-truncated"] == ("true" if nxt else "false"), dict(h)
+    if not nxt:
+        break
+    assert len(page) == 7
+    cursor = "&cursor=" + nxt
+assert paged == whole, "Arrow pages are the whole Arrow answer"
+assert len(whole) == len(rows), (len(whole), len(rows))
+for a, j in zip(whole, rows):
+    for c in cols:
+        want = Decimal(j[c]) if c in dec else j.get(c)
+        assert a[c] == want, (c, a, j)
+    assert f"{table}:{a['log_partition']}:{a['log_offset']}" == j["position"], (a, j)
+print("ok", len(rows), pages)
+"#;

@@ -18,7 +18,11 @@
 //! - `cursor` (trades, quotes): the `next` of the previous page (the same
 //!   request otherwise): the rows after that page's last one;
 //! - `at` (quotes): instead of a range, the last quote at or before it
-//!   (`quote`), and the last of each venue (`quotes`).
+//!   (`quote`), and the last of each venue (`quotes`);
+//! - `format` (trades, quotes): `json` (default), `csv` or `arrow` (an
+//!   Arrow IPC stream); or `Accept: text/csv` or
+//!   `application/vnd.apache.arrow.stream`. CSV and Arrow answers carry
+//!   `x-mdhub-truncated` and, when cut, `x-mdhub-next` (the cursor).
 //!
 //! `GET /v1/history/sql?q=SELECT…` runs one read-only SQL statement over the
 //! tables `trades` and `quotes` (no DDL, DML, `COPY` or `SET`) and answers
@@ -37,6 +41,7 @@ use serde_json::json;
 
 use crate::Shared;
 
+pub mod csv;
 mod cursor;
 
 pub use cursor::{Cursor, CursorError};
@@ -77,6 +82,17 @@ pub struct HistoryRequest {
     pub at: Option<Timestamp>,
 }
 
+/// How a trades or quotes answer is encoded (`format=`, `Accept`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFormat {
+    /// A JSON document (the default).
+    Json,
+    /// CSV with a header row ([`csv`]).
+    Csv,
+    /// An Arrow IPC stream: the schema, then record batches.
+    Arrow,
+}
+
 /// Why a history request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HistoryFailure {
@@ -97,6 +113,18 @@ pub trait HistorySource: Send + Sync + std::fmt::Debug {
     /// `{"columns": [...], "rows": [...], "truncated": bool}` for one
     /// read-only SQL statement, at most `limit` rows.
     async fn sql(&self, sql: &str, limit: usize) -> Result<serde_json::Value, HistoryFailure>;
+    /// A trades or quotes request's page as CSV or an Arrow IPC stream,
+    /// and the cursor of the next page when the page was cut at `limit`.
+    async fn rows(
+        &self,
+        req: HistoryRequest,
+        format: RowFormat,
+    ) -> Result<(Vec<u8>, Option<Cursor>), HistoryFailure> {
+        let _ = (req, format);
+        Err(HistoryFailure::Invalid(
+            "this process answers history as JSON only".into(),
+        ))
+    }
     /// The same answer as an Arrow IPC stream (schema, then record
     /// batches), and whether it was truncated at `limit` rows.
     async fn sql_arrow(&self, sql: &str, limit: usize) -> Result<(Vec<u8>, bool), HistoryFailure> {
@@ -269,6 +297,21 @@ pub(crate) async fn handler(
             return crate::rest::error(StatusCode::BAD_REQUEST, "bad_cursor", e.to_string());
         }
     };
+    let format = match row_format(&req, &q, &headers) {
+        Ok(f) => f,
+        Err(message) => return bad(message),
+    };
+    if format != RowFormat::Json {
+        let media = if format == RowFormat::Csv {
+            csv::CSV
+        } else {
+            ARROW_STREAM
+        };
+        return match source.rows(req, format).await {
+            Ok((bytes, next)) => encoded(media, bytes, next.is_some(), next.map(|c| c.token())),
+            Err(f) => failed(f),
+        };
+    }
     match source.query(req).await {
         Ok(doc) => Json(doc).into_response(),
         Err(f) => failed(f),
@@ -352,6 +395,54 @@ pub fn parse_cursor(
     Cursor::decode(token)?.within(req.from, req.to).map(Some)
 }
 
+/// The encoding `q` and `headers` ask for: `format=` first, then `Accept`.
+/// Only trades and quotes over a range answer other than JSON.
+fn row_format(
+    req: &HistoryRequest,
+    q: &HashMap<String, String>,
+    headers: &axum::http::HeaderMap,
+) -> Result<RowFormat, String> {
+    let format = match q.get("format").map(String::as_str) {
+        None if accepts(headers, ARROW_STREAM) => RowFormat::Arrow,
+        None if accepts(headers, "text/csv") => RowFormat::Csv,
+        None | Some("json") => RowFormat::Json,
+        Some("csv") => RowFormat::Csv,
+        Some("arrow") => RowFormat::Arrow,
+        Some(other) => return Err(format!("format={other:?}: expected json, csv or arrow")),
+    };
+    let ranged = matches!(req.kind, HistoryKind::Trades | HistoryKind::Quotes);
+    if format != RowFormat::Json && !ranged && q.contains_key("format") {
+        return Err(
+            "format=csv and format=arrow answer trades and quotes over a range; \
+                    bars and at= answer JSON"
+                .into(),
+        );
+    }
+    Ok(if ranged { format } else { RowFormat::Json })
+}
+
+/// A CSV or Arrow answer: `bytes` as `media`, with `x-mdhub-truncated`
+/// and, when there is a next page, `x-mdhub-next`.
+fn encoded(media: &'static str, bytes: Vec<u8>, truncated: bool, next: Option<String>) -> Response {
+    let mut response = (
+        [
+            (axum::http::header::CONTENT_TYPE, media),
+            (
+                axum::http::HeaderName::from_static("x-mdhub-truncated"),
+                if truncated { "true" } else { "false" },
+            ),
+        ],
+        bytes,
+    )
+        .into_response();
+    if let Some(v) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+        response
+            .headers_mut()
+            .insert(axum::http::HeaderName::from_static("x-mdhub-next"), v);
+    }
+    response
+}
+
 /// `GET /v1/history/sql?q=SELECT…[&limit=N][&format=json|arrow]` (or
 /// `Accept: application/vnd.apache.arrow.stream`).
 async fn sql(
@@ -375,23 +466,13 @@ async fn sql(
         Some(_) => return bad(format!("limit: expected 1 to {MAX_LIMIT}")),
     };
     let arrow = match q.get("format").map(String::as_str) {
-        None | Some("json") => accepts_arrow(headers),
+        None | Some("json") => accepts(headers, ARROW_STREAM),
         Some("arrow") => true,
         Some(other) => return bad(format!("format {other:?}: expected json or arrow")),
     };
     if arrow {
         return match source.sql_arrow(text, limit).await {
-            Ok((bytes, truncated)) => (
-                [
-                    (axum::http::header::CONTENT_TYPE, ARROW_STREAM),
-                    (
-                        axum::http::HeaderName::from_static("x-mdhub-truncated"),
-                        if truncated { "true" } else { "false" },
-                    ),
-                ],
-                bytes,
-            )
-                .into_response(),
+            Ok((bytes, truncated)) => encoded(ARROW_STREAM, bytes, truncated, None),
             Err(f) => failed(f),
         };
     }
@@ -401,13 +482,13 @@ async fn sql(
     }
 }
 
-/// Whether the client asked for Arrow with `Accept`.
-fn accepts_arrow(headers: &axum::http::HeaderMap) -> bool {
+/// Whether the client asked for `media` with `Accept`.
+fn accepts(headers: &axum::http::HeaderMap, media: &str) -> bool {
     headers
         .get_all(axum::http::header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().starts_with(ARROW_STREAM)))
+        .any(|v| v.split(',').any(|t| t.trim().starts_with(media)))
 }
 
 /// An RFC 3339 time or Unix nanoseconds.
@@ -565,5 +646,55 @@ mod tests {
         let at = q(&at);
         let req = parse(HistoryKind::Quotes, &at, now).unwrap();
         assert_eq!(parse_cursor(&req, &at), Err(CursorError::NotPaged));
+    }
+
+    #[test]
+    fn formats_from_the_query_then_accept() {
+        use axum::http::{HeaderMap, HeaderValue, header::ACCEPT};
+        let now = Timestamp::from_secs(1_714_600_000);
+        let accept = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(ACCEPT, HeaderValue::from_static(v));
+            h
+        };
+        let none = HeaderMap::new();
+        let trades = parse(HistoryKind::Trades, &q(&[("symbol", "AAPL")]), now).unwrap();
+        let bars = parse(HistoryKind::Bars, &q(&[("symbol", "AAPL")]), now).unwrap();
+        for (pairs, headers, kind, want) in [
+            (vec![], &none, &trades, Ok(RowFormat::Json)),
+            (vec![("format", "csv")], &none, &trades, Ok(RowFormat::Csv)),
+            (
+                vec![("format", "arrow")],
+                &none,
+                &trades,
+                Ok(RowFormat::Arrow),
+            ),
+            (
+                vec![("format", "json")],
+                &accept("text/csv"),
+                &trades,
+                Ok(RowFormat::Json),
+            ),
+            (vec![], &accept("text/csv"), &trades, Ok(RowFormat::Csv)),
+            (
+                vec![],
+                &accept("text/html, application/vnd.apache.arrow.stream"),
+                &trades,
+                Ok(RowFormat::Arrow),
+            ),
+            (vec![], &accept("text/csv"), &bars, Ok(RowFormat::Json)),
+        ] {
+            assert_eq!(row_format(kind, &q(&pairs), headers), want, "{pairs:?}");
+        }
+        assert!(
+            row_format(&trades, &q(&[("format", "xml")]), &none)
+                .unwrap_err()
+                .contains("xml")
+        );
+        assert!(
+            row_format(&bars, &q(&[("format", "csv")]), &none)
+                .unwrap_err()
+                .contains("bars")
+        );
     }
 }

@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::{AuthConfig, AuthError, AuthMode, Authenticator, mint_hs256, new_key};
 pub use config::GatewayConfig;
-pub use history::{Cursor, HistoryFailure, HistoryKind, HistoryRequest, HistorySource};
+pub use history::{Cursor, HistoryFailure, HistoryKind, HistoryRequest, HistorySource, RowFormat};
 pub use metrics::{GatewayMetrics, MetricsSource};
 pub use tls::{TlsError, server_config as tls_server_config};
 

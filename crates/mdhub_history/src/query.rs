@@ -455,7 +455,8 @@ impl History {
     /// `ts_exchange` in `[from, to)`, in time order (then log partition,
     /// then log offset: a total order), at most `limit`; with `after`, only
     /// the rows after that one in this order (the next page of a range
-    /// whose last page ended there).
+    /// whose last page ended there). The schema comes too: an Arrow answer
+    /// of no rows still has one.
     #[allow(clippy::too_many_arguments)]
     pub async fn range(
         &self,
@@ -466,7 +467,7 @@ impl History {
         to: Timestamp,
         after: Option<RowKey>,
         limit: usize,
-    ) -> Result<Vec<RecordBatch>, QueryError> {
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         // The cursor's time is the range's start (it keeps date pruning);
         // among rows of that very time, only those after its position.
         let (from, tie) = match after {
@@ -487,7 +488,7 @@ impl History {
             "SELECT * FROM {table} WHERE {}{tie} ORDER BY ts_exchange, log_partition, log_offset LIMIT {limit}",
             range_predicate(symbol, venue, from, to)
         );
-        Ok(self.sql(&sql).await?.1)
+        self.sql(&sql).await
     }
 }
 

@@ -818,7 +818,7 @@ async fn bars_trades_and_quotes_per_venue() {
                 .count()
         };
         for venue in [None, Some(&sim_a), Some(&sim_b)] {
-            let batches = history
+            let (_, batches) = history
                 .range(table, &btc, venue, from, to, None, 100_000)
                 .await
                 .unwrap();
