@@ -162,7 +162,7 @@ impl HistoryApi {
             .0
             .range(
                 table,
-                &req.symbol,
+                &req.symbols,
                 req.venue.as_ref(),
                 req.from,
                 req.to,

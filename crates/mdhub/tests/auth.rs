@@ -232,6 +232,7 @@ async fn credentials_are_checked_and_entitlements_applied() {
             http_get_with(&addr, "/v1/history/trades?symbol=MSFT", &auth).0,
             http_get_with(&addr, "/v1/history/sql?q=SELECT%201", &auth).0,
             http_get_with(&addr, "/healthz", "").0,
+            http_get_with(&addr, "/v1/history/trades?symbol=AAPL,MSFT", &auth).0,
         )
     })
     .await
@@ -243,6 +244,7 @@ async fn credentials_are_checked_and_entitlements_applied() {
     assert_eq!(rest.2, 403, "history of an unentitled symbol");
     assert_eq!(rest.3, 403, "SQL needs every symbol");
     assert_eq!(rest.4, 200, "health needs no credential");
+    assert_eq!(rest.5, 403, "every symbol of a history request is checked");
 
     // A quotes-only grant sees quotes in a snapshot, never trades; the
     // Bearer scheme is case-insensitive; refusals are counted.

@@ -958,17 +958,17 @@ fn venues_apart_in_rest_history_bars_and_sql() {
     drop(hub);
 }
 
-/// `n` events of BTC-USD on two venues whose times repeat and run against
+/// `n` events of `symbol` on two venues whose times repeat and run against
 /// log order: event `i` at `V0 + ((i * 7) % 12)` seconds, so each of 12
 /// times holds many rows; every fifth a quote, the rest trades.
-fn tied_events(n: usize) -> Vec<mdhub_types::Event> {
+fn tied_events(symbol: &str, n: usize) -> Vec<mdhub_types::Event> {
     (0..n)
         .map(|i| {
             let venue = if i % 3 == 0 { "kraken" } else { "coinbase" };
             let ts = V0 + ((i * 7) % 12) as i64 * 1_000_000_000;
             let price = format!("{}.{:04}", 67_000 + i % 50, (i * 7919) % 10_000);
             let mut e = serde_json::json!({
-                "venue": venue, "symbol": "BTC-USD",
+                "venue": venue, "symbol": symbol,
                 "ts_exchange": ts, "ts_received": V0 + i as i64,
             });
             let more = if i % 5 == 4 {
@@ -1026,9 +1026,19 @@ fn paged(addr: &str, path: &str, table: &str, limit: usize) -> Vec<Value> {
 #[test]
 fn paging_with_cursors_returns_every_row_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let events = tied_events(300);
-    publish(dir.path(), &events);
+    // ETH-USD too, at the same times: several symbols in one request
+    // merge rows of two log partitions that tie on time.
+    let events = tied_events("BTC-USD", 300);
+    let eth = tied_events("ETH-USD", 120);
+    publish(dir.path(), &[events.clone(), eth.clone()].concat());
     let count = |topic: Topic, venue: Option<&str>| count_of(&events, topic, venue);
+    let key = |r: &Value| -> (i64, u64, u64) {
+        let p: Vec<u64> = r["position"].as_str().unwrap()[7..]
+            .split(':')
+            .map(|n| n.parse().unwrap())
+            .collect();
+        (r["ts_exchange"].as_i64().unwrap(), p[0], p[1])
+    };
     let range = format!("symbol=BTC-USD&from={}&to={}", V0 - 1, V0 + 60_000_000_000);
     let uncut = |addr: &str, path: &str, table: &str| -> Vec<Value> {
         let (status, body) = http_get(addr, &format!("{path}&limit=100000"));
@@ -1062,8 +1072,27 @@ fn paging_with_cursors_returns_every_row_once_in_order() {
                     assert_eq!(got, whole, "{when} {path} paged by {limit}");
                 }
                 if table == "trades" && venue.is_none() {
-                    all_trades = whole;
+                    all_trades = whole.clone();
                 }
+                if venue.is_some() {
+                    continue;
+                }
+                // Both symbols: every row of each, merged in the one order.
+                let both = path.replace("BTC-USD", "ETH-USD,BTC-USD");
+                let mut want = whole;
+                want.extend(uncut(addr, &path.replace("BTC-USD", "ETH-USD"), table));
+                want.sort_by_key(key);
+                assert_eq!(
+                    want.len(),
+                    count(topic, None) + count_of(&eth, topic, None),
+                    "{when}"
+                );
+                let got = uncut(addr, &both, table);
+                assert_eq!(got, want, "{when} {both}");
+                assert_eq!(paged(addr, &both, table, 7), want, "{when} {both} paged");
+                let symbols: BTreeSet<&str> =
+                    got.iter().map(|r| r["symbol"].as_str().unwrap()).collect();
+                assert_eq!(symbols, BTreeSet::from(["BTC-USD", "ETH-USD"]));
             }
         }
         all_trades

@@ -220,6 +220,16 @@ impl Grant {
         }
     }
 
+    /// Every channel of `symbols` (upper-case patterns), for tests.
+    #[cfg(test)]
+    pub(crate) fn of_symbols(symbols: &[&str]) -> Grant {
+        Grant {
+            user: "tester".into(),
+            symbols: symbols.iter().map(|s| s.to_string()).collect(),
+            ..Grant::open()
+        }
+    }
+
     /// Whether `symbol` is entitled.
     pub fn allows(&self, symbol: &str) -> bool {
         self.symbols.iter().any(|p| glob(p, symbol))

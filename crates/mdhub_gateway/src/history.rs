@@ -4,7 +4,9 @@
 //! binary's query engine over the hot tier and the lake) answers it.
 //!
 //! Parameters:
-//! - `symbol` (required): a canonical symbol;
+//! - `symbol` (required): a canonical symbol; for trades and quotes over a
+//!   range, up to [`MAX_SYMBOLS`] separated by commas (`AAPL,MSFT`): their
+//!   rows merged in the one order;
 //! - `venue`: a canonical venue id (`coinbase`, `sim-nasdaq`): only that
 //!   venue's rows, bars or quote. Without it trades and quotes are every
 //!   venue's (each row names its own), bars are one series per venue (each
@@ -64,8 +66,11 @@ pub enum HistoryKind {
 pub struct HistoryRequest {
     /// What is asked for.
     pub kind: HistoryKind,
-    /// The symbol.
+    /// The symbol (the first of `symbols`).
     pub symbol: Symbol,
+    /// Every symbol asked for, sorted, without repeats (several only for
+    /// trades and quotes over a range).
+    pub symbols: Vec<Symbol>,
     /// Only this venue's data (`venue=`); every venue's when `None`.
     pub venue: Option<Venue>,
     /// Start of the range (inclusive), `ts_exchange`.
@@ -141,6 +146,9 @@ pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 /// Most rows one request may ask for.
 pub const MAX_LIMIT: usize = 100_000;
 
+/// Most symbols one trades or quotes request may name.
+pub const MAX_SYMBOLS: usize = 32;
+
 /// Why `grant` may not read this history, if it may not: free-form SQL
 /// needs every symbol; the rest need the symbol and the channel.
 fn refusal(grant: &crate::auth::Grant, kind: &str, symbol: Option<&String>) -> Option<String> {
@@ -153,9 +161,12 @@ fn refusal(grant: &crate::auth::Grant, kind: &str, symbol: Option<&String>) -> O
     } else {
         Topic::Trades
     };
-    let sym = symbol?.trim().to_ascii_uppercase();
-    let ok = grant.allows(&sym) && !grant.channels(ChannelSet::of(channel)).is_empty();
-    (!ok).then(|| format!("not entitled to the {kind} of {sym}"))
+    let channel_ok = !grant.channels(ChannelSet::of(channel)).is_empty();
+    symbol?
+        .split(',')
+        .map(|s| s.trim().to_ascii_uppercase())
+        .find(|sym| !(channel_ok && grant.allows(sym)))
+        .map(|sym| format!("not entitled to the {kind} of {sym}"))
 }
 
 /// How many history requests run at once: in all, and per authenticated
@@ -324,8 +335,24 @@ pub fn parse(
     q: &HashMap<String, String>,
     now: Timestamp,
 ) -> Result<HistoryRequest, String> {
-    let symbol = q.get("symbol").ok_or("give ?symbol=AAPL")?.trim();
-    let symbol = Symbol::new(symbol).map_err(|e| format!("symbol {symbol:?}: {e}"))?;
+    let given = q.get("symbol").ok_or("give ?symbol=AAPL")?;
+    let mut symbols = std::collections::BTreeSet::new();
+    for s in given.split(',').map(str::trim) {
+        if symbols.len() == MAX_SYMBOLS {
+            return Err(format!("symbol=: at most {MAX_SYMBOLS} symbols"));
+        }
+        symbols.insert(Symbol::new(s).map_err(|e| format!("symbol {s:?}: {e}"))?);
+    }
+    let symbols: Vec<Symbol> = symbols.into_iter().collect();
+    let Some(symbol) = symbols.first().cloned() else {
+        return Err("give ?symbol=AAPL".into());
+    };
+    let ranged = matches!(kind, HistoryKind::Trades | HistoryKind::Quotes) && !q.contains_key("at");
+    if symbols.len() > 1 && !ranged {
+        return Err(format!(
+            "symbol={given:?}: several symbols for trades and quotes over a range only"
+        ));
+    }
     let venue = q
         .get("venue")
         .map(|v| Venue::new(v.trim()).map_err(|e| format!("venue={v:?}: {e}")))
@@ -341,6 +368,7 @@ pub fn parse(
         return Ok(HistoryRequest {
             kind: HistoryKind::LastQuote,
             symbol,
+            symbols,
             venue,
             from: at,
             to: at,
@@ -371,6 +399,7 @@ pub fn parse(
     Ok(HistoryRequest {
         kind,
         symbol,
+        symbols,
         venue,
         from,
         to,
@@ -525,6 +554,11 @@ pub fn echo(req: &HistoryRequest) -> serde_json::Value {
         "from": req.from,
         "to": req.to,
     });
+    if req.symbols.len() > 1 {
+        let all: Vec<&str> = req.symbols.iter().map(|s| s.as_str()).collect();
+        doc["symbol"] = json!(all.join(","));
+        doc["symbols"] = json!(all);
+    }
     if let Some(v) = &req.venue {
         doc["venue"] = json!(v);
     }
@@ -585,6 +619,18 @@ mod tests {
         .unwrap();
         assert_eq!(r.venue, Some(Venue::new("sim-a").unwrap()));
         assert_eq!(echo(&r)["venue"], "sim-a");
+        assert_eq!(r.symbols, vec![r.symbol.clone()]);
+        assert!(echo(&r).get("symbols").is_none());
+        let r = parse(
+            HistoryKind::Trades,
+            &q(&[("symbol", "MSFT, AAPL,MSFT")]),
+            now,
+        )
+        .unwrap();
+        let names: Vec<&str> = r.symbols.iter().map(|s| s.as_str()).collect();
+        assert_eq!((r.symbol.as_str(), names), ("AAPL", vec!["AAPL", "MSFT"]));
+        assert_eq!(echo(&r)["symbol"], "AAPL,MSFT");
+        assert_eq!(echo(&r)["symbols"], json!(["AAPL", "MSFT"]));
     }
 
     #[test]
@@ -607,6 +653,20 @@ mod tests {
             let e = parse(HistoryKind::Bars, &q(&pairs), now).unwrap_err();
             assert!(e.contains(needle), "{pairs:?}: {e}");
         }
+        for (kind, pairs) in [
+            (HistoryKind::Bars, vec![("symbol", "AAPL,MSFT")]),
+            (
+                HistoryKind::Quotes,
+                vec![("symbol", "AAPL,MSFT"), ("at", "5")],
+            ),
+            (HistoryKind::Trades, vec![("symbol", "AAPL,")]),
+        ] {
+            let e = parse(kind, &q(&pairs), now).unwrap_err();
+            assert!(e.contains("symbol"), "{pairs:?}: {e}");
+        }
+        let many: Vec<String> = (0..=MAX_SYMBOLS).map(|i| format!("S{i}")).collect();
+        let e = parse(HistoryKind::Trades, &q(&[("symbol", &many.join(","))]), now).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
         assert_eq!(parse_interval("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_interval("1d"), Some(Duration::from_secs(86_400)));
     }
@@ -646,6 +706,17 @@ mod tests {
         let at = q(&at);
         let req = parse(HistoryKind::Quotes, &at, now).unwrap();
         assert_eq!(parse_cursor(&req, &at), Err(CursorError::NotPaged));
+    }
+
+    #[test]
+    fn every_symbol_of_a_request_must_be_entitled() {
+        let grant = crate::auth::Grant::of_symbols(&["AAPL", "MSFT"]);
+        let ask = |kind: &str, symbol: &str| refusal(&grant, kind, Some(&symbol.to_string()));
+        assert_eq!(ask("trades", "AAPL,msft"), None);
+        let why = ask("trades", "AAPL,TSLA,MSFT").unwrap();
+        assert!(why.contains("TSLA"), "{why}");
+        assert!(ask("quotes", "TSLA").is_some());
+        assert!(ask("sql", "AAPL").is_some());
     }
 
     #[test]

@@ -451,8 +451,8 @@ impl History {
         Ok((schema, bounded::collect(df, max_rows, self.limits).await?))
     }
 
-    /// `symbol`'s rows of `table` — `venue`'s only, when given — with
-    /// `ts_exchange` in `[from, to)`, in time order (then log partition,
+    /// The rows of `table` of `symbols` — `venue`'s only, when given —
+    /// with `ts_exchange` in `[from, to)`, in time order (then log partition,
     /// then log offset: a total order), at most `limit`; with `after`, only
     /// the rows after that one in this order (the next page of a range
     /// whose last page ended there). The schema comes too: an Arrow answer
@@ -461,7 +461,7 @@ impl History {
     pub async fn range(
         &self,
         table: TableKind,
-        symbol: &Symbol,
+        symbols: &[Symbol],
         venue: Option<&Venue>,
         from: Timestamp,
         to: Timestamp,
@@ -484,9 +484,23 @@ impl History {
             ),
             _ => (from, String::new()),
         };
+        // One scan per symbol (each reads only its symbol's files), merged
+        // by the one order.
+        let scans: Vec<String> = symbols
+            .iter()
+            .map(|symbol| {
+                format!(
+                    "SELECT * FROM {table} WHERE {}{tie}",
+                    range_predicate(symbol, venue, from, to)
+                )
+            })
+            .collect();
+        if scans.is_empty() {
+            return Err(QueryError::Invalid("a range needs a symbol".into()));
+        }
         let sql = format!(
-            "SELECT * FROM {table} WHERE {}{tie} ORDER BY ts_exchange, log_partition, log_offset LIMIT {limit}",
-            range_predicate(symbol, venue, from, to)
+            "SELECT * FROM ({}) ORDER BY ts_exchange, log_partition, log_offset LIMIT {limit}",
+            scans.join(" UNION ALL ")
         );
         self.sql(&sql).await
     }

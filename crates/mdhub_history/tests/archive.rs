@@ -819,7 +819,15 @@ async fn bars_trades_and_quotes_per_venue() {
         };
         for venue in [None, Some(&sim_a), Some(&sim_b)] {
             let (_, batches) = history
-                .range(table, &btc, venue, from, to, None, 100_000)
+                .range(
+                    table,
+                    std::slice::from_ref(&btc),
+                    venue,
+                    from,
+                    to,
+                    None,
+                    100_000,
+                )
                 .await
                 .unwrap();
             let got: Vec<Positioned> = batches
