@@ -4,8 +4,8 @@
 //   node tests/web/mobile.mjs --url http://127.0.0.1:PORT --screenshots DIR
 //
 // Checks: no horizontal scrolling; bid and ask shown on every row; a tap
-// opens the chart (candles) and trades, and back returns to the board (on
-// the phone a view of its own); the manifest and its icons are served and
+// opens the chart (candles), the trades and the quote with its sizes, and
+// back returns to the board (on the phone a view of its own); the manifest and its icons are served and
 // valid; a hidden page gets far fewer frames than a visible one (counted at
 // the gateway) and catches up when it comes back. Screenshots of both sizes
 // go to DIR.
@@ -117,6 +117,8 @@ async function phone(context) {
   if (await page.isVisible("#board")) throw new Error("the board is still shown under the detail view");
   await waitForCandles(page);
   await page.waitForFunction(() => document.querySelectorAll("#tape tr").length > 0, null, { timeout: TIMEOUT_MS });
+  // Sizes on demand: the board leaves them out, the detail view shows them.
+  await page.waitForFunction(() => /×/.test(document.querySelector("#detail-quote").textContent), null, { timeout: TIMEOUT_MS });
   await checkNoOverflow(page, "phone detail");
   await checkTouchTargets(page, "phone detail");
   await page.screenshot({ path: `${opts.screenshots}/phone-chart.png` });

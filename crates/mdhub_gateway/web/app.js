@@ -93,6 +93,7 @@ function scheduleRender() {
     board.render();
     chart.render();
     tape.render();
+    if (document.body.dataset.view === "detail") showDetailQuote();
   });
 }
 
@@ -117,8 +118,18 @@ function openDetail(symbol) {
   select(symbol);
   if (!phone.matches || document.body.dataset.view === "detail") return;
   document.body.dataset.view = "detail";
+  showDetailQuote();
   // The phone's own back gesture returns to the board too.
   history.pushState({ view: "detail" }, "");
+}
+
+/** The phone's detail view: each venue's bid and ask with their sizes (the board leaves sizes out). */
+function showDetailQuote() {
+  const text = board
+    .quotesOf(chart.symbol)
+    .map((q) => `${q.venue} ${q.bid} × ${q.bidSize} / ${q.ask} × ${q.askSize}`)
+    .join("  ·  ");
+  if ($("detail-quote").textContent !== text) $("detail-quote").textContent = text;
 }
 
 function closeDetail() {

@@ -117,6 +117,13 @@ export class QuoteBoard {
     }
   }
 
+  /** The latest quote of each venue of `symbol`: `[{venue, bid, bidSize, ask, askSize}]`. */
+  quotesOf(symbol) {
+    return this.#rowsOf(symbol)
+      .map(([, row]) => ({ venue: row.venue, ...row.values }))
+      .filter((q) => q.bid !== undefined);
+  }
+
   /** Whether `symbol` is marked not entitled. */
   denied(symbol) {
     return this.#rowsOf(symbol).some(([, row]) => row.denied);
