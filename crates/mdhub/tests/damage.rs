@@ -15,13 +15,18 @@ use common::{Hub, http_get};
 use mdhub_types::Topic;
 use serde_json::{Value, json};
 
-const SMALL_SEGMENTS: (&str, &str) = ("MDHUB_LOG__SEGMENT_BYTES", "65536");
+/// Small segments (a roll about every second per partition): damage in a
+/// closed segment.
+const SMALL_SEGMENTS: &str = "65536";
+/// Segments that outlast a test (minutes per partition): the records a
+/// client saw stay in the newest segment, whatever the timing.
+const LARGE_SEGMENTS: &str = "8388608";
 
-fn start(dir: &Path) -> Hub {
+fn start(dir: &Path, segment_bytes: &str) -> Hub {
     Hub::start(
         dir,
         &["--sim-rate", "2000", "--seed", "5"],
-        &[SMALL_SEGMENTS],
+        &[("MDHUB_LOG__SEGMENT_BYTES", segment_bytes)],
     )
 }
 
@@ -73,7 +78,7 @@ async fn a_resume_over_damaged_records_gets_a_data_lost_reset() {
     let dir = tempfile::tempdir().unwrap();
     let symbol = "AAPL";
     let (partition, part) = partition_dir(dir.path(), symbol);
-    let hub = start(dir.path());
+    let hub = start(dir.path(), SMALL_SEGMENTS);
     common::wait_until(60, "closed segments", || {
         let n = std::fs::read_dir(&part).map(|d| d.count()).unwrap_or(0);
         (n >= 6, n) // three .log files, two closed with their .index
@@ -109,7 +114,7 @@ async fn a_resume_over_damaged_records_gets_a_data_lost_reset() {
     assert!(text.contains(&range), "{text}");
     assert!(text.contains("1 damaged ranges"), "{text}");
 
-    let hub = start(dir.path());
+    let hub = start(dir.path(), SMALL_SEGMENTS);
     let (mut ws, epoch) = connect(&hub).await;
     let position = format!("quotes:{partition}:{from}");
     let resume = json!({"epoch": epoch, "positions": {symbol: {"quotes": position}}});
@@ -165,7 +170,7 @@ async fn cutting_records_clients_have_seen_changes_the_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let symbol = "MSFT";
     let (partition, part) = partition_dir(dir.path(), symbol);
-    let hub = start(dir.path());
+    let hub = start(dir.path(), LARGE_SEGMENTS);
     hub.wait_published(2_000);
     let (mut ws, epoch) = connect(&hub).await;
     let frames = subscribe(&mut ws, symbol, Value::Null, Duration::from_millis(800)).await;
@@ -187,7 +192,7 @@ async fn cutting_records_clients_have_seen_changes_the_epoch() {
     );
     damage_record(&newest, base, seen.max(base + 1) - 1);
 
-    let hub = start(dir.path());
+    let hub = start(dir.path(), LARGE_SEGMENTS);
     let (mut ws, epoch2) = connect(&hub).await;
     assert_ne!(epoch2, epoch, "records clients saw were cut: a new epoch");
     let meta = std::fs::read_to_string(dir.path().join("log/meta")).unwrap();
