@@ -1,5 +1,7 @@
-"""History over REST as pyarrow Tables: the hub answers SQL as an Arrow IPC
-stream (`format=arrow`), so nothing goes through JSON on the way.
+"""History over REST as pyarrow Tables: the hub answers SQL, trades and
+quotes as an Arrow IPC stream (`format=arrow`), so nothing goes through JSON
+on the way. `trades()` and `quotes()` follow the hub's cursor (`x-mdhub-next`)
+page by page, so a long range comes back whole, each row once.
 
 Needs pyarrow (`pip install "./clients/python[arrow]"`); `.to_pandas()` and
 Polars (`polars.from_arrow`) take the table from there.
@@ -11,7 +13,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Optional
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -23,6 +25,94 @@ class HistoryError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
+
+
+def _get(url: str, token: Optional[str], timeout: float) -> Tuple[bytes, Dict[str, str]]:
+    """One GET for an Arrow answer: its body and headers, or HistoryError."""
+    headers = {"Accept": ARROW_STREAM}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
+            return r.read(), {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as e:
+        try:
+            err = json.loads(e.read())["error"]
+            raise HistoryError(e.code, err["code"], err["message"]) from None
+        except (ValueError, KeyError, TypeError):
+            raise HistoryError(e.code, "http_error", str(e)) from None
+
+
+def _range(
+    kind: str,
+    base_url: str,
+    symbols: Union[str, Iterable[str]],
+    start: int,
+    end: int,
+    venue: Optional[str],
+    token: Optional[str],
+    page_rows: int,
+    timeout: float,
+) -> Any:
+    import pyarrow
+    import pyarrow.ipc
+
+    names = [symbols] if isinstance(symbols, str) else list(symbols)
+    params = {
+        "symbol": ",".join(names),
+        "from": str(start),
+        "to": str(end),
+        "limit": str(page_rows),
+        "format": "arrow",
+    }
+    if venue:
+        params["venue"] = venue
+    pages = []
+    cursor: Optional[str] = None
+    while True:
+        query = dict(params, **({"cursor": cursor} if cursor else {}))
+        url = f"{base_url.rstrip('/')}/v1/history/{kind}?{urllib.parse.urlencode(query)}"
+        body, headers = _get(url, token, timeout)
+        pages.append(pyarrow.ipc.open_stream(body).read_all())
+        cursor = headers.get("x-mdhub-next")
+        if not cursor:
+            break
+    return pyarrow.concat_tables(pages) if len(pages) > 1 else pages[0]
+
+
+def trades(
+    base_url: str,
+    symbols: Union[str, Iterable[str]],
+    start: int,
+    end: int,
+    *,
+    venue: Optional[str] = None,
+    token: Optional[str] = None,
+    page_rows: int = 100_000,
+    timeout: float = 60.0,
+) -> Any:
+    """Every trade of `symbols` (one, or several) with `ts_exchange` in
+    `[start, end)` (integer UTC nanoseconds) — of one `venue` when given — as
+    a `pyarrow.Table` in the hub's order (time, then log position). Fetched
+    `page_rows` at a time through the hub's cursor: each row exactly once.
+    Prices and sizes are exact `decimal128(38, 18)`, times
+    `timestamp[ns, UTC]`."""
+    return _range("trades", base_url, symbols, start, end, venue, token, page_rows, timeout)
+
+
+def quotes(
+    base_url: str,
+    symbols: Union[str, Iterable[str]],
+    start: int,
+    end: int,
+    *,
+    venue: Optional[str] = None,
+    token: Optional[str] = None,
+    page_rows: int = 100_000,
+    timeout: float = 60.0,
+) -> Any:
+    """Every quote of `symbols` in `[start, end)`, as `trades()` does."""
+    return _range("quotes", base_url, symbols, start, end, venue, token, page_rows, timeout)
 
 
 def sql(
@@ -43,19 +133,8 @@ def sql(
     if limit is not None:
         params["limit"] = str(limit)
     url = f"{base_url.rstrip('/')}/v1/history/sql?{urllib.parse.urlencode(params)}"
-    headers = {"Accept": ARROW_STREAM}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
-            body = r.read()
-            truncated = r.headers.get("x-mdhub-truncated", "false")
-    except urllib.error.HTTPError as e:
-        try:
-            err = json.loads(e.read())["error"]
-            raise HistoryError(e.code, err["code"], err["message"]) from None
-        except (ValueError, KeyError, TypeError):
-            raise HistoryError(e.code, "http_error", str(e)) from None
+    body, headers = _get(url, token, timeout)
+    truncated = headers.get("x-mdhub-truncated", "false")
     table = pyarrow.ipc.open_stream(body).read_all()
     meta = dict(table.schema.metadata or {})
     meta[b"mdhub.truncated"] = truncated.encode()
