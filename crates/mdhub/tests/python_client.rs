@@ -292,6 +292,15 @@ want = [(t["venue"], str(Decimal(t["price"]).normalize()), int(t["position"].rsp
 assert got == want, "paged Arrow rows are the uncut JSON rows, in order"
 dex = mdhub.history.quotes(base, ["BTC-USDT", "ETH-USDT"], 0, now, venue="sim-dex", page_rows=50)
 assert dex.num_rows > 0 and set(dex.column("venue").to_pylist()) == {"sim-dex"}
+# bars(): exact decimals, per venue, equal to the JSON answer.
+b = mdhub.history.bars(base, "BTC-USDT", 0, now, interval="1s")
+jb = json.load(urllib.request.urlopen(base + "/v1/history/bars?" + urllib.parse.urlencode(
+    {"symbol": "BTC-USDT", "interval": "1s", "from": "0", "to": str(now)})))["bars"]
+assert b.num_rows == len(jb) > 0, (b.num_rows, len(jb))
+assert str(b.schema.field("vwap").type) == "decimal128(38, 18)", b.schema
+assert [(r["venue"], r["close"], r["trades"]) for r in b.select(["venue", "close", "trades"]).to_pylist()] == [
+    (x["venue"], Decimal(x["close"]), x["trades"]) for x in jb]
+assert b.column("ts").cast("int64").to_pylist() == [x["ts"] for x in jb]
 print("ok", table.num_rows, cut.num_rows, trades.num_rows)
 "#;
     let text = run_script(script, &[&format!("http://{}", hub.addr)]);
