@@ -27,9 +27,11 @@ class HistoryError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _get(url: str, token: Optional[str], timeout: float) -> Tuple[bytes, Dict[str, str]]:
-    """One GET for an Arrow answer: its body and headers, or HistoryError."""
-    headers = {"Accept": ARROW_STREAM}
+def _get(
+    url: str, token: Optional[str], timeout: float, accept: str = ARROW_STREAM
+) -> Tuple[bytes, Dict[str, str]]:
+    """One GET: the answer's body and headers, or HistoryError."""
+    headers = {"Accept": accept}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
@@ -139,20 +141,8 @@ def bars(
     if venue:
         params["venue"] = venue
     url = f"{base_url.rstrip('/')}/v1/history/bars?{urllib.parse.urlencode(params)}"
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
-            # Exact: integers stay ints, decimals arrive as strings.
-            doc = json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        try:
-            err = json.loads(e.read())["error"]
-            raise HistoryError(e.code, err["code"], err["message"]) from None
-        except (ValueError, KeyError, TypeError):
-            raise HistoryError(e.code, "http_error", str(e)) from None
-    rows = doc["bars"]
+    # Exact: integers stay ints, decimals arrive as strings.
+    rows = json.loads(_get(url, token, timeout, "application/json")[0])["bars"]
     dec = pyarrow.decimal128(38, 18)
 
     def decimals(name: str) -> Any:

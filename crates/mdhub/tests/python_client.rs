@@ -277,11 +277,20 @@ try:
 except mdhub.history.HistoryError as e:
     assert e.status == 400, e
 # trades(): every page through the cursor equals one uncut JSON answer.
-# A closed range: up to now, read after the hub has archived what came
-# before it (the hub keeps streaming meanwhile).
+# A closed range up to now, read once history holds every BTC-USDT trade
+# of it: a trade received a second after `now` is archived (one symbol is
+# one partition, archived in log order), and the simulator's exchange times
+# trail receipt by milliseconds. The hub keeps streaming meanwhile.
 import time
 now = time.time_ns()
-time.sleep(2)
+deadline = time.monotonic() + 30
+while True:
+    newest = json.load(urllib.request.urlopen(base + "/v1/history/sql?" + urllib.parse.urlencode(
+        {"q": "SELECT CAST(max(ts_received) AS BIGINT) AS t FROM trades WHERE symbol = 'BTC-USDT'"})))["rows"][0]["t"]
+    if newest is not None and int(newest) > now + 1_000_000_000:
+        break
+    assert time.monotonic() < deadline, "history reaches a second past now"
+    time.sleep(0.1)
 whole = json.load(urllib.request.urlopen(base + "/v1/history/trades?" + urllib.parse.urlencode(
     {"symbol": "BTC-USDT", "from": "0", "to": str(now), "limit": "100000"})))
 assert not whole["truncated"] and len(whole["trades"]) > 5, len(whole["trades"])
